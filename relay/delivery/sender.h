@@ -1,0 +1,20 @@
+#pragma once
+// HttpSender: sends one event to one subscription endpoint and reports the outcome. The seam
+// between relay and the network (tests and the dispatcher use it through this interface).
+
+#include "relay/common/event.h"
+#include "relay/delivery/outcome.h"
+
+namespace relay::delivery {
+
+class HttpSender {
+ public:
+  virtual ~HttpSender() = default;
+  // Blocks for at most the subscription's timeout (plus connect timeout). Never throws.
+  // `attempt` is 1 for the first try.
+  virtual DeliveryOutcome send(const Event& event, int attempt) = 0;
+  // Aborts an in-flight send from another thread (shutdown); the send returns kRetryable.
+  virtual void stop() = 0;
+};
+
+}  // namespace relay::delivery
