@@ -1,1 +1,409 @@
-// placeholder: being written
+#include "relay/dispatch/dispatcher.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <random>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "relay/dispatch/retry_policy.h"
+
+namespace relay::dispatch {
+namespace {
+
+std::string make_owner_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  return fmt::format("{}:{}:{:08x}", host, getpid(), rd());
+}
+
+std::vector<std::string> subscription_names(const config::Config& config) {
+  std::vector<std::string> out;
+  for (const auto& s : config.subscriptions) out.push_back(s.name);
+  return out;
+}
+
+// Most outcomes are written in one go; a batch is capped so one transaction stays short.
+constexpr size_t kMaxRecordBatch = 1000;
+
+}  // namespace
+
+Dispatcher::Dispatcher(const config::Config& config, std::string database_url, Clock& clock)
+    : config_(config),
+      database_url_(std::move(database_url)),
+      clock_(clock),
+      owner_(make_owner_id()),
+      matcher_(config_.subscriptions),
+      max_in_flight_items_(2 * config.source.batch_size),
+      source_(database_url_, owner_, config.source.lease, subscription_names(config)),
+      // Room for every part of every item in flight: pushing a result never blocks a lane for long.
+      results_(static_cast<size_t>(2 * config.source.batch_size) * std::max<size_t>(1, config.subscriptions.size()) + 1) {
+  kick_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  RELAY_CHECK(kick_fd_ >= 0, "eventfd failed");
+}
+
+Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& config, std::string database_url,
+                                                       Clock& clock, const SenderFactory& make_sender) {
+  std::unique_ptr<Dispatcher> d(new Dispatcher(config, std::move(database_url), clock));
+  const size_t queue_capacity = static_cast<size_t>(d->max_in_flight_items_) + 1;
+  for (const auto& sub : d->config_.subscriptions) {
+    SubscriptionLanes lanes;
+    lanes.config = &sub;
+    for (int i = 0; i < sub.max_in_flight; ++i) {
+      auto lane = std::make_unique<Lane>(queue_capacity);
+      auto sender = make_sender(sub);
+      if (!sender) return sender.error();
+      lane->sender = std::move(*sender);
+      lanes.lanes.push_back(std::move(lane));
+    }
+    d->subscriptions_.push_back(std::move(lanes));
+  }
+  return d;
+}
+
+Dispatcher::~Dispatcher() {
+  if (started_ && !shut_down_) (void)shutdown(clock_.now(), clock_.now());
+  if (kick_fd_ >= 0) ::close(kick_fd_);
+}
+
+void Dispatcher::start() {
+  RELAY_CHECK(!started_, "Dispatcher::start() called twice");
+  started_ = true;
+  for (auto& s : subscriptions_) {
+    for (auto& lane : s.lanes) {
+      Lane* l = lane.get();
+      const config::SubscriptionConfig* sub = s.config;
+      l->thread = std::jthread([this, sub, l](std::stop_token st) { run_lane(*sub, *l, st); });
+    }
+  }
+  recorder_thread_ = std::jthread([this](std::stop_token st) { run_recorder(st); });
+  source_thread_ = std::jthread([this](std::stop_token st) { run_source(st); });
+  log_.info("started", {{"owner", owner_}, {"subscriptions", std::to_string(subscriptions_.size())}});
+}
+
+void Dispatcher::kick_source() { (void)eventfd_write(kick_fd_, 1); }
+
+// Waits out a database outage: 100ms doubling to 5s. Returns false on stop.
+bool Dispatcher::wait_backoff(int failures, std::stop_token stop) {
+  const Millis delay = backoff_ceiling({.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, failures);
+  return clock_.sleep_until(clock_.now() + delay, stop);
+}
+
+// ---- source ---------------------------------------------------------------------------------
+
+void Dispatcher::run_source(std::stop_token stop) {
+  const int batch = config_.source.batch_size;
+  const Millis renew_every = config_.source.lease / 3;
+  auto next_renew = clock_.now() + renew_every;
+  int db_failures = 0;
+  std::stop_callback wake_on_stop(stop, [this] { kick_source(); });
+
+  auto on_db_error = [&](const Error& e, const char* what) {
+    if (db_failures == 0) log_.warn("database unavailable", {{"during", what}, {"error", e.message}});
+    ++db_failures;
+    return wait_backoff(db_failures, stop);
+  };
+
+  while (!stop.stop_requested()) {
+    if (clock_.now() >= next_renew) {
+      auto r = source_.renew_leases();
+      if (!r) {
+        if (!on_db_error(r.error(), "lease renewal")) break;
+        continue;
+      }
+      next_renew = clock_.now() + renew_every;
+    }
+
+    int room = max_in_flight_items_ - in_flight_items_.load();
+    bool more_now = false;  // a full claim: there is probably more, claim again at once
+    if (room > 0) {
+      // Scheduled retries first, with at most half the room, so a deep outbox can't starve them.
+      auto due = source_.claim_deliveries(std::min(batch, std::max(1, room / 2)));
+      if (!due) {
+        if (!on_db_error(due.error(), "claim")) break;
+        continue;
+      }
+      in_flight_items_ += static_cast<int>(due->size());
+      room -= static_cast<int>(due->size());
+      for (auto& d : *due) dispatch_delivery(std::move(d));
+
+      if (room > 0) {
+        const int want = std::min(batch, room);
+        auto events = source_.claim_outbox(want);
+        if (!events) {
+          if (!on_db_error(events.error(), "claim")) break;
+          continue;
+        }
+        in_flight_items_ += static_cast<int>(events->size());
+        room -= static_cast<int>(events->size());
+        counters_.claimed += static_cast<long long>(events->size() + due->size());
+        more_now = static_cast<int>(events->size()) == want;
+        for (auto& e : *events) dispatch_event(std::move(e));
+      }
+      if (db_failures > 0) {
+        log_.info("database available again");
+        db_failures = 0;
+      }
+    }
+    if (more_now && room > 0) continue;
+
+    Millis wait = renew_every;
+    if (room > 0) {
+      // Idle: sleep until a wake-up, the next scheduled retry or delayed event, or the safety-net poll.
+      wait = std::min(wait, config_.source.poll_interval);
+      auto next = source_.time_until_next_due();
+      if (!next) {
+        if (!on_db_error(next.error(), "wait")) break;
+        continue;
+      }
+      if (*next) wait = std::min(wait, std::max(Millis(1), **next));
+    }
+    // At capacity the recorder kicks us as soon as outcomes free room.
+    auto woke = source_.wait_for_wakeup(wait, kick_fd_);
+    if (!woke && !on_db_error(woke.error(), "wait")) break;
+  }
+}
+
+void Dispatcher::dispatch_event(Event&& event) {
+  auto shared = std::make_shared<const Event>(std::move(event));
+  const std::vector<size_t> matched = matcher_.match(shared->topic);
+  if (matched.empty()) {
+    // Nothing subscribes to this topic. Dead-letter it rather than drop it: an unmatched topic is
+    // usually a typo in the config or the app, and an operator can replay it once it is fixed.
+    TaskResult r;
+    r.outbox_id = shared->outbox_id;
+    r.part.kind = store::PartOutcome::Kind::kDeadLetter;
+    r.part.subscription = "(none)";
+    r.part.reason = kReasonNoSubscription;
+    r.part.last_error = fmt::format("no subscription matches topic \"{}\"", shared->topic);
+    push_result(std::move(r));
+    return;
+  }
+  for (size_t index : matched) {
+    Task t;
+    t.event = shared;
+    t.parts_total = static_cast<int>(matched.size());
+    enqueue(index, std::move(t));
+  }
+}
+
+void Dispatcher::dispatch_delivery(store::ClaimedDelivery&& claimed) {
+  for (size_t i = 0; i < subscriptions_.size(); ++i) {
+    if (subscriptions_[i].config->name != claimed.subscription) continue;
+    Task t;
+    t.delivery_id = claimed.delivery_id;
+    t.attempts_before = claimed.attempts;
+    t.first_failed_at = claimed.first_failed_at;
+    t.event = std::make_shared<const Event>(std::move(claimed.event));
+    enqueue(i, std::move(t));
+    return;
+  }
+  // The claim only returns rows of our subscriptions.
+  RELAY_CHECK(false, "claimed a delivery row for an unknown subscription");
+}
+
+void Dispatcher::enqueue(size_t subscription_index, Task&& task) {
+  auto& lanes = subscriptions_[subscription_index].lanes;
+  // Same key -> same lane, so one relay sends a key's events in the order it claimed them.
+  const std::string& by = task.event->key ? *task.event->key : task.event->event_id;
+  const size_t lane = std::hash<std::string>{}(by) % lanes.size();
+  // Lane queues hold every item that can be in flight, so this does not block.
+  std::stop_source never;
+  RELAY_CHECK(lanes[lane]->queue.push(task, never.get_token()), "lane queue closed while claiming");
+}
+
+// ---- lanes ----------------------------------------------------------------------------------
+
+store::PartOutcome Dispatcher::attempt(const config::SubscriptionConfig& sub, Lane& lane, const Task& task,
+                                       Backoff& backoff) {
+  using Kind = store::PartOutcome::Kind;
+  const Event& e = *task.event;
+  store::PartOutcome part;
+  part.attempts = task.attempts_before;
+  if (draining_) {
+    part.kind = Kind::kAborted;
+    return part;
+  }
+  if (static_cast<std::int64_t>(e.payload.size()) > config_.limits.max_payload_bytes) {
+    part.kind = Kind::kDeadLetter;
+    part.reason = kReasonPayloadTooLarge;
+    part.last_error = fmt::format("payload is {} bytes; limits.max_payload_bytes is {}", e.payload.size(),
+                                  config_.limits.max_payload_bytes);
+    return part;
+  }
+  const auto wall_now = clock_.wall_now();
+  if (e.expires_at && *e.expires_at <= wall_now) {
+    part.kind = Kind::kDeadLetter;
+    part.reason = kReasonExpired;
+    part.last_error = "expires_at passed before delivery";
+    return part;
+  }
+  const int attempt_no = task.attempts_before + 1;
+  delivery::DeliveryOutcome outcome = lane.sender->send(e, attempt_no);
+  if (hard_stop_ && outcome.kind != delivery::DeliveryOutcome::Kind::kDelivered) {
+    part.kind = Kind::kAborted;  // cut off by shutdown: not the consumer's fault, not an attempt
+    return part;
+  }
+  Millis failing_for{0};
+  if (task.delivery_id != 0 && wall_now > task.first_failed_at) {
+    failing_for = std::chrono::duration_cast<Millis>(wall_now - task.first_failed_at);
+  }
+  return decide(outcome, attempt_no, failing_for, sub.retry, backoff);
+}
+
+void Dispatcher::run_lane(const config::SubscriptionConfig& sub, Lane& lane, std::stop_token stop) {
+  Backoff backoff({.initial_backoff = sub.retry.initial_backoff, .max_backoff = sub.retry.max_backoff});
+  while (auto task = lane.queue.pop(stop)) {
+    TaskResult r;
+    r.outbox_id = task->event->outbox_id;
+    r.delivery_id = task->delivery_id;
+    r.parts_total = task->parts_total;
+    r.part = attempt(sub, lane, *task, backoff);
+    r.part.subscription = sub.name;
+    push_result(std::move(r));
+  }
+}
+
+void Dispatcher::push_result(TaskResult&& result) {
+  std::stop_source never;
+  RELAY_CHECK(results_.push(result, never.get_token()), "results queue closed while lanes run");
+}
+
+// ---- recorder -------------------------------------------------------------------------------
+
+void Dispatcher::run_recorder(std::stop_token stop) {
+  store::PgOutcomeStore store(database_url_, owner_, 1 << 20);
+  // Parts of outbox rows seen so far; a row is recorded once all its parts are in.
+  std::unordered_map<std::int64_t, store::OutboxOutcome> partial;
+  int db_failures = 0;
+
+  // Ends when the queue is closed and drained (shutdown); `stop` only cuts short a database outage.
+  while (auto first = results_.pop({})) {
+    store::OutcomeBatch batch;
+    int items_done = 0;
+    auto take = [&](TaskResult&& r) {
+      if (r.delivery_id != 0) {
+        batch.deliveries.push_back({r.delivery_id, std::move(r.part)});
+        ++items_done;
+        return;
+      }
+      auto& o = partial[r.outbox_id];
+      o.outbox_id = r.outbox_id;
+      o.parts.push_back(std::move(r.part));
+      if (static_cast<int>(o.parts.size()) == r.parts_total) {
+        batch.outbox.push_back(std::move(o));
+        partial.erase(r.outbox_id);
+        ++items_done;
+      }
+    };
+    take(std::move(*first));
+    while (batch.size() < kMaxRecordBatch) {
+      auto more = results_.try_pop();
+      if (!more) break;
+      take(std::move(*more));
+    }
+    if (batch.empty()) continue;
+
+    // Keep the batch until it is written: an outcome is never dropped while the database is away.
+    while (true) {
+      auto r = store.record(batch);
+      if (r) break;
+      if (db_failures == 0) log_.warn("cannot record outcomes", {{"error", r.error().message}});
+      ++db_failures;
+      if (!wait_backoff(db_failures, stop)) {
+        record_failed_ = true;
+        log_.error("gave up recording outcomes; their leases will expire and they will be delivered again",
+                   {{"items", std::to_string(batch.size())}});
+        break;
+      }
+    }
+    if (db_failures > 0 && !record_failed_) {
+      log_.info("recording outcomes again");
+      db_failures = 0;
+    }
+
+    auto count = [&](const store::PartOutcome& p) {
+      switch (p.kind) {
+        case store::PartOutcome::Kind::kDelivered: ++counters_.delivered; break;
+        case store::PartOutcome::Kind::kRetry: ++counters_.retries_scheduled; break;
+        case store::PartOutcome::Kind::kDeadLetter: ++counters_.dead_lettered; break;
+        case store::PartOutcome::Kind::kAborted: break;
+      }
+    };
+    for (const auto& o : batch.outbox) {
+      for (const auto& p : o.parts) {
+        count(p);
+        if (p.kind == store::PartOutcome::Kind::kDeadLetter) {
+          log_.warn("dead-lettered", {{"outbox_id", std::to_string(o.outbox_id)}, {"subscription", p.subscription},
+                                      {"reason", p.reason}, {"attempts", std::to_string(p.attempts)}});
+        }
+      }
+    }
+    for (const auto& d : batch.deliveries) {
+      count(d.part);
+      if (d.part.kind == store::PartOutcome::Kind::kDeadLetter) {
+        log_.warn("dead-lettered", {{"delivery_id", std::to_string(d.delivery_id)}, {"subscription", d.part.subscription},
+                                    {"reason", d.part.reason}, {"attempts", std::to_string(d.part.attempts)}});
+      }
+    }
+    in_flight_items_ -= items_done;
+    // Room freed, or a retry is now scheduled that may be due before the source's current wait ends.
+    kick_source();
+  }
+}
+
+// ---- shutdown -------------------------------------------------------------------------------
+
+Status Dispatcher::shutdown(Clock::TimePoint drain_deadline, Clock::TimePoint final_deadline) {
+  if (!started_ || shut_down_) return {};
+  shut_down_ = true;
+  draining_ = true;
+
+  // 1. Stop claiming.
+  source_thread_.request_stop();
+  if (source_thread_.joinable()) source_thread_.join();
+
+  // 2. Lanes finish the request they are sending; queued tasks come back aborted.
+  for (auto& s : subscriptions_) {
+    for (auto& lane : s.lanes) lane->queue.close();
+  }
+  // Wait for lanes up to the deadline; then abort what is still on the wire.
+  std::jthread watchdog([this, drain_deadline](std::stop_token st) {
+    if (clock_.sleep_until(drain_deadline, st)) {
+      hard_stop_ = true;
+      for (auto& s : subscriptions_) {
+        for (auto& lane : s.lanes) lane->sender->stop();
+      }
+    }
+  });
+  for (auto& s : subscriptions_) {
+    for (auto& lane : s.lanes) {
+      if (lane->thread.joinable()) lane->thread.join();
+    }
+  }
+  watchdog.request_stop();
+  watchdog.join();
+
+  // 3. Record every outcome; a database that stays down past the final deadline is given up on.
+  results_.close();
+  std::jthread recorder_watchdog([this, final_deadline](std::stop_token st) {
+    if (clock_.sleep_until(final_deadline, st)) recorder_thread_.request_stop();
+  });
+  if (recorder_thread_.joinable()) recorder_thread_.join();
+  recorder_watchdog.request_stop();
+  recorder_watchdog.join();
+
+  // 4. Release what this relay still holds (e.g. outcomes that could not be recorded).
+  Status released = source_.release_all();
+  log_.info("stopped", {{"delivered", std::to_string(counters_.delivered.load())},
+                        {"dead_lettered", std::to_string(counters_.dead_lettered.load())}});
+  if (record_failed_) return Error{ErrorCode::kUnavailable, "some outcomes could not be recorded"};
+  return released;
+}
+
+}  // namespace relay::dispatch

@@ -1,1 +1,219 @@
-// placeholder: being written
+#include "relay/store/outbox_source.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "relay/store/pg_connection.h"
+#include "relay/store/transaction.h"
+#include "relay/store/wakeup.h"
+
+namespace relay::store {
+namespace {
+
+// Timestamps travel as microseconds since the epoch: no time-zone or text-format surprises.
+constexpr const char* kClaimOutbox = R"(
+  WITH due AS (
+    SELECT id FROM relay.outbox
+     WHERE (lease_until IS NULL OR lease_until < now())
+       AND (deliver_after IS NULL OR deliver_after <= now())
+     ORDER BY id
+     LIMIT $3
+     FOR UPDATE SKIP LOCKED)
+  UPDATE relay.outbox o
+     SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond', claims = o.claims + 1
+    FROM due
+   WHERE o.id = due.id
+  RETURNING o.id, o.event_id::text, o.topic, o.key, o.payload, o.content_type, o.headers::text,
+            (extract(epoch FROM o.created_at) * 1000000)::bigint,
+            (extract(epoch FROM o.expires_at) * 1000000)::bigint)";
+
+constexpr const char* kClaimDeliveries = R"(
+  WITH due AS (
+    SELECT id FROM relay.delivery
+     WHERE next_attempt_at <= now()
+       AND (lease_until IS NULL OR lease_until < now())
+       AND subscription = ANY($4::text[])
+     ORDER BY next_attempt_at, id
+     LIMIT $3
+     FOR UPDATE SKIP LOCKED)
+  UPDATE relay.delivery d
+     SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond'
+    FROM due
+   WHERE d.id = due.id
+  RETURNING d.id, d.subscription, d.attempts, (extract(epoch FROM d.first_failed_at) * 1000000)::bigint,
+            d.outbox_id, d.event_id::text, d.topic, d.key, d.payload, d.content_type, d.headers::text,
+            (extract(epoch FROM d.created_at) * 1000000)::bigint,
+            (extract(epoch FROM d.expires_at) * 1000000)::bigint)";
+
+constexpr const char* kRenewOutbox =
+    "UPDATE relay.outbox SET lease_until = now() + $2 * interval '1 millisecond' WHERE lease_owner = $1";
+constexpr const char* kRenewDeliveries =
+    "UPDATE relay.delivery SET lease_until = now() + $2 * interval '1 millisecond' WHERE lease_owner = $1";
+
+constexpr const char* kNextDue = R"(
+  SELECT (extract(epoch FROM least(
+            (SELECT min(next_attempt_at) FROM relay.delivery WHERE lease_until IS NULL AND subscription = ANY($1::text[])),
+            (SELECT min(deliver_after) FROM relay.outbox WHERE deliver_after > now())) - now()) * 1000)::bigint)";
+
+std::chrono::system_clock::time_point from_micros(long long us) {
+  return std::chrono::system_clock::time_point{std::chrono::microseconds(us)};
+}
+
+// Columns from `first` on: event_id, topic, key, payload, content_type, headers, created_at, expires_at.
+Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first) {
+  Event e;
+  e.outbox_id = outbox_id;
+  e.event_id = row[first].as<std::string>();
+  e.topic = row[first + 1].as<std::string>();
+  if (!row[first + 2].is_null()) e.key = row[first + 2].as<std::string>();
+  e.payload = pqxx::binarystring(row[first + 3]).str();
+  e.content_type = row[first + 4].as<std::string>();
+  e.headers_json = row[first + 5].as<std::string>();
+  e.created_at = from_micros(row[first + 6].as<long long>());
+  if (!row[first + 7].is_null()) e.expires_at = from_micros(row[first + 7].as<long long>());
+  return e;
+}
+
+}  // namespace
+
+static std::string text_array(const std::vector<std::string>& names) {
+  std::string out = "{";
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? "," : "") + names[i];
+  return out + "}";
+}
+
+PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Millis lease,
+                               std::vector<std::string> subscriptions)
+    : owner_(std::move(owner)), lease_(lease), subscriptions_(text_array(subscriptions)) {
+  conn_ = std::make_unique<PgConnection>(std::move(database_url), [this](pqxx::connection& c) {
+    c.prepare("claim_outbox", kClaimOutbox);
+    c.prepare("claim_deliveries", kClaimDeliveries);
+    c.prepare("renew_outbox", kRenewOutbox);
+    c.prepare("renew_deliveries", kRenewDeliveries);
+    c.prepare("next_due", kNextDue);
+    // LISTEN before the first claim: a wake-up sent between the claim and the wait is not lost.
+    listener_ = std::make_unique<OutboxListener>(c, notified_);
+  });
+}
+
+PgOutboxSource::~PgOutboxSource() {
+  listener_.reset();  // a receiver must die before its connection
+  conn_.reset();
+}
+
+// Runs fn on the live connection; on kUnavailable drops it (and its listener) so the next call
+// reconnects, re-prepares and re-LISTENs.
+template <typename Fn>
+auto PgOutboxSource::with_connection(Fn&& fn) {
+  using R = decltype(fn(std::declval<pqxx::connection&>()));
+  auto c = conn_->get();
+  if (!c) {
+    listener_.reset();
+    conn_->reset();
+    return R(c.error());
+  }
+  R result = fn(**c);
+  if (!result.has_value() && result.error().code == ErrorCode::kUnavailable) {
+    listener_.reset();
+    conn_->reset();
+  }
+  return result;
+}
+
+Result<std::vector<Event>> PgOutboxSource::claim_outbox(int limit) {
+  return with_connection([&](pqxx::connection& c) {
+    return run_transaction(c, [&](pqxx::work& txn) {
+      auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()), limit);
+      std::vector<Event> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows) out.push_back(read_event(row, row[0].as<std::int64_t>(), 1));
+      // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
+      std::sort(out.begin(), out.end(), [](const Event& a, const Event& b) { return a.outbox_id < b.outbox_id; });
+      return out;
+    });
+  });
+}
+
+Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(int limit) {
+  return with_connection([&](pqxx::connection& c) {
+    return run_transaction(c, [&](pqxx::work& txn) {
+      auto rows = txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()), limit, subscriptions_);
+      std::vector<ClaimedDelivery> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows) {
+        ClaimedDelivery d;
+        d.delivery_id = row[0].as<std::int64_t>();
+        d.subscription = row[1].as<std::string>();
+        d.attempts = row[2].as<int>();
+        d.first_failed_at = from_micros(row[3].as<long long>());
+        d.event = read_event(row, row[4].as<std::int64_t>(), 5);
+        out.push_back(std::move(d));
+      }
+      std::sort(out.begin(), out.end(),
+                [](const ClaimedDelivery& a, const ClaimedDelivery& b) { return a.event.outbox_id < b.event.outbox_id; });
+      return out;
+    });
+  });
+}
+
+Status PgOutboxSource::renew_leases() {
+  return with_connection([&](pqxx::connection& c) {
+    return run_transaction(c, [&](pqxx::work& txn) {
+      const auto ms = static_cast<long long>(lease_.count());
+      txn.exec_prepared("renew_outbox", owner_, ms);
+      txn.exec_prepared("renew_deliveries", owner_, ms);
+    });
+  });
+}
+
+Status PgOutboxSource::release_all() {
+  return with_connection([&](pqxx::connection& c) {
+    return run_transaction(c, [&](pqxx::work& txn) {
+      txn.exec_params("UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner_);
+      txn.exec_params("UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner_);
+    });
+  });
+}
+
+Result<std::optional<Millis>> PgOutboxSource::time_until_next_due() {
+  return with_connection([&](pqxx::connection& c) {
+    return run_transaction(c, [&](pqxx::work& txn) -> std::optional<Millis> {
+      auto rows = txn.exec_prepared("next_due", subscriptions_);
+      if (rows.empty() || rows[0][0].is_null()) return std::nullopt;
+      return Millis(std::max<long long>(0, rows[0][0].as<long long>()));
+    });
+  });
+}
+
+Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
+  return with_connection([&](pqxx::connection& c) -> Result<bool> {
+    try {
+      c.get_notifs();  // anything that arrived during earlier statements
+      if (notified_) {
+        notified_ = false;
+        return true;
+      }
+      pollfd fds[2] = {{c.sock(), POLLIN, 0}, {kick_fd, POLLIN, 0}};
+      int n = ::poll(fds, kick_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(timeout.count(), 3'600'000)));
+      if (n < 0 && errno != EINTR) return Error{ErrorCode::kInternal, "poll failed"};
+      bool kicked = false;
+      if (kick_fd >= 0 && n > 0 && (fds[1].revents & POLLIN) != 0) {
+        eventfd_t value = 0;
+        (void)eventfd_read(kick_fd, &value);
+        kicked = true;
+      }
+      if (n > 0 && fds[0].revents != 0) c.get_notifs();  // throws broken_connection if the server went away
+      const bool woke = notified_ || kicked;
+      notified_ = false;
+      return woke;
+    } catch (const std::exception& e) {
+      return classify_exception(e);
+    }
+  });
+}
+
+}  // namespace relay::store

@@ -1,1 +1,175 @@
-// placeholder: being written
+#include "relay/store/outcome_store.h"
+
+#include <fmt/format.h>
+
+#include "relay/store/pg_connection.h"
+#include "relay/store/transaction.h"
+
+namespace relay::store {
+namespace {
+
+// A part's event copy comes from the row this relay still holds (INSERT ... SELECT ... WHERE
+// lease_owner = me): if the lease was lost, nothing is copied and nothing is deleted.
+constexpr const char* kOutboxToDelivery = R"(
+  INSERT INTO relay.delivery (outbox_id, event_id, subscription, topic, key, payload, content_type, headers,
+                              created_at, expires_at, attempts, first_failed_at, next_attempt_at,
+                              last_status, last_error, last_response)
+  SELECT id, event_id, $2, topic, key, payload, content_type, headers, created_at, expires_at,
+         $3, now(), now() + $4 * interval '1 millisecond', NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, '')
+    FROM relay.outbox WHERE id = $1 AND lease_owner = $8
+  ON CONFLICT (event_id, subscription) DO NOTHING)";
+
+constexpr const char* kOutboxToDeadLetter = R"(
+  INSERT INTO relay.dead_letter (event_id, subscription, topic, key, payload, content_type, headers, created_at,
+                                 deliver_after, expires_at, reason, attempts, last_status, last_error, last_response)
+  SELECT event_id, $2, topic, key, payload, content_type, headers, created_at, deliver_after, expires_at,
+         $3, $4, NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, '')
+    FROM relay.outbox WHERE id = $1 AND lease_owner = $8)";
+
+constexpr const char* kDeleteOutbox =
+    "DELETE FROM relay.outbox WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+constexpr const char* kReleaseOutbox =
+    "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+
+constexpr const char* kDeliveryRetry = R"(
+  UPDATE relay.delivery
+     SET attempts = $2, next_attempt_at = now() + $3 * interval '1 millisecond',
+         last_status = NULLIF($4, 0), last_error = NULLIF($5, ''), last_response = NULLIF($6, ''),
+         lease_owner = NULL, lease_until = NULL
+   WHERE id = $1 AND lease_owner = $7)";
+
+constexpr const char* kDeliveryToDeadLetter = R"(
+  INSERT INTO relay.dead_letter (event_id, subscription, topic, key, payload, content_type, headers, created_at,
+                                 expires_at, reason, attempts, last_status, last_error, last_response)
+  SELECT event_id, subscription, topic, key, payload, content_type, headers, created_at, expires_at,
+         $2, $3, NULLIF($4, 0), NULLIF($5, ''), NULLIF($6, '')
+    FROM relay.delivery WHERE id = $1 AND lease_owner = $7)";
+
+constexpr const char* kDeleteDeliveries =
+    "DELETE FROM relay.delivery WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+constexpr const char* kReleaseDeliveries =
+    "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+
+std::string pg_array(const std::vector<std::int64_t>& ids) {
+  std::string out = "{";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(ids[i]);
+  }
+  out += '}';
+  return out;
+}
+
+// Response bodies and error texts come from the network: make them valid UTF-8 without NULs so a
+// text column accepts them (invalid bytes become U+FFFD), and cap the length in bytes.
+std::string to_safe_text(const std::string& in, size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(in.size(), max_bytes));
+  size_t i = 0;
+  while (i < in.size() && out.size() < max_bytes) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= in.size();
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) >> 6) == 0x2;
+    if (ok && len == 1 && c == 0) ok = false;
+    if (!ok) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    if (out.size() + len > max_bytes) break;
+    out.append(in, i, len);
+    i += len;
+  }
+  return out;
+}
+
+}  // namespace
+
+PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes)
+    : owner_(std::move(owner)), max_response_bytes_(max_response_bytes) {
+  conn_ = std::make_unique<PgConnection>(std::move(database_url), [](pqxx::connection& c) {
+    c.prepare("outbox_to_delivery", kOutboxToDelivery);
+    c.prepare("outbox_to_dead_letter", kOutboxToDeadLetter);
+    c.prepare("delete_outbox", kDeleteOutbox);
+    c.prepare("release_outbox", kReleaseOutbox);
+    c.prepare("delivery_retry", kDeliveryRetry);
+    c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
+    c.prepare("delete_deliveries", kDeleteDeliveries);
+    c.prepare("release_deliveries", kReleaseDeliveries);
+  });
+}
+
+PgOutcomeStore::~PgOutcomeStore() = default;
+
+Status PgOutcomeStore::record(const OutcomeBatch& batch) {
+  if (batch.empty()) return {};
+  auto c = conn_->get();
+  if (!c) return c.error();
+  const size_t max_resp = static_cast<size_t>(max_response_bytes_);
+  const size_t kMaxErrorBytes = 1024;
+
+  Status result = run_transaction(**c, [&](pqxx::work& txn) {
+    std::vector<std::int64_t> outbox_done, outbox_release;
+    for (const OutboxOutcome& o : batch.outbox) {
+      bool all_aborted = !o.parts.empty();
+      for (const PartOutcome& p : o.parts) all_aborted = all_aborted && p.kind == PartOutcome::Kind::kAborted;
+      if (all_aborted) {
+        outbox_release.push_back(o.outbox_id);
+        continue;
+      }
+      for (const PartOutcome& p : o.parts) {
+        const int status = p.last_status.value_or(0);
+        const std::string error = to_safe_text(p.last_error, kMaxErrorBytes);
+        const std::string response = to_safe_text(p.last_response, max_resp);
+        switch (p.kind) {
+          case PartOutcome::Kind::kDelivered:
+            break;
+          case PartOutcome::Kind::kRetry:
+          case PartOutcome::Kind::kAborted:  // others finished: keep this part, attempt not counted
+            txn.exec_prepared("outbox_to_delivery", o.outbox_id, p.subscription, p.attempts,
+                              static_cast<long long>(p.retry_in.count()), status, error, response, owner_);
+            break;
+          case PartOutcome::Kind::kDeadLetter:
+            txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription, p.reason, p.attempts, status,
+                              error, response, owner_);
+            break;
+        }
+      }
+      outbox_done.push_back(o.outbox_id);
+    }
+    if (!outbox_done.empty()) txn.exec_prepared("delete_outbox", pg_array(outbox_done), owner_);
+    if (!outbox_release.empty()) txn.exec_prepared("release_outbox", pg_array(outbox_release), owner_);
+
+    std::vector<std::int64_t> deliveries_done, deliveries_release;
+    for (const DeliveryOutcomeRecord& d : batch.deliveries) {
+      const PartOutcome& p = d.part;
+      const int status = p.last_status.value_or(0);
+      const std::string error = to_safe_text(p.last_error, kMaxErrorBytes);
+      const std::string response = to_safe_text(p.last_response, max_resp);
+      switch (p.kind) {
+        case PartOutcome::Kind::kDelivered:
+          deliveries_done.push_back(d.delivery_id);
+          break;
+        case PartOutcome::Kind::kRetry:
+          txn.exec_prepared("delivery_retry", d.delivery_id, p.attempts, static_cast<long long>(p.retry_in.count()),
+                            status, error, response, owner_);
+          break;
+        case PartOutcome::Kind::kDeadLetter:
+          txn.exec_prepared("delivery_to_dead_letter", d.delivery_id, p.reason, p.attempts, status, error, response,
+                            owner_);
+          deliveries_done.push_back(d.delivery_id);
+          break;
+        case PartOutcome::Kind::kAborted:
+          deliveries_release.push_back(d.delivery_id);
+          break;
+      }
+    }
+    if (!deliveries_done.empty()) txn.exec_prepared("delete_deliveries", pg_array(deliveries_done), owner_);
+    if (!deliveries_release.empty()) txn.exec_prepared("release_deliveries", pg_array(deliveries_release), owner_);
+  });
+  if (!result && result.error().code == ErrorCode::kUnavailable) conn_->reset();
+  return result;
+}
+
+}  // namespace relay::store

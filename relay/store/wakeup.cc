@@ -1,1 +1,1 @@
-// placeholder: being written
+// OutboxListener is header-only; see wakeup.h.

@@ -1,0 +1,135 @@
+#pragma once
+// Dispatcher: relay's pipeline. One source thread claims due work (outbox events and scheduled
+// retries) under a lease; per-subscription lanes deliver it over HTTP, one keep-alive connection
+// each; one recorder thread writes outcomes in batches. Work in flight is bounded
+// (2 x source.batch_size claimed items), so memory stays flat whatever the backlog.
+//
+// Ordering: an event's parts go to the lane chosen by its key, so one relay delivers a key's
+// events of one claim in outbox order. (Strict per-key order across retries and relays comes later.)
+//
+// Thread safety: start() and shutdown() are called from one controlling thread.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "relay/common/clock.h"
+#include "relay/common/result.h"
+#include "relay/config/config.h"
+#include "relay/common/backoff.h"
+#include "relay/common/bounded_queue.h"
+#include "relay/common/event.h"
+#include "relay/common/log.h"
+#include "relay/delivery/sender.h"
+#include "relay/dispatch/matcher.h"
+#include "relay/store/outbox_source.h"
+#include "relay/store/outcome_store.h"
+#include "relay/store/work_items.h"
+
+namespace relay::dispatch {
+
+using SenderFactory =
+    std::function<Result<std::unique_ptr<delivery::HttpSender>>(const config::SubscriptionConfig&)>;
+
+struct DispatcherCounters {
+  std::atomic<long long> claimed{0};
+  std::atomic<long long> delivered{0};
+  std::atomic<long long> retries_scheduled{0};
+  std::atomic<long long> dead_lettered{0};
+};
+
+class Dispatcher {
+ public:
+  // Builds one sender per lane (max_in_flight lanes per subscription) with `make_sender`.
+  // Returns the factory's error (e.g. a bad endpoint) if any sender cannot be built.
+  static Result<std::unique_ptr<Dispatcher>> create(const config::Config& config, std::string database_url,
+                                                    Clock& clock, const SenderFactory& make_sender);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Starts the threads. REQUIRES: called once.
+  void start();
+
+  // Stops claiming; lets deliveries already sent finish until `drain_deadline`, aborts the rest
+  // (their claims are released, no attempt counted); records every outcome, retrying a down
+  // database until `final_deadline`; releases every claim. Blocks until done. Returns an error only
+  // if outcomes could not be recorded (their leases then expire and the events are delivered
+  // again: nothing is lost).
+  Status shutdown(Clock::TimePoint drain_deadline, Clock::TimePoint final_deadline);
+
+  const DispatcherCounters& counters() const { return counters_; }
+  const std::string& owner() const { return owner_; }
+
+ private:
+  // One (event, subscription) part to attempt.
+  struct Task {
+    std::shared_ptr<const Event> event;  // shared by the parts of a fanned-out event
+    std::int64_t delivery_id = 0;        // 0: a part of a claimed outbox row
+    int parts_total = 1;                 // parts of the outbox row (for the recorder)
+    int attempts_before = 0;
+    std::chrono::system_clock::time_point first_failed_at{};
+  };
+  struct TaskResult {
+    std::int64_t outbox_id = 0;
+    std::int64_t delivery_id = 0;
+    int parts_total = 1;
+    store::PartOutcome part;
+  };
+  struct Lane {
+    explicit Lane(size_t capacity) : queue(capacity) {}
+    BoundedQueue<Task> queue;
+    std::unique_ptr<delivery::HttpSender> sender;
+    std::jthread thread;  // last: joined before the rest
+  };
+  struct SubscriptionLanes {
+    const config::SubscriptionConfig* config = nullptr;
+    std::vector<std::unique_ptr<Lane>> lanes;
+  };
+
+  Dispatcher(const config::Config& config, std::string database_url, Clock& clock);
+
+  void run_source(std::stop_token stop);
+  void run_lane(const config::SubscriptionConfig& sub, Lane& lane, std::stop_token stop);
+  void run_recorder(std::stop_token stop);
+
+  void dispatch_event(Event&& event);
+  void dispatch_delivery(store::ClaimedDelivery&& claimed);
+  void enqueue(size_t subscription_index, Task&& task);
+  store::PartOutcome attempt(const config::SubscriptionConfig& sub, Lane& lane, const Task& task, Backoff& backoff);
+  void push_result(TaskResult&& result);
+  void kick_source();
+  bool wait_backoff(int failures, std::stop_token stop);
+
+  // Constant after construction.
+  const config::Config config_;
+  const std::string database_url_;
+  Clock& clock_;
+  const std::string owner_;
+  const Matcher matcher_;
+  const int max_in_flight_items_;
+  const Logger log_{"dispatch"};
+
+  store::PgOutboxSource source_;  // used by the source thread only (and by shutdown() after it)
+  BoundedQueue<TaskResult> results_;
+  int kick_fd_ = -1;  // eventfd: wakes the source when capacity frees up or a retry was scheduled
+
+  std::atomic<int> in_flight_items_{0};
+  std::atomic<bool> draining_{false};   // shutdown: do not start new attempts
+  std::atomic<bool> hard_stop_{false};  // drain deadline passed: in-flight sends were aborted
+  std::atomic<bool> record_failed_{false};
+  bool started_ = false;
+  bool shut_down_ = false;
+  DispatcherCounters counters_;
+
+  // Lanes own threads: declared after everything they use.
+  std::vector<SubscriptionLanes> subscriptions_;
+
+  std::jthread recorder_thread_;
+  std::jthread source_thread_;
+};
+
+}  // namespace relay::dispatch

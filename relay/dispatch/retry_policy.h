@@ -1,0 +1,28 @@
+#pragma once
+// The retry rules in one pure function: what to do with a part after an attempt. Unit-tested.
+
+#include "relay/common/backoff.h"
+#include "relay/config/config.h"
+#include "relay/delivery/outcome.h"
+#include "relay/store/work_items.h"
+
+namespace relay::dispatch {
+
+// Dead-letter reasons (relay.dead_letter.reason).
+inline constexpr const char* kReasonRetriesExhausted = "retries_exhausted";
+inline constexpr const char* kReasonNonRetryable = "non_retryable_status";
+inline constexpr const char* kReasonExpired = "expired";
+inline constexpr const char* kReasonPayloadTooLarge = "payload_too_large";
+inline constexpr const char* kReasonNoSubscription = "no_subscription";
+
+// `attempts_made` counts this attempt; `failing_for` is how long the part has been failing before
+// this attempt (0 on a first attempt).
+// - delivered -> kDelivered
+// - final (non-retryable 4xx) -> kDeadLetter non_retryable_status
+// - retryable with attempts_made >= max_attempts, or failing_for >= max_age -> kDeadLetter
+//   retries_exhausted
+// - otherwise kRetry after max(jittered backoff, Retry-After), capped by max_backoff.
+store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made, Millis failing_for,
+                          const config::RetryConfig& retry, Backoff& backoff);
+
+}  // namespace relay::dispatch

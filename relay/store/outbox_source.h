@@ -1,0 +1,61 @@
+#pragma once
+// PgOutboxSource: finds due work and claims it under a lease. Claims are short transactions with
+// FOR UPDATE SKIP LOCKED, so any number of relays can share one outbox without delivering the same
+// event at the same time; a crashed relay's claims become claimable again when its lease runs out.
+// The same connection LISTENs for the outbox wake-up. Not thread-safe: one owner thread.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "relay/common/duration.h"
+#include "relay/common/event.h"
+#include "relay/common/result.h"
+#include "relay/store/work_items.h"
+
+namespace relay::store {
+
+class PgConnection;
+class OutboxListener;
+
+class PgOutboxSource {
+ public:
+  // `owner` names this relay instance in lease_owner; `lease` is how long claims are held.
+  // `subscriptions`: names this relay delivers to; each matches [a-z0-9_.-]+.
+  PgOutboxSource(std::string database_url, std::string owner, Millis lease, std::vector<std::string> subscriptions);
+  ~PgOutboxSource();
+  PgOutboxSource(const PgOutboxSource&) = delete;
+  PgOutboxSource& operator=(const PgOutboxSource&) = delete;
+
+  // Claims up to `limit` due outbox events (deliver_after passed, lease free or expired), oldest
+  // first. Returns them in id order. kUnavailable when the database is down (the caller backs off).
+  Result<std::vector<Event>> claim_outbox(int limit);
+  // Claims up to `limit` relay.delivery rows whose next attempt is due, for the named subscriptions
+  // only (rows of a subscription this relay doesn't know are left for one that does).
+  Result<std::vector<ClaimedDelivery>> claim_deliveries(int limit);
+  // Pushes out the lease of every row this instance holds (it is still working on them).
+  Status renew_leases();
+  // Releases every claim this instance holds, without counting an attempt (shutdown).
+  Status release_all();
+  // Time until the earliest known future work (a delayed event or a scheduled retry), if any.
+  Result<std::optional<Millis>> time_until_next_due();
+  // Blocks until a wake-up notification arrives, `kick_fd` becomes readable, or `timeout` passes.
+  // Returns true when woken by a notification or a kick.
+  Result<bool> wait_for_wakeup(Millis timeout, int kick_fd);
+
+  const std::string& owner() const { return owner_; }
+
+ private:
+  template <typename Fn>
+  auto with_connection(Fn&& fn);  // defined in the .cc, the only user
+
+  const std::string owner_;
+  const Millis lease_;
+  const std::string subscriptions_;  // as a Postgres array literal
+  std::unique_ptr<PgConnection> conn_;
+  std::unique_ptr<OutboxListener> listener_;
+  bool notified_ = false;
+};
+
+}  // namespace relay::store

@@ -1,0 +1,34 @@
+#pragma once
+// PgOutcomeStore: writes a batch of outcomes in one transaction: deletes delivered outbox rows,
+// moves failed parts to relay.delivery, dead letters to relay.dead_letter, and releases aborted
+// claims. Every statement is fenced by lease_owner, so a relay that lost its lease changes nothing.
+// Not thread-safe: one owner thread.
+
+#include <memory>
+#include <string>
+
+#include "relay/common/result.h"
+#include "relay/store/work_items.h"
+
+namespace relay::store {
+
+class PgConnection;
+
+class PgOutcomeStore {
+ public:
+  PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes);
+  ~PgOutcomeStore();
+  PgOutcomeStore(const PgOutcomeStore&) = delete;
+  PgOutcomeStore& operator=(const PgOutcomeStore&) = delete;
+
+  // All or nothing. kUnavailable/kConflict/kInDoubt: nothing is known to be written; the caller
+  // retries the same batch (every statement is idempotent under the lease fence).
+  Status record(const OutcomeBatch& batch);
+
+ private:
+  const std::string owner_;
+  const int max_response_bytes_;
+  std::unique_ptr<PgConnection> conn_;
+};
+
+}  // namespace relay::store

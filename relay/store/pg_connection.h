@@ -1,0 +1,35 @@
+#pragma once
+// PgConnection: one lazily (re)opened libpqxx connection. After an kUnavailable error the owner
+// calls reset(); the next get() reconnects. Not thread-safe: one owner thread.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <pqxx/pqxx>
+
+#include "relay/common/result.h"
+
+namespace relay::store {
+
+class PgConnection {
+ public:
+  // `on_connect` runs after every (re)connect: prepare statements, LISTEN.
+  PgConnection(std::string url, std::function<void(pqxx::connection&)> on_connect = {})
+      : url_(std::move(url)), on_connect_(std::move(on_connect)) {}
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // The open connection, connecting first if needed; kUnavailable if the server can't be reached.
+  Result<pqxx::connection*> get();
+  // Forget the connection (after an error that left it unusable).
+  void reset();
+  bool connected() const { return conn_ != nullptr; }
+
+ private:
+  std::string url_;
+  std::function<void(pqxx::connection&)> on_connect_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+}  // namespace relay::store
