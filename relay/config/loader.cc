@@ -1,1 +1,619 @@
-// placeholder: being written
+#include "relay/config/loader.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <span>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "relay/common/duration.h"
+#include "relay/config/interpolate.h"
+
+namespace relay::config {
+namespace {
+
+using namespace std::chrono_literals;
+using Keys = std::span<const std::string_view>;
+
+constexpr std::int64_t kMiB = 1024 * 1024;
+
+// The schema, one list of keys per map, in the order of config.h (suggestions prefer earlier keys).
+// "Unsupported" keys are documented in DESIGN.md but not implemented yet: they are rejected with
+// their own message so nobody believes an ignored setting is in force.
+constexpr std::string_view kRootKeys[] = {"database", "source", "subscriptions",
+                                          "limits",   "log",    "shutdown_timeout"};
+constexpr std::string_view kRootUnsupported[] = {"ops", "inbox"};
+constexpr std::string_view kDatabaseKeys[] = {"url"};
+constexpr std::string_view kSourceKeys[] = {"mode", "batch_size", "poll_interval", "lease"};
+constexpr std::string_view kSubscriptionKeys[] = {"name",           "topics",
+                                                  "endpoint",       "format",
+                                                  "timeout",        "connect_timeout",
+                                                  "max_in_flight",  "retry",
+                                                  "signing_secret", "max_response_bytes"};
+constexpr std::string_view kSubscriptionUnsupported[] = {"circuit_breaker", "ordering",   "batch",
+                                                         "headers",         "rate_limit", "tls"};
+constexpr std::string_view kRetryKeys[] = {"max_attempts", "initial_backoff", "max_backoff",
+                                           "max_age"};
+constexpr std::string_view kLimitsKeys[] = {"max_payload_bytes"};
+constexpr std::string_view kLogKeys[] = {"level", "format"};
+
+constexpr std::string_view kModes[] = {"table"};
+constexpr std::string_view kModesUnsupported[] = {"wal"};
+constexpr std::string_view kFormats[] = {"binary"};
+constexpr std::string_view kFormatsUnsupported[] = {"cloudevents-json", "protobuf"};
+constexpr std::string_view kLogLevels[] = {"debug", "info", "warn", "error"};
+constexpr std::string_view kLogFormats[] = {"text", "json"};
+
+bool contains(Keys keys, std::string_view key) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+std::string join_path(const std::string& parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  return fmt::format("{}.{}", parent, key);
+}
+
+std::string_view describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing (null)";
+}
+
+// Optimal string alignment distance: Levenshtein plus adjacent transpositions ("tiemout").
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+std::optional<std::string_view> suggest(std::string_view key, Keys known) {
+  std::optional<std::string_view> best;
+  std::size_t best_distance = 3;  // suggest only within distance 2
+  for (std::string_view candidate : known) {
+    const std::size_t distance = edit_distance(key, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+std::string quoted_list(Keys values) {
+  std::string out;
+  for (std::string_view v : values) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("\"{}\"", v);
+  }
+  return out;
+}
+
+bool is_valid_subscription_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+  });
+}
+
+bool starts_with_no_case(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    const char c = text[i];
+    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (lower != prefix[i]) return false;
+  }
+  return true;
+}
+
+// Returns why `url` is not a usable endpoint, or nullopt. Messages never quote the URL: it may
+// carry credentials (http://user:password@host/).
+std::optional<std::string> check_endpoint(std::string_view url) {
+  if (starts_with_no_case(url, "https://")) {
+    return "https:// endpoints are not supported in this version (use http://, e.g. through a "
+           "local TLS proxy)";
+  }
+  if (!starts_with_no_case(url, "http://"))
+    return "endpoint must be an http:// URL, e.g. http://127.0.0.1:8080/events";
+  if (url.find_first_of(" \t\r\n") != std::string_view::npos)
+    return "endpoint must not contain whitespace";
+  std::string_view authority = url.substr(7);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos)
+    authority = authority.substr(at + 1);
+  std::string_view host = authority;
+  std::string_view port;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return "endpoint has an unterminated IPv6 address";
+    host = authority.substr(1, close - 1);
+    std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return "endpoint has unexpected text after the IPv6 address";
+      has_port = true;
+      port = rest.substr(1);
+    }
+  } else if (const std::size_t colon = authority.find(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+    has_port = true;
+  }
+  if (host.empty()) return "endpoint must name a host, e.g. http://127.0.0.1:8080/events";
+  if (has_port) {
+    int value = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 1 ||
+        value > 65535) {
+      return "endpoint has an invalid port (expected 1..65535)";
+    }
+  }
+  return std::nullopt;
+}
+
+// One key of a map (or one item of a list) and its value.
+struct Field {
+  std::string path;     // "subscriptions[0].retry.max_attempts"
+  YAML::Mark key_mark;  // the key's position (the item's, for list items)
+  YAML::Node value;
+
+  // Where to point for a problem with the value. yaml-cpp gives an empty value ("key:" then a
+  // newline) the mark of the next token, often on a later line, so use the key's mark for nulls.
+  YAML::Mark mark() const { return value.IsNull() ? key_mark : value.Mark(); }
+};
+
+// The known keys of one map, first occurrence only.
+class Fields {
+ public:
+  void add(std::string name, Field field) {
+    items_.emplace_back(std::move(name), std::move(field));
+  }
+  const Field* find(std::string_view name) const {
+    for (const auto& [key, field] : items_) {
+      if (key == name) return &field;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::vector<std::pair<std::string, Field>> items_;
+};
+
+// Walks a parsed document against the schema, filling a Config and collecting every problem.
+// Never throws for a well-formed YAML tree (every access checks the node type first).
+class Parser {
+ public:
+  Parser(std::string file, const EnvLookup& env) : file_(std::move(file)), env_(env) {}
+  Parser(const Parser&) = delete;
+  Parser& operator=(const Parser&) = delete;
+
+  void parse(const YAML::Node& root, Config& config);
+
+  void error(const YAML::Mark& mark, std::string key_path, std::string message) {
+    ConfigError e;
+    e.file = file_;
+    if (!mark.is_null() && mark.line >= 0) {
+      e.line = mark.line + 1;
+      e.column = mark.column + 1;
+    }
+    e.key_path = std::move(key_path);
+    e.message = std::move(message);
+    errors_.push_back(std::move(e));
+  }
+
+  std::vector<ConfigError>& errors() { return errors_; }
+
+ private:
+  Fields map_fields(const YAML::Node& map, const std::string& path, Keys known, Keys unsupported);
+  std::optional<Fields> section(const Field& field, Keys known, Keys unsupported);
+  void missing(const YAML::Node& parent, const std::string& parent_path, std::string_view key);
+
+  std::optional<std::string> text(const Field& field, std::string_view expected);
+  void read_string(const Field* field, std::string& out);
+  void read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out);
+  std::optional<std::int64_t> int_value(const Field& field, std::int64_t lo, std::int64_t hi);
+  std::optional<Millis> duration_value(const Field& field, Millis lo, Millis hi);
+
+  template <typename T>
+  void read_int(const Field* field, std::int64_t lo, std::int64_t hi, T& out) {
+    if (field == nullptr) return;
+    if (auto v = int_value(*field, lo, hi)) out = static_cast<T>(*v);
+  }
+  bool read_duration(const Field* field, Millis lo, Millis hi, Millis& out) {
+    if (field == nullptr) return true;
+    auto v = duration_value(*field, lo, hi);
+    if (v) out = *v;
+    return v.has_value();
+  }
+
+  void parse_subscriptions(const Field& field, std::vector<SubscriptionConfig>& out);
+  void parse_subscription(const YAML::Node& node, const std::string& path, SubscriptionConfig& out);
+  void parse_topics(const Field& field, std::vector<std::string>& out);
+  void parse_retry(const Field& field, RetryConfig& out);
+
+  std::string file_;
+  const EnvLookup& env_;
+  std::vector<ConfigError> errors_;
+  std::map<std::string, int> subscription_name_lines_;  // name -> 1-based line of its first use
+};
+
+Fields Parser::map_fields(const YAML::Node& map, const std::string& path, Keys known,
+                          Keys unsupported) {
+  Fields fields;
+  std::map<std::string, int> first_lines;
+  // Iterate rather than look keys up: lookups hide duplicates (first wins) and unknown keys.
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    // Copies, not references: `it->` yields a temporary proxy, and a reference into it dangles
+    // (ASan: stack-use-after-scope). Nodes are cheap handles.
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (!key.IsScalar()) {
+      error(key.Mark(), path, fmt::format("keys must be plain strings, got {}", describe(key)));
+      continue;
+    }
+    const std::string& name = key.Scalar();
+    std::string key_path = join_path(path, name);
+    const auto [first, inserted] = first_lines.emplace(name, key.Mark().line + 1);
+    if (!inserted) {
+      error(key.Mark(), std::move(key_path),
+            fmt::format("duplicate key '{}' (first defined at line {})", name, first->second));
+      continue;
+    }
+    if (contains(unsupported, name)) {
+      error(key.Mark(), std::move(key_path),
+            fmt::format("{} is not supported in this version", name));
+      continue;
+    }
+    if (!contains(known, name)) {
+      std::string message = fmt::format("unknown key '{}'", name);
+      if (auto best = suggest(name, known)) message += fmt::format("; did you mean '{}'?", *best);
+      error(key.Mark(), std::move(key_path), std::move(message));
+      continue;
+    }
+    fields.add(name, Field{std::move(key_path), key.Mark(), value});
+  }
+  return fields;
+}
+
+// A section whose keys are all commented out parses as null: treat it as empty (defaults apply).
+std::optional<Fields> Parser::section(const Field& field, Keys known, Keys unsupported) {
+  if (field.value.IsNull()) return Fields{};
+  if (!field.value.IsMap()) {
+    error(field.mark(), field.path, fmt::format("expected a map, got {}", describe(field.value)));
+    return std::nullopt;
+  }
+  return map_fields(field.value, field.path, known, unsupported);
+}
+
+void Parser::missing(const YAML::Node& parent, const std::string& parent_path,
+                     std::string_view key) {
+  error(parent.Mark(), join_path(parent_path, key), fmt::format("missing required key '{}'", key));
+}
+
+// Returns the scalar's text after ${VAR} interpolation, or nullopt after reporting the problem.
+// Never quotes the value: this serves signing_secret and database.url too.
+std::optional<std::string> Parser::text(const Field& field, std::string_view expected) {
+  if (!field.value.IsScalar()) {
+    error(field.mark(), field.path,
+          fmt::format("expected {}, got {}", expected, describe(field.value)));
+    return std::nullopt;
+  }
+  auto interpolated = interpolate(field.value.Scalar(), env_);
+  if (!interpolated) {
+    error(field.mark(), field.path, interpolated.error().message);
+    return std::nullopt;
+  }
+  return std::move(interpolated).value();
+}
+
+void Parser::read_string(const Field* field, std::string& out) {
+  if (field == nullptr) return;
+  if (auto v = text(*field, "a string")) out = std::move(*v);
+}
+
+void Parser::read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out) {
+  if (field == nullptr) return;
+  auto v = text(*field, "a string");
+  if (!v) return;
+  if (contains(allowed, *v)) {
+    out = std::move(*v);
+  } else if (contains(unsupported, *v)) {
+    error(field->mark(), field->path,
+          fmt::format("\"{}\" is not supported in this version (supported: {})", *v,
+                      quoted_list(allowed)));
+  } else {
+    error(field->mark(), field->path,
+          fmt::format("invalid value \"{}\": expected one of {}", *v, quoted_list(allowed)));
+  }
+}
+
+std::optional<std::int64_t> Parser::int_value(const Field& field, std::int64_t lo,
+                                              std::int64_t hi) {
+  auto v = text(field, "an integer");
+  if (!v) return std::nullopt;
+  // Parse ourselves, after interpolation, in decimal only: yaml-cpp would accept 0x1F.
+  std::int64_t n = 0;
+  const char* begin = v->data();
+  const char* end = begin + v->size();
+  const auto [stop, ec] = std::from_chars(begin, end, n);
+  if (v->empty() || stop != end || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+    error(field.mark(), field.path, fmt::format("expected an integer, got \"{}\"", *v));
+    return std::nullopt;
+  }
+  if (ec == std::errc::result_out_of_range || n < lo || n > hi) {
+    error(field.mark(), field.path, fmt::format("must be between {} and {}, got {}", lo, hi, *v));
+    return std::nullopt;
+  }
+  return n;
+}
+
+std::optional<Millis> Parser::duration_value(const Field& field, Millis lo, Millis hi) {
+  auto v = text(field, "a duration such as 500ms, 5s or 10m");
+  if (!v) return std::nullopt;
+  auto d = parse_duration(*v);
+  if (!d) {
+    error(field.mark(), field.path, d.error().message);
+    return std::nullopt;
+  }
+  if (*d < lo || *d > hi) {
+    error(field.mark(), field.path,
+          fmt::format("must be between {} and {}, got {}", format_duration(lo), format_duration(hi),
+                      *v));
+    return std::nullopt;
+  }
+  return *d;
+}
+
+void Parser::parse(const YAML::Node& root, Config& config) {
+  const Fields fields = map_fields(root, "", kRootKeys, kRootUnsupported);
+
+  if (const Field* f = fields.find("database")) {
+    if (auto db = section(*f, kDatabaseKeys, {})) read_string(db->find("url"), config.database.url);
+  }
+  if (const Field* f = fields.find("source")) {
+    if (auto source = section(*f, kSourceKeys, {})) {
+      read_enum(source->find("mode"), kModes, kModesUnsupported, config.source.mode);
+      read_int(source->find("batch_size"), 1, 10'000, config.source.batch_size);
+      read_duration(source->find("poll_interval"), 10ms, 1h, config.source.poll_interval);
+      read_duration(source->find("lease"), 1s, 1h, config.source.lease);
+    }
+  }
+  if (const Field* f = fields.find("subscriptions")) {
+    parse_subscriptions(*f, config.subscriptions);
+  } else {
+    missing(root, "", "subscriptions");
+  }
+  if (const Field* f = fields.find("limits")) {
+    if (auto limits = section(*f, kLimitsKeys, {})) {
+      read_int(limits->find("max_payload_bytes"), 1, 64 * kMiB, config.limits.max_payload_bytes);
+    }
+  }
+  if (const Field* f = fields.find("log")) {
+    if (auto log = section(*f, kLogKeys, {})) {
+      read_enum(log->find("level"), kLogLevels, {}, config.log.level);
+      read_enum(log->find("format"), kLogFormats, {}, config.log.format);
+    }
+  }
+  read_duration(fields.find("shutdown_timeout"), 0ms, 10min, config.shutdown_timeout);
+}
+
+void Parser::parse_subscriptions(const Field& field, std::vector<SubscriptionConfig>& out) {
+  if (!field.value.IsNull() && !field.value.IsSequence()) {
+    error(field.mark(), field.path,
+          fmt::format("expected a list of subscriptions, got {}", describe(field.value)));
+    return;
+  }
+  if (field.value.IsNull() || field.value.size() == 0) {
+    error(field.mark(), field.path, "at least one subscription is required");
+    return;
+  }
+  std::size_t index = 0;
+  for (auto it = field.value.begin(); it != field.value.end(); ++it, ++index) {
+    SubscriptionConfig subscription;
+    const YAML::Node node = *it;
+    parse_subscription(node, fmt::format("{}[{}]", field.path, index), subscription);
+    out.push_back(std::move(subscription));
+  }
+}
+
+void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
+                                SubscriptionConfig& out) {
+  if (!node.IsMap()) {
+    error(node.Mark(), path,
+          fmt::format("expected a map describing a subscription, got {}", describe(node)));
+    return;
+  }
+  const Fields fields = map_fields(node, path, kSubscriptionKeys, kSubscriptionUnsupported);
+
+  if (const Field* f = fields.find("name")) {
+    if (auto name = text(*f, "a string")) {
+      if (!is_valid_subscription_name(*name)) {
+        error(
+            f->mark(), f->path,
+            fmt::format("invalid subscription name \"{}\": use 1 to 64 characters from [a-z0-9_.-]",
+                        *name));
+      } else if (auto [first, inserted] =
+                     subscription_name_lines_.emplace(*name, f->mark().line + 1);
+                 !inserted) {
+        error(f->mark(), f->path,
+              fmt::format("duplicate subscription name \"{}\" (first used at line {})", *name,
+                          first->second));
+      } else {
+        out.name = std::move(*name);
+      }
+    }
+  } else {
+    missing(node, path, "name");
+  }
+  if (const Field* f = fields.find("topics")) {
+    parse_topics(*f, out.topics);
+  } else {
+    missing(node, path, "topics");
+  }
+  if (const Field* f = fields.find("endpoint")) {
+    if (auto endpoint = text(*f, "a string")) {
+      if (auto problem = check_endpoint(*endpoint)) {
+        error(f->mark(), f->path, std::move(*problem));
+      } else {
+        out.endpoint = std::move(*endpoint);
+      }
+    }
+  } else {
+    missing(node, path, "endpoint");
+  }
+  read_enum(fields.find("format"), kFormats, kFormatsUnsupported, out.format);
+  read_duration(fields.find("timeout"), 1ms, 10min, out.timeout);
+  read_duration(fields.find("connect_timeout"), 1ms, 1min, out.connect_timeout);
+  read_int(fields.find("max_in_flight"), 1, 4096, out.max_in_flight);
+  if (const Field* f = fields.find("retry")) parse_retry(*f, out.retry);
+  read_string(fields.find("signing_secret"), out.signing_secret);
+  read_int(fields.find("max_response_bytes"), 0, kMiB, out.max_response_bytes);
+}
+
+void Parser::parse_topics(const Field& field, std::vector<std::string>& out) {
+  if (!field.value.IsNull() && !field.value.IsSequence()) {
+    error(field.mark(), field.path,
+          fmt::format("expected a list of topic globs such as [\"order.*\"], got {}",
+                      describe(field.value)));
+    return;
+  }
+  if (field.value.IsNull() || field.value.size() == 0) {
+    error(field.mark(), field.path, "must list at least one topic");
+    return;
+  }
+  std::size_t index = 0;
+  for (auto it = field.value.begin(); it != field.value.end(); ++it, ++index) {
+    const YAML::Node node = *it;
+    const Field item{fmt::format("{}[{}]", field.path, index), node.Mark(), node};
+    auto topic = text(item, "a string");
+    if (!topic) continue;
+    if (topic->empty()) {
+      error(item.mark(), item.path, "topic must not be empty");
+      continue;
+    }
+    out.push_back(std::move(*topic));
+  }
+}
+
+void Parser::parse_retry(const Field& field, RetryConfig& out) {
+  auto retry = section(field, kRetryKeys, {});
+  if (!retry) return;
+  read_int(retry->find("max_attempts"), 1, 1000, out.max_attempts);
+  const Field* initial = retry->find("initial_backoff");
+  const Field* max = retry->find("max_backoff");
+  const bool initial_ok = read_duration(initial, 1ms, 1h, out.initial_backoff);
+  const bool max_ok = read_duration(max, 1ms, 7 * 24h, out.max_backoff);
+  read_duration(retry->find("max_age"), 1s, 30 * 24h, out.max_age);
+  // Checked only when both values are good, so one mistake is not reported twice. Defaults can
+  // trip it too (initial_backoff: 20m against the default 10m), so point at whichever key is set.
+  if (initial_ok && max_ok && out.max_backoff < out.initial_backoff) {
+    const Field* at = max != nullptr ? max : initial;
+    error(at->mark(), join_path(field.path, "max_backoff"),
+          fmt::format("max_backoff ({}) must be at least initial_backoff ({})",
+                      format_duration(out.max_backoff), format_duration(out.initial_backoff)));
+  }
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+std::variant<Config, std::vector<ConfigError>> parse_config(const std::string& text,
+                                                            const std::string& path,
+                                                            const EnvLookup& env) {
+  Parser parser(path, env);
+  Config config;
+  config.path = path;
+  // yaml-cpp reports syntax errors, and in theory anything unexpected, by throwing: this is the
+  // library edge where those exceptions stop.
+  try {
+    const std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    if (documents.empty() || documents.front().IsNull()) {
+      parser.error(YAML::Mark::null_mark(), "",
+                   "the file is empty (at least one subscription is required)");
+    } else if (!documents.front().IsMap()) {
+      parser.error(documents.front().Mark(), "",
+                   fmt::format("expected a map of settings at the top level, got {}",
+                               describe(documents.front())));
+    } else {
+      if (documents.size() > 1) {
+        parser.error(documents[1].Mark(), "",
+                     "more than one YAML document (\"---\"); put all settings in one");
+      }
+      parser.parse(documents.front(), config);
+    }
+  } catch (const YAML::ParserException& e) {
+    // The mark is 0-based; error() makes it 1-based. A syntax error ends the walk: nothing after it
+    // can be trusted.
+    parser.error(e.mark, "", fmt::format("YAML syntax error: {}", e.msg));
+  } catch (const YAML::Exception& e) {
+    parser.error(e.mark, "", fmt::format("cannot read the YAML: {}", e.msg));
+  }
+  std::vector<ConfigError>& errors = parser.errors();
+  if (errors.empty()) return config;
+  // The walk reports a map's key problems before its values'; people read files top to bottom.
+  std::stable_sort(errors.begin(), errors.end(), [](const ConfigError& a, const ConfigError& b) {
+    return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+  });
+  return std::move(errors);
+}
+
+std::variant<Config, std::vector<ConfigError>> load_config(const std::string& path,
+                                                           const EnvLookup& env) {
+  auto unreadable = [&](int err) {
+    return std::vector<ConfigError>{ConfigError{
+        .file = path,
+        .line = 0,
+        .column = 0,
+        .key_path = "",
+        .message =
+            fmt::format("cannot read the config file: {}", std::generic_category().message(err))}};
+  };
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return unreadable(errno);
+  std::string text;
+  char buffer[8192];
+  std::size_t n = 0;
+  errno = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, n);
+  // Reading a directory "opens" fine and fails here with EISDIR.
+  const int read_error = std::ferror(file) ? (errno != 0 ? errno : EIO) : 0;
+  std::fclose(file);
+  if (read_error != 0) return unreadable(read_error);
+  return parse_config(text, path, env);
+}
+
+}  // namespace relay::config

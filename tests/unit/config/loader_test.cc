@@ -1,0 +1,559 @@
+#include "relay/config/loader.h"
+
+#include <catch2/catch.hpp>
+#include <initializer_list>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using relay::config::Config;
+using relay::config::ConfigError;
+using relay::config::EnvLookup;
+using relay::config::load_config;
+using relay::config::parse_config;
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// Joins lines with "\n", so line N of the document is the Nth string.
+std::string yaml(std::initializer_list<std::string_view> lines) {
+  std::string out;
+  for (std::string_view line : lines) {
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
+
+std::string dump(const std::vector<ConfigError>& errors) {
+  std::string out;
+  for (const auto& e : errors) out += e.to_string() + "\n";
+  return out;
+}
+
+std::vector<ConfigError> errors_of(const std::string& text, const EnvLookup& env = env_of({})) {
+  auto result = parse_config(text, "relay.yaml", env);
+  REQUIRE(std::holds_alternative<std::vector<ConfigError>>(result));
+  return std::get<std::vector<ConfigError>>(std::move(result));
+}
+
+// The one error the text produces; fails the test (listing them) if there are more or none.
+ConfigError only_error(const std::string& text, const EnvLookup& env = env_of({})) {
+  auto errors = errors_of(text, env);
+  INFO(dump(errors));
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].file == "relay.yaml");
+  return errors[0];
+}
+
+Config config_of(const std::string& text, const EnvLookup& env = env_of({})) {
+  auto result = parse_config(text, "relay.yaml", env);
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&result)) FAIL(dump(*errors));
+  return std::get<Config>(std::move(result));
+}
+
+void check_error(const ConfigError& e, int line, int column, std::string_view key_path,
+                 std::string_view fragment) {
+  INFO(e.to_string());
+  CHECK(e.line == line);
+  CHECK(e.column == column);
+  CHECK(e.key_path == key_path);
+  CHECK_THAT(e.message, Catch::Contains(std::string(fragment)));
+}
+
+// A valid subscriptions section on lines 1-4; tests append their own lines after it.
+constexpr std::string_view kSub0 = "subscriptions:";
+constexpr std::string_view kSub1 = "  - name: billing";
+constexpr std::string_view kSub2 = "    topics: [\"order.*\"]";
+constexpr std::string_view kSub3 = "    endpoint: http://127.0.0.1:8080/events";
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Valid configs
+
+TEST_CASE("a full valid config parses into the matching fields", "[config]") {
+  const Config c = config_of(yaml({
+      "database:",
+      "  url: postgresql://relay@db:5432/app",
+      "source:",
+      "  mode: table",
+      "  batch_size: 200",
+      "  poll_interval: 250ms",
+      "  lease: 2m",
+      "subscriptions:",
+      "  - name: billing",
+      "    topics: [\"order.*\", \"invoice.paid\"]",
+      "    endpoint: http://billing:8080/events",
+      "    format: binary",
+      "    timeout: 7s",
+      "    connect_timeout: 1500ms",
+      "    max_in_flight: 16",
+      "    retry: { max_attempts: 5, initial_backoff: 100ms, max_backoff: 1m, max_age: 2h }",
+      "    signing_secret: whsec_c2VjcmV0",
+      "    max_response_bytes: 0",
+      "  - name: audit.log-2_x",
+      "    topics:",
+      "      - \"*\"",
+      "    endpoint: http://user:pw@[::1]:9000/",
+      "limits:",
+      "  max_payload_bytes: 2048",
+      "log:",
+      "  level: debug",
+      "  format: json",
+      "shutdown_timeout: 0s",
+  }));
+  CHECK(c.path == "relay.yaml");
+  CHECK(c.database.url == "postgresql://relay@db:5432/app");
+  CHECK(c.source.mode == "table");
+  CHECK(c.source.batch_size == 200);
+  CHECK(c.source.poll_interval == 250ms);
+  CHECK(c.source.lease == 2min);
+  REQUIRE(c.subscriptions.size() == 2);
+  const auto& billing = c.subscriptions[0];
+  CHECK(billing.name == "billing");
+  CHECK(billing.topics == std::vector<std::string>{"order.*", "invoice.paid"});
+  CHECK(billing.endpoint == "http://billing:8080/events");
+  CHECK(billing.format == "binary");
+  CHECK(billing.timeout == 7s);
+  CHECK(billing.connect_timeout == 1500ms);
+  CHECK(billing.max_in_flight == 16);
+  CHECK(billing.retry.max_attempts == 5);
+  CHECK(billing.retry.initial_backoff == 100ms);
+  CHECK(billing.retry.max_backoff == 1min);
+  CHECK(billing.retry.max_age == 2h);
+  CHECK(billing.signing_secret == "whsec_c2VjcmV0");
+  CHECK(billing.max_response_bytes == 0);
+  const auto& audit = c.subscriptions[1];
+  CHECK(audit.name == "audit.log-2_x");
+  CHECK(audit.topics == std::vector<std::string>{"*"});
+  CHECK(audit.endpoint == "http://user:pw@[::1]:9000/");
+  CHECK(c.limits.max_payload_bytes == 2048);
+  CHECK(c.log.level == "debug");
+  CHECK(c.log.format == "json");
+  CHECK(c.shutdown_timeout == 0ms);
+}
+
+TEST_CASE("keys left out take the documented defaults", "[config]") {
+  const Config c = config_of(yaml({kSub0, kSub1, kSub2, kSub3}));
+  CHECK(c.database.url.empty());
+  CHECK(c.source.mode == "table");
+  CHECK(c.source.batch_size == 500);
+  CHECK(c.source.poll_interval == 1s);
+  CHECK(c.source.lease == 60s);
+  REQUIRE(c.subscriptions.size() == 1);
+  const auto& s = c.subscriptions[0];
+  CHECK(s.format == "binary");
+  CHECK(s.timeout == 5s);
+  CHECK(s.connect_timeout == 2s);
+  CHECK(s.max_in_flight == 64);
+  CHECK(s.retry.max_attempts == 12);
+  CHECK(s.retry.initial_backoff == 500ms);
+  CHECK(s.retry.max_backoff == 10min);
+  CHECK(s.retry.max_age == 24h);
+  CHECK(s.signing_secret.empty());
+  CHECK(s.max_response_bytes == 4096);
+  CHECK(c.limits.max_payload_bytes == 1'048'576);
+  CHECK(c.log.level == "info");
+  CHECK(c.log.format == "text");
+  CHECK(c.shutdown_timeout == 25s);
+}
+
+TEST_CASE("a section whose keys are all commented out takes the defaults", "[config]") {
+  const Config c =
+      config_of(yaml({"source:", "#  batch_size: 10", "log:", kSub0, kSub1, kSub2, kSub3}));
+  CHECK(c.source.batch_size == 500);
+  CHECK(c.log.level == "info");
+}
+
+TEST_CASE("${VAR} takes the variable's value, before conversion to the key's type", "[config]") {
+  const Config c =
+      config_of(yaml({"database:", "  url: ${DATABASE_URL}", "source:", "  batch_size: ${BATCH}",
+                      "  lease: ${LEASE}", kSub0, kSub1, "    topics: [\"${TOPIC}\"]", kSub3}),
+                env_of({{"DATABASE_URL", "postgresql://x/y"},
+                        {"BATCH", "42"},
+                        {"LEASE", "90s"},
+                        {"TOPIC", "order.paid"}}));
+  CHECK(c.database.url == "postgresql://x/y");
+  CHECK(c.source.batch_size == 42);
+  CHECK(c.source.lease == 90s);
+  CHECK(c.subscriptions[0].topics == std::vector<std::string>{"order.paid"});
+}
+
+TEST_CASE("${VAR:-default} takes the default when VAR is unset and the value when it is set",
+          "[config]") {
+  const std::string text = yaml({"source:", "  batch_size: ${N:-500}",
+                                 "log:", "  level: ${LEVEL:-warn}", kSub0, kSub1, kSub2, kSub3});
+  const Config unset = config_of(text, env_of({}));
+  CHECK(unset.source.batch_size == 500);
+  CHECK(unset.log.level == "warn");
+  const Config set = config_of(text, env_of({{"N", "7"}, {"LEVEL", "debug"}}));
+  CHECK(set.source.batch_size == 7);
+  CHECK(set.log.level == "debug");
+}
+
+TEST_CASE("$${ in a value is a literal ${", "[config]") {
+  const Config c =
+      config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: \"ab$${cd}\""}));
+  CHECK(c.subscriptions[0].signing_secret == "ab${cd}");
+}
+
+TEST_CASE("the example relay.yaml loads given DATABASE_URL", "[config]") {
+  const std::string path = std::string(RELAY_SOURCE_DIR) + "/examples/relay.yaml";
+  auto result =
+      load_config(path, env_of({{"DATABASE_URL", "postgresql://relay@127.0.0.1:5432/app"}}));
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&result)) FAIL(dump(*errors));
+  const Config& c = std::get<Config>(result);
+  CHECK(c.path == path);
+  CHECK(c.database.url == "postgresql://relay@127.0.0.1:5432/app");
+  REQUIRE_FALSE(c.subscriptions.empty());
+  CHECK(c.subscriptions[0].endpoint == "http://127.0.0.1:8080/events");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: file-level
+
+TEST_CASE("an unreadable file is one error with no line", "[config]") {
+  auto result = load_config("/nonexistent/relay.yaml", env_of({}));
+  REQUIRE(std::holds_alternative<std::vector<ConfigError>>(result));
+  const auto& errors = std::get<std::vector<ConfigError>>(result);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].file == "/nonexistent/relay.yaml");
+  CHECK(errors[0].line == 0);
+  CHECK(errors[0].key_path.empty());
+  CHECK_THAT(errors[0].message, Catch::Contains("cannot read") && Catch::Contains("No such file"));
+  CHECK(errors[0].to_string().rfind("/nonexistent/relay.yaml: cannot read", 0) == 0);
+}
+
+TEST_CASE("an empty file or one with only comments is an error", "[config]") {
+  for (const std::string text : {"", "\n\n", "# nothing here\n", "---\n"}) {
+    CAPTURE(text);
+    check_error(only_error(text), 0, 0, "", "empty");
+  }
+}
+
+TEST_CASE("a YAML syntax error is reported with a 1-based line and column", "[config]") {
+  const ConfigError e = only_error(yaml({kSub0, kSub1, "    topics: [\"order.*\"", kSub3}));
+  CHECK(e.line == 4);
+  CHECK(e.column == 5);
+  CHECK(e.key_path.empty());
+  CHECK_THAT(e.message,
+             Catch::Contains("YAML syntax error") && Catch::Contains("end of sequence flow"));
+}
+
+TEST_CASE("a tab in the indentation is a syntax error at its place", "[config]") {
+  check_error(only_error(yaml({"source:", "\tbatch_size: 5", kSub0, kSub1, kSub2, kSub3})), 2, 12,
+              "", "YAML syntax error");
+}
+
+TEST_CASE("a document that is not a map is an error", "[config]") {
+  check_error(only_error(yaml({"- a", "- b"})), 1, 1, "",
+              "expected a map of settings at the top level, got a list");
+}
+
+TEST_CASE("a second YAML document is an error", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "---", "log: {level: info}"})), 6, 1, "",
+              "more than one YAML document");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: keys
+
+TEST_CASE("an unknown key close to a known one gets a suggestion", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    timout: 5s"})), 5, 5,
+              "subscriptions[0].timout", "unknown key 'timout'; did you mean 'timeout'?");
+  check_error(only_error(yaml({"sorce: {}", kSub0, kSub1, kSub2, kSub3})), 1, 1, "sorce",
+              "did you mean 'source'?");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry: {max_atempts: 3}"})), 5, 13,
+              "subscriptions[0].retry.max_atempts", "did you mean 'max_attempts'?");
+}
+
+TEST_CASE("an unknown key far from every known one gets no suggestion", "[config]") {
+  const ConfigError e = only_error(yaml({kSub0, kSub1, kSub2, kSub3, "colour: blue"}));
+  check_error(e, 5, 1, "colour", "unknown key 'colour'");
+  CHECK_THAT(e.message, !Catch::Contains("did you mean"));
+}
+
+TEST_CASE("top-level keys from DESIGN.md not built yet are rejected as not supported", "[config]") {
+  for (const std::string key : {"ops", "inbox"}) {
+    CAPTURE(key);
+    check_error(
+        only_error(yaml({kSub0, kSub1, kSub2, kSub3, key + ":", "  listen: 127.0.0.1:9090"})), 5, 1,
+        key, key + " is not supported in this version");
+  }
+}
+
+TEST_CASE("subscription keys from DESIGN.md not built yet are rejected as not supported",
+          "[config]") {
+  for (const std::string key :
+       {"circuit_breaker", "ordering", "batch", "headers", "rate_limit", "tls"}) {
+    CAPTURE(key);
+    check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    " + key + ": x"})), 5, 5,
+                "subscriptions[0]." + key, key + " is not supported in this version");
+  }
+}
+
+TEST_CASE("a duplicate key names both occurrences", "[config]") {
+  check_error(only_error(yaml({"log:", "  level: info", "  format: text", "  level: debug", kSub0,
+                               kSub1, kSub2, kSub3})),
+              4, 3, "log.level", "duplicate key 'level' (first defined at line 2)");
+  check_error(only_error(yaml(
+                  {kSub0, kSub1, kSub2, kSub3, "    retry: {max_attempts: 1, max_attempts: 2}"})),
+              5, 30, "subscriptions[0].retry.max_attempts", "first defined at line 5");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "subscriptions: []"})), 5, 1,
+              "subscriptions", "first defined at line 1");
+}
+
+TEST_CASE("missing required keys point at the map that lacks them", "[config]") {
+  check_error(only_error(yaml({"log:", "  level: info"})), 1, 1, "subscriptions",
+              "missing required key 'subscriptions'");
+
+  const auto errors = errors_of(yaml({kSub0, "  - format: binary"}));
+  INFO(dump(errors));
+  REQUIRE(errors.size() == 3);
+  check_error(errors[0], 2, 5, "subscriptions[0].name", "missing required key 'name'");
+  check_error(errors[1], 2, 5, "subscriptions[0].topics", "missing required key 'topics'");
+  check_error(errors[2], 2, 5, "subscriptions[0].endpoint", "missing required key 'endpoint'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: types and values
+
+TEST_CASE("a map or list where a scalar belongs is a type error", "[config]") {
+  check_error(only_error(yaml({"source:", "  batch_size: {a: 1}", kSub0, kSub1, kSub2, kSub3})), 2,
+              15, "source.batch_size", "expected an integer, got a map");
+  check_error(only_error(yaml({kSub0, "  - name: [billing]", kSub2, kSub3})), 2, 11,
+              "subscriptions[0].name", "expected a string, got a list");
+  check_error(only_error(yaml({"shutdown_timeout:", kSub0, kSub1, kSub2, kSub3})), 1, 1,
+              "shutdown_timeout",
+              "expected a duration such as 500ms, 5s or 10m, got nothing (null)");
+}
+
+TEST_CASE("a scalar or map where a list or map belongs is a type error", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, "    topics: order.*", kSub3})), 3, 13,
+              "subscriptions[0].topics", "expected a list of topic globs");
+  check_error(only_error(yaml({"subscriptions: {name: billing}"})), 1, 16, "subscriptions",
+              "expected a list of subscriptions, got a map");
+  check_error(only_error(yaml({kSub0, "  - billing"})), 2, 5, "subscriptions[0]",
+              "expected a map describing a subscription, got a scalar");
+  check_error(only_error(yaml({"log: [debug]", kSub0, kSub1, kSub2, kSub3})), 1, 6, "log",
+              "expected a map, got a list");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry: 3"})), 5, 12,
+              "subscriptions[0].retry", "expected a map, got a scalar");
+}
+
+TEST_CASE("integers must be plain decimal integers", "[config]") {
+  for (const std::string value : {"12abc", "true", "1.5", "0x1F", "\"\"", "+5"}) {
+    CAPTURE(value);
+    check_error(only_error(yaml({"source:", "  batch_size: " + value, kSub0, kSub1, kSub2, kSub3})),
+                2, 15, "source.batch_size", "expected an integer");
+  }
+}
+
+TEST_CASE("numbers outside their range are errors naming the range", "[config]") {
+  check_error(only_error(yaml({"source:", "  batch_size: 0", kSub0, kSub1, kSub2, kSub3})), 2, 15,
+              "source.batch_size", "must be between 1 and 10000, got 0");
+  check_error(only_error(yaml({"source:", "  batch_size: 10001", kSub0, kSub1, kSub2, kSub3})), 2,
+              15, "source.batch_size", "must be between 1 and 10000");
+  check_error(only_error(yaml({"source:", "  batch_size: 99999999999999999999999", kSub0, kSub1,
+                               kSub2, kSub3})),
+              2, 15, "source.batch_size", "must be between 1 and 10000");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    max_in_flight: 4097"})), 5, 20,
+              "subscriptions[0].max_in_flight", "must be between 1 and 4096");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    max_response_bytes: -1"})), 5, 25,
+              "subscriptions[0].max_response_bytes", "must be between 0 and 1048576");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry: {max_attempts: 1001}"})), 5,
+              27, "subscriptions[0].retry.max_attempts", "must be between 1 and 1000");
+  check_error(
+      only_error(yaml({"limits: {max_payload_bytes: 67108865}", kSub0, kSub1, kSub2, kSub3})), 1,
+      29, "limits.max_payload_bytes", "must be between 1 and 67108864");
+}
+
+TEST_CASE("bad durations are errors naming the text", "[config]") {
+  check_error(only_error(yaml({"source:", "  poll_interval: 5x", kSub0, kSub1, kSub2, kSub3})), 2,
+              18, "source.poll_interval", "invalid duration \"5x\"");
+  check_error(only_error(yaml({"shutdown_timeout: 30", kSub0, kSub1, kSub2, kSub3})), 1, 19,
+              "shutdown_timeout", "missing unit");
+}
+
+TEST_CASE("durations outside their range are errors naming the range", "[config]") {
+  check_error(only_error(yaml({"source:", "  poll_interval: 5ms", kSub0, kSub1, kSub2, kSub3})), 2,
+              18, "source.poll_interval", "must be between 10ms and 1h, got 5ms");
+  check_error(only_error(yaml({"source:", "  lease: 500ms", kSub0, kSub1, kSub2, kSub3})), 2, 10,
+              "source.lease", "must be between 1s and 1h");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    connect_timeout: 2m"})), 5, 22,
+              "subscriptions[0].connect_timeout", "must be between 1ms and 1m");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry: {max_age: 31d}"})), 5, 22,
+              "subscriptions[0].retry.max_age", "must be between 1s and 30d");
+  check_error(only_error(yaml({"shutdown_timeout: 11m", kSub0, kSub1, kSub2, kSub3})), 1, 19,
+              "shutdown_timeout", "must be between 0s and 10m");
+}
+
+TEST_CASE("max_backoff below initial_backoff is an error", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry:",
+                               "      initial_backoff: 2s", "      max_backoff: 1s"})),
+              7, 20, "subscriptions[0].retry.max_backoff",
+              "max_backoff (1s) must be at least initial_backoff (2s)");
+  // Against the default max_backoff (10m) the error points at the key that is set.
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry: {initial_backoff: 20m}"})),
+              5, 30, "subscriptions[0].retry.max_backoff",
+              "must be at least initial_backoff (20m)");
+}
+
+TEST_CASE("source.mode accepts only table and calls wal not supported", "[config]") {
+  check_error(only_error(yaml({"source: {mode: wal}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
+              "source.mode", "\"wal\" is not supported in this version");
+  check_error(only_error(yaml({"source: {mode: queue}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
+              "source.mode", "invalid value \"queue\": expected one of \"table\"");
+}
+
+TEST_CASE("format accepts only binary and calls the other DESIGN formats not supported",
+          "[config]") {
+  for (const std::string format : {"cloudevents-json", "protobuf"}) {
+    CAPTURE(format);
+    check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: " + format})), 5, 13,
+                "subscriptions[0].format", "\"" + format + "\" is not supported in this version");
+  }
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: xml"})), 5, 13,
+              "subscriptions[0].format", "invalid value \"xml\": expected one of \"binary\"");
+}
+
+TEST_CASE("log.level and log.format accept only their listed values", "[config]") {
+  check_error(only_error(yaml({"log: {level: verbose}", kSub0, kSub1, kSub2, kSub3})), 1, 14,
+              "log.level", "expected one of \"debug\", \"info\", \"warn\", \"error\"");
+  check_error(only_error(yaml({"log: {format: yaml}", kSub0, kSub1, kSub2, kSub3})), 1, 15,
+              "log.format", "expected one of \"text\", \"json\"");
+}
+
+TEST_CASE("subscription names must be 1 to 64 characters from [a-z0-9_.-]", "[config]") {
+  const std::string max_name(64, 'a');
+  CHECK(config_of(yaml({kSub0, "  - name: " + max_name, kSub2, kSub3})).subscriptions[0].name ==
+        max_name);
+  for (const std::string& name : std::vector<std::string>{"Billing", "\"bill ing\"", "\"\"",
+                                                          "bill/ing", std::string(65, 'a')}) {
+    CAPTURE(name);
+    check_error(only_error(yaml({kSub0, "  - name: " + name, kSub2, kSub3})), 2, 11,
+                "subscriptions[0].name", "invalid subscription name");
+  }
+}
+
+TEST_CASE("subscription names must be unique", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, kSub1, kSub2, kSub3})), 5, 11,
+              "subscriptions[1].name",
+              "duplicate subscription name \"billing\" (first used at line 2)");
+}
+
+TEST_CASE("endpoints must be http:// URLs with a host", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: https://billing/events"})), 4,
+              15, "subscriptions[0].endpoint",
+              "https:// endpoints are not supported in this version");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: ftp://billing/events"})), 4, 15,
+              "subscriptions[0].endpoint", "must be an http:// URL");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: billing:8080"})), 4, 15,
+              "subscriptions[0].endpoint", "must be an http:// URL");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: http:///events"})), 4, 15,
+              "subscriptions[0].endpoint", "must name a host");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: http://billing:99999/"})), 4, 15,
+              "subscriptions[0].endpoint", "invalid port");
+}
+
+TEST_CASE("endpoint errors do not quote the URL, which may carry credentials", "[config]") {
+  const ConfigError e =
+      only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: https://user:hunter2@billing/"}));
+  CHECK_THAT(e.message, !Catch::Contains("hunter2"));
+}
+
+TEST_CASE("topics must be a non-empty list of non-empty strings", "[config]") {
+  check_error(only_error(yaml({kSub0, kSub1, "    topics: []", kSub3})), 3, 13,
+              "subscriptions[0].topics", "must list at least one topic");
+  check_error(only_error(yaml({kSub0, kSub1, "    topics: [\"order.*\", \"\"]", kSub3})), 3, 25,
+              "subscriptions[0].topics[1]", "topic must not be empty");
+  check_error(only_error(yaml({kSub0, kSub1, "    topics: [[a]]", kSub3})), 3, 14,
+              "subscriptions[0].topics[0]", "expected a string, got a list");
+}
+
+TEST_CASE("at least one subscription is required", "[config]") {
+  check_error(only_error(yaml({"subscriptions: []"})), 1, 16, "subscriptions",
+              "at least one subscription is required");
+  check_error(only_error(yaml({"subscriptions:"})), 1, 1, "subscriptions",
+              "at least one subscription is required");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: interpolation and secrets
+
+TEST_CASE("an unset variable without a default is an error at its value", "[config]") {
+  check_error(only_error(yaml({"database:", "  url: ${DATABASE_URL}", kSub0, kSub1, kSub2, kSub3})),
+              2, 8, "database.url", "environment variable DATABASE_URL is not set");
+  check_error(only_error(yaml({"source:", "  batch_size: ${N}", kSub0, kSub1, kSub2, kSub3})), 2,
+              15, "source.batch_size", "N is not set");
+}
+
+TEST_CASE("a variable's value is validated like a literal", "[config]") {
+  check_error(only_error(yaml({"source:", "  batch_size: ${N:-500}", kSub0, kSub1, kSub2, kSub3}),
+                         env_of({{"N", "0"}})),
+              2, 15, "source.batch_size", "must be between 1 and 10000, got 0");
+}
+
+TEST_CASE("signing_secret errors never echo the secret", "[config]") {
+  const ConfigError type =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: [whsec_topsecret]"}));
+  check_error(type, 5, 21, "subscriptions[0].signing_secret", "expected a string, got a list");
+  CHECK_THAT(type.to_string(), !Catch::Contains("topsecret"));
+
+  const ConfigError map =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: {whsec_topsecret: 1}"}));
+  CHECK_THAT(map.to_string(), !Catch::Contains("topsecret"));
+
+  const ConfigError bad_ref =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: \"topsecret${X\""}));
+  check_error(bad_ref, 5, 21, "subscriptions[0].signing_secret", "unterminated");
+  CHECK_THAT(bad_ref.to_string(), !Catch::Contains("topsecret"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: all at once
+
+TEST_CASE("every error in a file is reported, not just the first", "[config]") {
+  const auto errors = errors_of(yaml({
+      "source:",
+      "  batch_size: lots",  // wrong type
+      "subscriptions:", "  - name: billing", "    topics: [\"order.*\"]",
+      "    endpoint: http://127.0.0.1:8080/events",
+      "    timout: 5s",      // unknown key
+      "log: {level: loud}",  // bad enum
+  }));
+  INFO(dump(errors));
+  REQUIRE(errors.size() == 3);
+  check_error(errors[0], 2, 15, "source.batch_size", "expected an integer");
+  check_error(errors[1], 7, 5, "subscriptions[0].timout", "did you mean 'timeout'?");
+  check_error(errors[2], 8, 14, "log.level", "invalid value \"loud\"");
+}
+
+TEST_CASE("errors in several subscriptions are all reported in file order", "[config]") {
+  const auto errors = errors_of(yaml({
+      kSub0,
+      "  - name: a",
+      "    topics: [x]",
+      "    endpoint: https://a/",
+      "  - name: b",
+      "    topics: []",
+      "    endpoint: http://b/",
+      "    tls: {}",
+  }));
+  INFO(dump(errors));
+  REQUIRE(errors.size() == 3);
+  CHECK(errors[0].key_path == "subscriptions[0].endpoint");
+  CHECK(errors[1].key_path == "subscriptions[1].topics");
+  CHECK(errors[2].key_path == "subscriptions[1].tls");
+}
