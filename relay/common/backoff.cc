@@ -8,7 +8,8 @@ Millis backoff_ceiling(const BackoffOptions& opts, int retry) {
   if (retry < 1) retry = 1;
   std::int64_t ceiling = opts.initial_backoff.count();
   const std::int64_t cap = opts.max_backoff.count();
-  for (int i = 1; i < retry && ceiling < cap; ++i) ceiling *= 2;  // stops before overflow
+  // Doubling saturates at the cap, so neither a huge retry count nor a huge cap can overflow.
+  for (int i = 1; i < retry && ceiling < cap; ++i) ceiling = ceiling > cap / 2 ? cap : ceiling * 2;
   return Millis(std::min(ceiling, cap));
 }
 

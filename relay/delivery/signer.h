@@ -11,7 +11,8 @@ namespace relay::delivery {
 class Signer {
  public:
   // `secret` is "whsec_<base64>" (the base64 part is decoded to the key bytes) or any other string,
-  // used as raw key bytes. Returns kInvalidArgument for "whsec_" followed by invalid base64.
+  // used as raw key bytes. Returns kInvalidArgument for an empty secret, or "whsec_" followed by
+  // invalid or empty base64. Messages never contain the secret.
   static Result<Signer> create(std::string_view secret);
 
   // "v1,<base64>" for the given id, unix-seconds timestamp and body.
