@@ -1,8 +1,9 @@
 // `relay migrate` against a real PostgreSQL: creates the schema, is idempotent, is safe to run
 // concurrently, reports status; and the installed schema accepts relay.publish.
 
-#include <catch2/catch.hpp>
+#include "relay/store/migrations.h"
 
+#include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
 #include <future>
@@ -11,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "relay/store/migrations.h"
 #include "tests/support/fake_consumer.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/temp_dir.h"
@@ -36,8 +36,8 @@ subscriptions:
 
 // ${DATABASE_URL} points at a port nobody listens on: the command must use --database-url.
 EnvVars unreachable_database_env() {
-  return {{"DATABASE_URL", "postgresql://postgres@127.0.0.1:" + std::to_string(FakeConsumer::unused_port()) +
-                               "/nowhere"}};
+  return {{"DATABASE_URL", "postgresql://postgres@127.0.0.1:" +
+                               std::to_string(FakeConsumer::unused_port()) + "/nowhere"}};
 }
 
 int migrate(const std::string& config, const std::string& url, std::string* output,
@@ -106,17 +106,20 @@ TEST_CASE("a second relay migrate applies nothing", "[integration]") {
   TempDir dir;
   const std::string config = dir.write("relay.yaml", kConfig);
   migrate_ok(config, db.url());
-  const auto recorded = db.rows("SELECT version::text, applied_at::text FROM relay.schema_migrations ORDER BY 1");
+  const auto recorded =
+      db.rows("SELECT version::text, applied_at::text FROM relay.schema_migrations ORDER BY 1");
 
   std::string second;
   const int rc = migrate(config, db.url(), &second);
 
   INFO(second);
   REQUIRE(rc == 0);
-  CHECK(db.rows("SELECT version::text, applied_at::text FROM relay.schema_migrations ORDER BY 1") == recorded);
+  CHECK(db.rows("SELECT version::text, applied_at::text FROM relay.schema_migrations ORDER BY 1") ==
+        recorded);
 }
 
-TEST_CASE("two relay migrate started at once both succeed and record each version once", "[integration]") {
+TEST_CASE("two relay migrate started at once both succeed and record each version once",
+          "[integration]") {
   auto db = TestDatabase::create_empty();
   TempDir dir;
   const std::string config = dir.write("relay.yaml", kConfig);
@@ -155,7 +158,8 @@ TEST_CASE("relay migrate --status lists version 1 as applied", "[integration]") 
         static_cast<long long>(relay::store::embedded_migrations().size()));
 }
 
-TEST_CASE("after relay migrate relay.publish returns an event id and stores the event", "[integration]") {
+TEST_CASE("after relay migrate relay.publish returns an event id and stores the event",
+          "[integration]") {
   auto db = TestDatabase::create_empty();
   TempDir dir;
   const std::string config = dir.write("relay.yaml", kConfig);
@@ -165,5 +169,6 @@ TEST_CASE("after relay migrate relay.publish returns an event id and stores the 
 
   const std::regex uuid("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$");
   CHECK(std::regex_match(id, uuid));
-  CHECK(db.count("relay.outbox WHERE event_id::text = '" + id + "' AND topic = 't' AND key = 'k'") == 1);
+  CHECK(db.count("relay.outbox WHERE event_id::text = '" + id +
+                 "' AND topic = 't' AND key = 'k'") == 1);
 }

@@ -1,0 +1,79 @@
+#pragma once
+// RelayProcess: the relay binary ($RELAY_BINARY, set by CTest) running as a child process, the way
+// an operator runs it: `relay run --config <file> [extra args]`. The YAML text is written to a temp
+// file; stdout and stderr go to a log file in the same temp dir. The child is the leader of its
+// own process group and inherits no descriptor but 0-2 (stdin is /dev/null).
+//
+//   RelayProcess relay(config_yaml, {}, {{"DATABASE_URL", db.url()}});
+//   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
+//   relay.signal(SIGTERM);
+//   REQUIRE(relay.wait_exit(10s) == 0);
+//
+// Not thread-safe; one owner. The destructor SIGKILLs the process group and reaps the child if it
+// is still running; if the test process dies first, the kernel SIGKILLs relay (PR_SET_PDEATHSIG).
+// That signal follows the *thread* that started the child: create a RelayProcess on a thread that
+// outlives it (normally the test's main thread). Failures to start throw std::runtime_error.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tests/support/temp_dir.h"
+
+namespace relay::testing {
+
+using EnvVars = std::map<std::string, std::string>;
+
+class RelayProcess {
+ public:
+  // Starts `$RELAY_BINARY run --config <tmp>/relay.yaml <extra_args...>` with the test's
+  // environment plus `env` (which overrides inherited variables). Throws if RELAY_BINARY is unset
+  // or fork fails.
+  explicit RelayProcess(const std::string& config_yaml, std::vector<std::string> extra_args = {},
+                        const EnvVars& env = {});
+  ~RelayProcess();
+  RelayProcess(const RelayProcess&) = delete;
+  RelayProcess& operator=(const RelayProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::string config_path() const { return config_path_; }
+  std::string log_path() const { return log_path_; }
+
+  // Sends `sig` to the relay process (not its group). No-op once it has been reaped.
+  void signal(int sig);
+  // SIGKILLs the whole process group and reaps the child: returns once it is gone.
+  void kill9();
+  // Waits up to `timeout` for the process to exit. Returns its exit code, or 128 + signal number
+  // if a signal ended it; nullopt if it is still running at the deadline.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  // True until the child has exited.
+  bool running();
+  // Everything the process wrote so far (for failure messages, never for assertions).
+  std::string log() const;
+
+  // Runs `$RELAY_BINARY <args...>` to completion, e.g. {"migrate", "--config", path}, with the
+  // test's environment plus `env`. Stores stdout+stderr in *output (if not null) and returns the
+  // exit code (128 + signal if killed). After `timeout` the child is SIGKILLed and 128 + 9
+  // returned.
+  static int run_cli(const std::vector<std::string>& args, std::string* output,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                     const EnvVars& env = {});
+
+  // $RELAY_BINARY, or throws with a clear message if it is unset.
+  static std::string binary();
+
+ private:
+  bool reap(bool block);
+
+  TempDir dir_{"relay-it."};
+  std::string config_path_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+};
+
+}  // namespace relay::testing

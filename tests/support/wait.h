@@ -1,0 +1,40 @@
+#pragma once
+// wait_until: the one way integration tests wait. It is a condition wait with a deadline, not a
+// sleep: the predicate is re-checked every few milliseconds and the call returns as soon as it
+// holds. Use it as REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s)).
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <thread>
+
+namespace relay::testing {
+
+// Returns true as soon as `pred()` returns true, false if it is still false at the deadline.
+// A predicate that throws counts as "not yet" (e.g. a query while Postgres restarts); if the last
+// check before the deadline threw, that exception is rethrown so the failure says why.
+// Thread-safe if `pred` is.
+inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  constexpr auto kRecheckEvery = std::chrono::milliseconds(5);
+  while (true) {
+    std::exception_ptr failure;
+    try {
+      if (pred()) {
+        return true;
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (Clock::now() >= deadline) {
+      if (failure) {
+        std::rethrow_exception(failure);
+      }
+      return false;
+    }
+    std::this_thread::sleep_for(kRecheckEvery);
+  }
+}
+
+}  // namespace relay::testing
