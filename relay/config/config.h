@@ -29,6 +29,18 @@ struct RetryConfig {
   Millis max_age{86'400'000};      // give up on an event failing for longer than this, 1s..30d
 };
 
+struct CircuitBreakerConfig {
+  int failure_threshold = 5;     // consecutive retryable failures that open the breaker, 1..1000
+  Millis open_for{30'000};       // first open period, 10ms..1h
+  Millis max_open_for{600'000};  // open periods double on repeated trips up to this, >= open_for, ..24h
+};
+
+// Token bucket per subscription: at most `events_per_second` on average, bursts up to `burst`.
+struct RateLimitConfig {
+  double events_per_second = 0;  // 0.001..1e6
+  int burst = 1;                 // 1..1e6; defaults to max(1, ceil(events_per_second)) when omitted
+};
+
 struct SubscriptionConfig {
   std::string name;                 // required, [a-z0-9_.-]+, unique
   std::vector<std::string> topics;  // required, non-empty list of globs
@@ -40,6 +52,14 @@ struct SubscriptionConfig {
   RetryConfig retry;
   std::string signing_secret;       // optional; "whsec_<base64>" or raw; empty = unsigned
   std::int64_t max_response_bytes = 4096;  // response body kept for the dead letter, 0..1MiB
+  std::string ordering = "per_key";        // per_key | none
+  std::string on_dead_letter = "skip";     // skip | block: what a key's later events do when its head is dead-lettered
+  CircuitBreakerConfig circuit_breaker;
+  std::optional<RateLimitConfig> rate_limit;  // absent: unlimited
+};
+
+struct OpsConfig {
+  std::string listen;  // "host:port" for /metrics /healthz /readyz /status; empty = no ops listener; port 0 = any
 };
 
 struct LimitsConfig {
@@ -58,6 +78,7 @@ struct Config {
   std::vector<SubscriptionConfig> subscriptions;  // at least one
   LimitsConfig limits;
   LogConfig log;
+  OpsConfig ops;
   Millis shutdown_timeout{25'000};  // 0..10m
 };
 

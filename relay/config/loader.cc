@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <system_error>
 #include <utility>
 
+#include "relay/common/check.h"
 #include "relay/common/duration.h"
 #include "relay/config/interpolate.h"
 
@@ -26,25 +28,61 @@ using Keys = std::span<const std::string_view>;
 
 constexpr std::int64_t kMiB = 1024 * 1024;
 
-// The schema, one list of keys per map, in the order of config.h (suggestions prefer earlier keys).
+// The schema: one table of keys per map, in the order of config.h (suggestions prefer earlier
+// keys). The parser looks keys up only through these tables (Fields::find checks it), and
+// known_config_keys() walks them, so the list of accepted keys cannot drift from the parser.
 // "Unsupported" keys are documented in DESIGN.md but not implemented yet: they are rejected with
 // their own message so nobody believes an ignored setting is in force.
-constexpr std::string_view kRootKeys[] = {"database", "source", "subscriptions",
-                                          "limits",   "log",    "shutdown_timeout"};
-constexpr std::string_view kRootUnsupported[] = {"ops", "inbox"};
-constexpr std::string_view kDatabaseKeys[] = {"url"};
-constexpr std::string_view kSourceKeys[] = {"mode", "batch_size", "poll_interval", "lease"};
-constexpr std::string_view kSubscriptionKeys[] = {"name",           "topics",
-                                                  "endpoint",       "format",
-                                                  "timeout",        "connect_timeout",
-                                                  "max_in_flight",  "retry",
-                                                  "signing_secret", "max_response_bytes"};
-constexpr std::string_view kSubscriptionUnsupported[] = {"circuit_breaker", "ordering",   "batch",
-                                                         "headers",         "rate_limit", "tls"};
-constexpr std::string_view kRetryKeys[] = {"max_attempts", "initial_backoff", "max_backoff",
-                                           "max_age"};
-constexpr std::string_view kLimitsKeys[] = {"max_payload_bytes"};
-constexpr std::string_view kLogKeys[] = {"level", "format"};
+enum class Shape {
+  kScalar,      // a string, number or duration
+  kList,        // a list of scalars
+  kMap,         // a map with its own key table
+  kListOfMaps,  // a list of maps, each with the same key table
+};
+
+struct KeySpec {
+  std::string_view name;
+  Shape shape = Shape::kScalar;
+  std::span<const KeySpec> children = {};  // for kMap and kListOfMaps
+};
+using Specs = std::span<const KeySpec>;
+
+constexpr KeySpec kDatabaseKeys[] = {{"url"}};
+constexpr KeySpec kSourceKeys[] = {{"mode"}, {"batch_size"}, {"poll_interval"}, {"lease"}};
+constexpr KeySpec kRetryKeys[] = {
+    {"max_attempts"}, {"initial_backoff"}, {"max_backoff"}, {"max_age"}};
+constexpr KeySpec kCircuitBreakerKeys[] = {{"failure_threshold"}, {"open_for"}, {"max_open_for"}};
+constexpr KeySpec kRateLimitKeys[] = {{"events_per_second"}, {"burst"}};
+constexpr KeySpec kSubscriptionKeys[] = {
+    {"name"},
+    {"topics", Shape::kList},
+    {"endpoint"},
+    {"format"},
+    {"timeout"},
+    {"connect_timeout"},
+    {"max_in_flight"},
+    {"retry", Shape::kMap, kRetryKeys},
+    {"signing_secret"},
+    {"max_response_bytes"},
+    {"ordering"},
+    {"on_dead_letter"},
+    {"circuit_breaker", Shape::kMap, kCircuitBreakerKeys},
+    {"rate_limit", Shape::kMap, kRateLimitKeys},
+};
+constexpr std::string_view kSubscriptionUnsupported[] = {"batch", "headers", "tls"};
+constexpr KeySpec kLimitsKeys[] = {{"max_payload_bytes"}};
+constexpr KeySpec kLogKeys[] = {{"level"}, {"format"}};
+constexpr KeySpec kOpsKeys[] = {{"listen"}};
+constexpr KeySpec kRootKeys[] = {
+    {"database", Shape::kMap, kDatabaseKeys},
+    {"source", Shape::kMap, kSourceKeys},
+    {"subscriptions", Shape::kListOfMaps, kSubscriptionKeys},
+    {"limits", Shape::kMap, kLimitsKeys},
+    {"log", Shape::kMap, kLogKeys},
+    {"ops", Shape::kMap, kOpsKeys},
+    {"shutdown_timeout"},
+};
+constexpr std::string_view kRootUnsupported[] = {"inbox"};
 
 constexpr std::string_view kModes[] = {"table"};
 constexpr std::string_view kModesUnsupported[] = {"wal"};
@@ -52,9 +90,16 @@ constexpr std::string_view kFormats[] = {"binary"};
 constexpr std::string_view kFormatsUnsupported[] = {"cloudevents-json", "protobuf"};
 constexpr std::string_view kLogLevels[] = {"debug", "info", "warn", "error"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
+constexpr std::string_view kOrderings[] = {"per_key", "none"};
+constexpr std::string_view kOnDeadLetter[] = {"skip", "block"};
 
 bool contains(Keys keys, std::string_view key) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+bool contains(Specs specs, std::string_view key) {
+  return std::any_of(specs.begin(), specs.end(),
+                     [&](const KeySpec& spec) { return spec.name == key; });
 }
 
 std::string join_path(const std::string& parent, std::string_view key) {
@@ -94,10 +139,11 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return d[a.size()][b.size()];
 }
 
-std::optional<std::string_view> suggest(std::string_view key, Keys known) {
+std::optional<std::string_view> suggest(std::string_view key, Specs known) {
   std::optional<std::string_view> best;
   std::size_t best_distance = 3;  // suggest only within distance 2
-  for (std::string_view candidate : known) {
+  for (const KeySpec& spec : known) {
+    const std::string_view candidate = spec.name;
     const std::size_t distance = edit_distance(key, candidate);
     if (distance < best_distance) {
       best = candidate;
@@ -178,6 +224,41 @@ std::optional<std::string> check_endpoint(std::string_view url) {
   return std::nullopt;
 }
 
+// Returns why `listen` is not a usable "host:port" listen address, or nullopt. Port 0 asks the OS
+// for any free port. IPv6 hosts go in brackets: "[::1]:9090".
+std::optional<std::string> check_listen(std::string_view listen) {
+  constexpr std::string_view kExample = "expected host:port, e.g. 127.0.0.1:9090";
+  if (listen.find_first_of(" \t\r\n") != std::string_view::npos)
+    return fmt::format("listen address must not contain whitespace ({})", kExample);
+  std::string_view host;
+  std::string_view port;
+  if (!listen.empty() && listen.front() == '[') {
+    const std::size_t close = listen.find(']');
+    if (close == std::string_view::npos) return "listen address has an unterminated IPv6 address";
+    host = listen.substr(1, close - 1);
+    const std::string_view rest = listen.substr(close + 1);
+    if (rest.empty() || rest.front() != ':')
+      return fmt::format("listen address has no port ({})", kExample);
+    port = rest.substr(1);
+  } else {
+    const std::size_t colon = listen.rfind(':');
+    if (colon == std::string_view::npos)
+      return fmt::format("listen address has no port ({})", kExample);
+    host = listen.substr(0, colon);
+    port = listen.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      return "listen address: write an IPv6 host in brackets, e.g. [::1]:9090";
+  }
+  if (host.empty()) return fmt::format("listen address has no host ({})", kExample);
+  int value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 0 ||
+      value > 65535) {
+    return "listen address has an invalid port (expected 0..65535; 0 picks any free port)";
+  }
+  return std::nullopt;
+}
+
 // One key of a map (or one item of a list) and its value.
 struct Field {
   std::string path;     // "subscriptions[0].retry.max_attempts"
@@ -192,10 +273,15 @@ struct Field {
 // The known keys of one map, first occurrence only.
 class Fields {
  public:
+  explicit Fields(Specs known) : known_(known) {}
+
   void add(std::string name, Field field) {
     items_.emplace_back(std::move(name), std::move(field));
   }
+  // The field, or nullptr when the map does not set `name`.
+  // REQUIRES: `name` is in the map's key table (else the parser reads a key nobody can set).
   const Field* find(std::string_view name) const {
+    RELAY_CHECK(contains(known_, name), "config key looked up but missing from its key table");
     for (const auto& [key, field] : items_) {
       if (key == name) return &field;
     }
@@ -203,6 +289,7 @@ class Fields {
   }
 
  private:
+  Specs known_;
   std::vector<std::pair<std::string, Field>> items_;
 };
 
@@ -231,8 +318,8 @@ class Parser {
   std::vector<ConfigError>& errors() { return errors_; }
 
  private:
-  Fields map_fields(const YAML::Node& map, const std::string& path, Keys known, Keys unsupported);
-  std::optional<Fields> section(const Field& field, Keys known, Keys unsupported);
+  Fields map_fields(const YAML::Node& map, const std::string& path, Specs known, Keys unsupported);
+  std::optional<Fields> section(const Field& field, Specs known, Keys unsupported = {});
   void missing(const YAML::Node& parent, const std::string& parent_path, std::string_view key);
 
   std::optional<std::string> text(const Field& field, std::string_view expected);
@@ -240,6 +327,7 @@ class Parser {
   void read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out);
   std::optional<std::int64_t> int_value(const Field& field, std::int64_t lo, std::int64_t hi);
   std::optional<Millis> duration_value(const Field& field, Millis lo, Millis hi);
+  std::optional<double> number_value(const Field& field, double lo, double hi);
 
   template <typename T>
   void read_int(const Field* field, std::int64_t lo, std::int64_t hi, T& out) {
@@ -257,6 +345,8 @@ class Parser {
   void parse_subscription(const YAML::Node& node, const std::string& path, SubscriptionConfig& out);
   void parse_topics(const Field& field, std::vector<std::string>& out);
   void parse_retry(const Field& field, RetryConfig& out);
+  void parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out);
+  void parse_rate_limit(const Field& field, std::optional<RateLimitConfig>& out);
 
   std::string file_;
   const EnvLookup& env_;
@@ -264,9 +354,9 @@ class Parser {
   std::map<std::string, int> subscription_name_lines_;  // name -> 1-based line of its first use
 };
 
-Fields Parser::map_fields(const YAML::Node& map, const std::string& path, Keys known,
+Fields Parser::map_fields(const YAML::Node& map, const std::string& path, Specs known,
                           Keys unsupported) {
-  Fields fields;
+  Fields fields(known);
   std::map<std::string, int> first_lines;
   // Iterate rather than look keys up: lookups hide duplicates (first wins) and unknown keys.
   for (auto it = map.begin(); it != map.end(); ++it) {
@@ -303,8 +393,8 @@ Fields Parser::map_fields(const YAML::Node& map, const std::string& path, Keys k
 }
 
 // A section whose keys are all commented out parses as null: treat it as empty (defaults apply).
-std::optional<Fields> Parser::section(const Field& field, Keys known, Keys unsupported) {
-  if (field.value.IsNull()) return Fields{};
+std::optional<Fields> Parser::section(const Field& field, Specs known, Keys unsupported) {
+  if (field.value.IsNull()) return Fields(known);
   if (!field.value.IsMap()) {
     error(field.mark(), field.path, fmt::format("expected a map, got {}", describe(field.value)));
     return std::nullopt;
@@ -391,14 +481,35 @@ std::optional<Millis> Parser::duration_value(const Field& field, Millis lo, Mill
   return *d;
 }
 
+// Returns a decimal number ("2", "0.5", "1e3"), or nullopt after reporting the problem.
+std::optional<double> Parser::number_value(const Field& field, double lo, double hi) {
+  auto v = text(field, "a number");
+  if (!v) return std::nullopt;
+  double n = 0;
+  const char* begin = v->data();
+  const char* end = begin + v->size();
+  const auto [stop, ec] = std::from_chars(begin, end, n, std::chars_format::general);
+  // from_chars accepts "inf" and "nan"; nobody means those here.
+  if (v->empty() || stop != end || (ec != std::errc() && ec != std::errc::result_out_of_range) ||
+      (ec == std::errc() && !std::isfinite(n))) {
+    error(field.mark(), field.path, fmt::format("expected a number, got \"{}\"", *v));
+    return std::nullopt;
+  }
+  if (ec == std::errc::result_out_of_range || n < lo || n > hi) {
+    error(field.mark(), field.path, fmt::format("must be between {} and {}, got {}", lo, hi, *v));
+    return std::nullopt;
+  }
+  return n;
+}
+
 void Parser::parse(const YAML::Node& root, Config& config) {
   const Fields fields = map_fields(root, "", kRootKeys, kRootUnsupported);
 
   if (const Field* f = fields.find("database")) {
-    if (auto db = section(*f, kDatabaseKeys, {})) read_string(db->find("url"), config.database.url);
+    if (auto db = section(*f, kDatabaseKeys)) read_string(db->find("url"), config.database.url);
   }
   if (const Field* f = fields.find("source")) {
-    if (auto source = section(*f, kSourceKeys, {})) {
+    if (auto source = section(*f, kSourceKeys)) {
       read_enum(source->find("mode"), kModes, kModesUnsupported, config.source.mode);
       read_int(source->find("batch_size"), 1, 10'000, config.source.batch_size);
       read_duration(source->find("poll_interval"), 10ms, 1h, config.source.poll_interval);
@@ -411,14 +522,30 @@ void Parser::parse(const YAML::Node& root, Config& config) {
     missing(root, "", "subscriptions");
   }
   if (const Field* f = fields.find("limits")) {
-    if (auto limits = section(*f, kLimitsKeys, {})) {
+    if (auto limits = section(*f, kLimitsKeys)) {
       read_int(limits->find("max_payload_bytes"), 1, 64 * kMiB, config.limits.max_payload_bytes);
     }
   }
   if (const Field* f = fields.find("log")) {
-    if (auto log = section(*f, kLogKeys, {})) {
+    if (auto log = section(*f, kLogKeys)) {
       read_enum(log->find("level"), kLogLevels, {}, config.log.level);
       read_enum(log->find("format"), kLogFormats, {}, config.log.format);
+    }
+  }
+  if (const Field* f = fields.find("ops")) {
+    if (auto ops = section(*f, kOpsKeys)) {
+      if (const Field* listen = ops->find("listen")) {
+        // Empty means no ops listener, so ${OPS_LISTEN:-} can turn it off.
+        if (auto v = text(*listen, "a string such as 127.0.0.1:9090")) {
+          if (v->empty()) {
+            config.ops.listen.clear();
+          } else if (auto problem = check_listen(*v)) {
+            error(listen->mark(), listen->path, std::move(*problem));
+          } else {
+            config.ops.listen = std::move(*v);
+          }
+        }
+      }
     }
   }
   read_duration(fields.find("shutdown_timeout"), 0ms, 10min, config.shutdown_timeout);
@@ -495,6 +622,12 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
   if (const Field* f = fields.find("retry")) parse_retry(*f, out.retry);
   read_string(fields.find("signing_secret"), out.signing_secret);
   read_int(fields.find("max_response_bytes"), 0, kMiB, out.max_response_bytes);
+  read_enum(fields.find("ordering"), kOrderings, {}, out.ordering);
+  read_enum(fields.find("on_dead_letter"), kOnDeadLetter, {}, out.on_dead_letter);
+  if (const Field* f = fields.find("circuit_breaker")) {
+    parse_circuit_breaker(*f, out.circuit_breaker);
+  }
+  if (const Field* f = fields.find("rate_limit")) parse_rate_limit(*f, out.rate_limit);
 }
 
 void Parser::parse_topics(const Field& field, std::vector<std::string>& out) {
@@ -523,7 +656,7 @@ void Parser::parse_topics(const Field& field, std::vector<std::string>& out) {
 }
 
 void Parser::parse_retry(const Field& field, RetryConfig& out) {
-  auto retry = section(field, kRetryKeys, {});
+  auto retry = section(field, kRetryKeys);
   if (!retry) return;
   read_int(retry->find("max_attempts"), 1, 1000, out.max_attempts);
   const Field* initial = retry->find("initial_backoff");
@@ -541,7 +674,71 @@ void Parser::parse_retry(const Field& field, RetryConfig& out) {
   }
 }
 
+void Parser::parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out) {
+  auto breaker = section(field, kCircuitBreakerKeys);
+  if (!breaker) return;
+  read_int(breaker->find("failure_threshold"), 1, 1000, out.failure_threshold);
+  const Field* open_for = breaker->find("open_for");
+  const Field* max_open_for = breaker->find("max_open_for");
+  const bool open_ok = read_duration(open_for, 10ms, 1h, out.open_for);
+  const bool max_ok = read_duration(max_open_for, 10ms, 24h, out.max_open_for);
+  // As for retry: only when both are good, pointing at whichever key is set.
+  if (open_ok && max_ok && out.max_open_for < out.open_for) {
+    const Field* at = max_open_for != nullptr ? max_open_for : open_for;
+    error(at->mark(), join_path(field.path, "max_open_for"),
+          fmt::format("max_open_for ({}) must be at least open_for ({})",
+                      format_duration(out.max_open_for), format_duration(out.open_for)));
+  }
+}
+
+// A present rate_limit needs events_per_second; a null one (keys all commented out) is as if
+// absent: no limit, which is the default.
+void Parser::parse_rate_limit(const Field& field, std::optional<RateLimitConfig>& out) {
+  if (field.value.IsNull()) return;
+  auto limit = section(field, kRateLimitKeys);
+  if (!limit) return;
+  RateLimitConfig config;
+  bool ok = true;
+  if (const Field* f = limit->find("events_per_second")) {
+    auto rate = number_value(*f, 0.001, 1e6);
+    if (rate) {
+      config.events_per_second = *rate;
+    } else {
+      ok = false;
+    }
+  } else {
+    missing(field.value, field.path, "events_per_second");
+    ok = false;
+  }
+  if (const Field* f = limit->find("burst")) {
+    auto burst = int_value(*f, 1, 1'000'000);
+    if (burst) {
+      config.burst = static_cast<int>(*burst);
+    } else {
+      ok = false;
+    }
+  } else if (ok) {
+    config.burst = std::max(1, static_cast<int>(std::ceil(config.events_per_second)));
+  }
+  if (ok) out = config;
+}
+
+void add_keys(Specs specs, const std::string& parent, std::vector<std::string>& out) {
+  for (const KeySpec& spec : specs) {
+    std::string path = join_path(parent, spec.name);
+    out.push_back(path);
+    if (spec.shape == Shape::kMap) add_keys(spec.children, path, out);
+    if (spec.shape == Shape::kListOfMaps) add_keys(spec.children, path + "[]", out);
+  }
+}
+
 }  // namespace
+
+std::vector<std::string> known_config_keys() {
+  std::vector<std::string> keys;
+  add_keys(kRootKeys, "", keys);
+  return keys;
+}
 
 EnvLookup process_env() {
   return [](const std::string& name) -> std::optional<std::string> {

@@ -26,4 +26,10 @@ std::variant<Config, std::vector<ConfigError>> load_config(const std::string& pa
 std::variant<Config, std::vector<ConfigError>> parse_config(const std::string& text, const std::string& path,
                                                             const EnvLookup& env);
 
+// Every key path load_config() accepts, sections included, in file order: "database",
+// "database.url", ..., "subscriptions[].retry.max_attempts", "ops.listen". List items are written
+// "[]". Keys rejected as not supported in this version are not listed. Built from the tables the
+// parser walks, so it cannot drift from them; the JSON Schema test compares against it.
+std::vector<std::string> known_config_keys();
+
 }  // namespace relay::config

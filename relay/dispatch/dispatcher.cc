@@ -96,16 +96,30 @@ bool Dispatcher::wait_backoff(int failures, std::stop_token stop) {
 
 // ---- source ---------------------------------------------------------------------------------
 
+// The source alternates between two modes.
+// - Busy: claim back to back while claims come back full; when a claim is short, poll again after
+//   kBusyPoll for up to kLinger. The app's commits pay nothing for relay meanwhile.
+// - Parked: after kLinger without work, write a row in relay.parked (so the outbox trigger
+//   NOTIFYs), claim once more to catch what committed before the row was visible, then sleep until
+//   a notification, the next scheduled retry or delayed event, or the safety-net poll.
 void Dispatcher::run_source(std::stop_token stop) {
+  constexpr Millis kBusyPoll{2};
+  constexpr Millis kLinger{25};
   const int batch = config_.source.batch_size;
   const Millis renew_every = config_.source.lease / 3;
+  // A parked row outlives a few polls; a relay that dies stops costing the app NOTIFYs after it.
+  const Millis park_ttl = std::max(Millis(30'000), 3 * config_.source.poll_interval);
   auto next_renew = clock_.now() + renew_every;
+  auto last_work = clock_.now();
+  bool parked = false;
+  Clock::TimePoint park_expires{};
   int db_failures = 0;
   std::stop_callback wake_on_stop(stop, [this] { kick_source(); });
 
   auto on_db_error = [&](const Error& e, const char* what) {
     if (db_failures == 0) log_.warn("database unavailable", {{"during", what}, {"error", e.message}});
     ++db_failures;
+    parked = false;  // unknown after an error: park again before sleeping
     return wait_backoff(db_failures, stop);
   };
 
@@ -120,7 +134,8 @@ void Dispatcher::run_source(std::stop_token stop) {
     }
 
     int room = max_in_flight_items_ - in_flight_items_.load();
-    bool more_now = false;  // a full claim: there is probably more, claim again at once
+    int found = 0;
+    bool full = false;  // a full claim: there is probably more, claim again at once
     if (room > 0) {
       // Scheduled retries first, with at most half the room, so a deep outbox can't starve them.
       auto due = source_.claim_deliveries(std::min(batch, std::max(1, room / 2)));
@@ -128,6 +143,7 @@ void Dispatcher::run_source(std::stop_token stop) {
         if (!on_db_error(due.error(), "claim")) break;
         continue;
       }
+      found += static_cast<int>(due->size());
       in_flight_items_ += static_cast<int>(due->size());
       room -= static_cast<int>(due->size());
       for (auto& d : *due) dispatch_delivery(std::move(d));
@@ -139,32 +155,65 @@ void Dispatcher::run_source(std::stop_token stop) {
           if (!on_db_error(events.error(), "claim")) break;
           continue;
         }
+        found += static_cast<int>(events->size());
         in_flight_items_ += static_cast<int>(events->size());
         room -= static_cast<int>(events->size());
-        counters_.claimed += static_cast<long long>(events->size() + due->size());
-        more_now = static_cast<int>(events->size()) == want;
+        full = static_cast<int>(events->size()) == want;
         for (auto& e : *events) dispatch_event(std::move(e));
       }
+      counters_.claimed += found;
       if (db_failures > 0) {
         log_.info("database available again");
         db_failures = 0;
       }
     }
-    if (more_now && room > 0) continue;
 
-    Millis wait = renew_every;
-    if (room > 0) {
-      // Idle: sleep until a wake-up, the next scheduled retry or delayed event, or the safety-net poll.
-      wait = std::min(wait, config_.source.poll_interval);
+    if (found > 0) {
+      last_work = clock_.now();
+      if (parked) {
+        auto r = source_.unpark();
+        if (!r && !on_db_error(r.error(), "unpark")) break;
+        parked = false;
+      }
+    }
+    // Re-read: the recorder may have finished items since the claim. If we still see the limit, the
+    // recorder's next decrement sees it too (only this thread adds) and kicks us.
+    room = max_in_flight_items_ - in_flight_items_.load();
+    if (full && room > 0) continue;
+
+    Result<bool> woke = false;
+    if (room <= 0) {
+      // At capacity: the recorder kicks us as soon as outcomes free room.
+      woke = source_.wait_for_wakeup(renew_every, kick_fd_);
+    } else if (!parked && clock_.now() - last_work < kLinger) {
+      woke = source_.wait_for_wakeup(kBusyPoll, kick_fd_);
+    } else if (!parked) {
+      auto r = source_.park(park_ttl);
+      if (!r) {
+        if (!on_db_error(r.error(), "park")) break;
+        continue;
+      }
+      parked = true;
+      park_expires = clock_.now() + park_ttl;
+      continue;  // claim once more: an event committed before the park row was visible rang no bell
+    } else {
+      if (park_expires - clock_.now() < park_ttl / 2) {
+        auto r = source_.park(park_ttl);
+        if (!r) {
+          if (!on_db_error(r.error(), "park")) break;
+          continue;
+        }
+        park_expires = clock_.now() + park_ttl;
+      }
+      Millis wait = std::min(renew_every, config_.source.poll_interval);
       auto next = source_.time_until_next_due();
       if (!next) {
         if (!on_db_error(next.error(), "wait")) break;
         continue;
       }
       if (*next) wait = std::min(wait, std::max(Millis(1), **next));
+      woke = source_.wait_for_wakeup(wait, kick_fd_);
     }
-    // At capacity the recorder kicks us as soon as outcomes free room.
-    auto woke = source_.wait_for_wakeup(wait, kick_fd_);
     if (!woke && !on_db_error(woke.error(), "wait")) break;
   }
 }
@@ -351,9 +400,15 @@ void Dispatcher::run_recorder(std::stop_token stop) {
                                     {"reason", d.part.reason}, {"attempts", std::to_string(d.part.attempts)}});
       }
     }
-    in_flight_items_ -= items_done;
-    // Room freed, or a retry is now scheduled that may be due before the source's current wait ends.
-    kick_source();
+    const int before = in_flight_items_.fetch_sub(items_done);
+    // Wake the source only when it may be waiting for this: it was at capacity, or a retry is now
+    // scheduled that may fall due before its current sleep ends.
+    bool scheduled = false;
+    for (const auto& o : batch.outbox) {
+      for (const auto& p : o.parts) scheduled = scheduled || p.kind == store::PartOutcome::Kind::kRetry;
+    }
+    for (const auto& d : batch.deliveries) scheduled = scheduled || d.part.kind == store::PartOutcome::Kind::kRetry;
+    if (before >= max_in_flight_items_ || scheduled) kick_source();
   }
 }
 

@@ -175,6 +175,26 @@ Status PgOutboxSource::release_all() {
     return run_transaction(c, [&](pqxx::work& txn) {
       txn.exec_params("UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner_);
       txn.exec_params("UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner_);
+      txn.exec_params("DELETE FROM relay.parked WHERE owner = $1", owner_);
+    });
+  });
+}
+
+Status PgOutboxSource::park(Millis ttl) {
+  return with_connection([&](pqxx::connection& c) {
+    return run_nontransaction(c, [&](pqxx::nontransaction& tx) {
+      tx.exec_params(
+          "INSERT INTO relay.parked (owner, until) VALUES ($1, now() + $2 * interval '1 millisecond') "
+          "ON CONFLICT (owner) DO UPDATE SET until = EXCLUDED.until",
+          owner_, static_cast<long long>(ttl.count()));
+    });
+  });
+}
+
+Status PgOutboxSource::unpark() {
+  return with_connection([&](pqxx::connection& c) {
+    return run_nontransaction(c, [&](pqxx::nontransaction& tx) {
+      tx.exec_params("DELETE FROM relay.parked WHERE owner = $1", owner_);
     });
   });
 }

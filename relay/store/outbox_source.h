@@ -38,6 +38,11 @@ class PgOutboxSource {
   Status renew_leases();
   // Releases every claim this instance holds, without counting an attempt (shutdown).
   Status release_all();
+  // Asks to be woken by the outbox trigger until `ttl` from now (a relay that dies stops costing
+  // the app NOTIFYs when it expires). Call again before it runs out to stay parked.
+  Status park(Millis ttl);
+  // Stops the wake-ups: while relay is busy claiming, the app's commits pay no NOTIFY.
+  Status unpark();
   // Time until the earliest known future work (a delayed event or a scheduled retry), if any.
   Result<std::optional<Millis>> time_until_next_due();
   // Blocks until a wake-up notification arrives, `kick_fd` becomes readable, or `timeout` passes.

@@ -21,9 +21,10 @@ constexpr const char* kOutboxToDelivery = R"(
 
 constexpr const char* kOutboxToDeadLetter = R"(
   INSERT INTO relay.dead_letter (event_id, subscription, topic, key, payload, content_type, headers, created_at,
-                                 deliver_after, expires_at, reason, attempts, last_status, last_error, last_response)
+                                 deliver_after, expires_at, reason, attempts, last_status, last_error, last_response,
+                                 outbox_id)
   SELECT event_id, $2, topic, key, payload, content_type, headers, created_at, deliver_after, expires_at,
-         $3, $4, NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, '')
+         $3, $4, NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, ''), id
     FROM relay.outbox WHERE id = $1 AND lease_owner = $8)";
 
 constexpr const char* kDeleteOutbox =
@@ -40,9 +41,9 @@ constexpr const char* kDeliveryRetry = R"(
 
 constexpr const char* kDeliveryToDeadLetter = R"(
   INSERT INTO relay.dead_letter (event_id, subscription, topic, key, payload, content_type, headers, created_at,
-                                 expires_at, reason, attempts, last_status, last_error, last_response)
+                                 expires_at, reason, attempts, last_status, last_error, last_response, outbox_id)
   SELECT event_id, subscription, topic, key, payload, content_type, headers, created_at, expires_at,
-         $2, $3, NULLIF($4, 0), NULLIF($5, ''), NULLIF($6, '')
+         $2, $3, NULLIF($4, 0), NULLIF($5, ''), NULLIF($6, ''), outbox_id
     FROM relay.delivery WHERE id = $1 AND lease_owner = $7)";
 
 constexpr const char* kDeleteDeliveries =
