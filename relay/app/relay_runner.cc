@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "relay/common/backoff.h"
 #include "relay/common/clock.h"
@@ -15,6 +16,7 @@
 #include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
 #include "relay/dispatch/dispatcher.h"
+#include "relay/ops/ops_server.h"
 #include "relay/store/migrations.h"
 #include "relay/store/transaction.h"
 
@@ -92,6 +94,36 @@ int wait_for_schema(const std::string& url, Clock& clock, std::stop_token stop, 
   return 0;
 }
 
+// The /status document (its field names are read by `relay status`).
+std::string status_json(const dispatch::Dispatcher* d, bool schema_ok) {
+  nlohmann::json doc;
+  doc["version"] = kVersion;
+  if (d == nullptr) {
+    doc["ready"] = false;
+    doc["subscriptions"] = nlohmann::json::array();
+    doc["state"] = schema_ok ? "starting" : "waiting for the database";
+    return doc.dump();
+  }
+  const auto st = d->status();
+  doc["owner"] = st.owner;
+  doc["ready"] = st.database_ok;
+  doc["state"] = "running";
+  doc["subscriptions"] = nlohmann::json::array();
+  for (const auto& s : st.subscriptions) {
+    nlohmann::json j;
+    j["name"] = s.name;
+    j["in_flight"] = s.in_flight;
+    j["breaker"] = {{"state", delivery::to_string(s.breaker.state)},
+                    {"consecutive_failures", s.breaker.consecutive_failures},
+                    {"trips", s.breaker.trips},
+                    {"open_for_ms", s.breaker.open_for.count()},
+                    {"reopens_in_ms", s.breaker.reopens_in.count()}};
+    if (s.rate_tokens) j["rate_limit"] = {{"tokens_available", *s.rate_tokens}};
+    doc["subscriptions"].push_back(std::move(j));
+  }
+  return doc.dump();
+}
+
 }  // namespace
 
 int run_relay(const config::Config& config, const std::string& database_url) {
@@ -102,8 +134,41 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   SystemClock clock;
 
   log.info("starting", {{"version", kVersion}, {"config", config.path}, {"database", store::redact_url(database_url)}});
+
+  // The ops listener comes up first, so probes get answers (not ready yet) while relay waits for
+  // its database.
+  std::atomic<const dispatch::Dispatcher*> running{nullptr};
+  std::atomic<bool> schema_ok{false};
+  std::unique_ptr<ops::OpsServer> ops_server;
+  if (!config.ops.listen.empty()) {
+    const Millis wedged_after = std::max(Millis(60'000), config.source.lease);
+    ops::OpsCallbacks cb;
+    cb.health = [&running, &clock, wedged_after]() -> std::string {
+      const dispatch::Dispatcher* d = running.load();
+      if (d == nullptr) return "";
+      const auto age = clock.now() - d->status().source_heartbeat;
+      return age > wedged_after ? "the claim loop has not run for " + format_duration(
+                                      std::chrono::duration_cast<Millis>(age)) : "";
+    };
+    cb.readiness = [&running, &schema_ok]() -> std::string {
+      if (!schema_ok.load()) return "waiting for the database or its schema";
+      const dispatch::Dispatcher* d = running.load();
+      if (d == nullptr) return "starting";
+      return d->status().database_ok ? "" : "database unavailable";
+    };
+    cb.status_json = [&running, &schema_ok] { return status_json(running.load(), schema_ok.load()); };
+    auto started = ops::OpsServer::start(config.ops.listen, std::move(cb));
+    if (!started) {
+      log.error("cannot start the ops listener", {{"error", started.error().message}});
+      return started.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+    }
+    ops_server = std::move(*started);
+    log.info("ops listener up", {{"listen", config.ops.listen}, {"port", std::to_string(ops_server->port())}});
+  }
+
   if (int rc = wait_for_schema(database_url, clock, stop.get_token(), log); rc != 0) return rc;
   if (stop.stop_requested()) return 0;
+  schema_ok = true;
 
   auto dispatcher = dispatch::Dispatcher::create(
       config, database_url, clock,
@@ -117,6 +182,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     return 2;
   }
   (*dispatcher)->start();
+  running = dispatcher->get();
 
   {
     std::mutex mu;
@@ -130,6 +196,8 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   const auto begin = clock.now();
   const Millis reserve = std::min(Millis(5000), config.shutdown_timeout / 5);
   auto status = (*dispatcher)->shutdown(begin + (config.shutdown_timeout - reserve), begin + config.shutdown_timeout);
+  running = nullptr;
+  ops_server.reset();
   if (!status) {
     log.error("shutdown incomplete", {{"error", status.error().message}});
     return 1;

@@ -22,11 +22,18 @@ std::string make_owner_id() {
   return fmt::format("{}:{}:{:08x}", host, getpid(), rd());
 }
 
-std::vector<std::string> subscription_names(const config::Config& config) {
+std::vector<std::string> subscription_names(const config::Config& config,
+                                            const std::function<bool(const config::SubscriptionConfig&)>& pred) {
   std::vector<std::string> out;
-  for (const auto& s : config.subscriptions) out.push_back(s.name);
+  for (const auto& s : config.subscriptions) {
+    if (pred(s)) out.push_back(s.name);
+  }
   return out;
 }
+
+bool any_subscription(const config::SubscriptionConfig&) { return true; }
+bool ordered_subscription(const config::SubscriptionConfig& s) { return s.ordering == "per_key"; }
+bool blocking_subscription(const config::SubscriptionConfig& s) { return s.on_dead_letter == "block"; }
 
 // Most outcomes are written in one go; a batch is capped so one transaction stays short.
 constexpr size_t kMaxRecordBatch = 1000;
@@ -40,7 +47,8 @@ Dispatcher::Dispatcher(const config::Config& config, std::string database_url, C
       owner_(make_owner_id()),
       matcher_(config_.subscriptions),
       max_in_flight_items_(2 * config.source.batch_size),
-      source_(database_url_, owner_, config.source.lease, subscription_names(config)),
+      source_(database_url_, owner_, config.source.lease, subscription_names(config, any_subscription),
+              subscription_names(config, ordered_subscription), subscription_names(config, blocking_subscription)),
       // Room for every part of every item in flight: pushing a result never blocks a lane for long.
       results_(static_cast<size_t>(2 * config.source.batch_size) * std::max<size_t>(1, config.subscriptions.size()) + 1) {
   kick_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -52,14 +60,16 @@ Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& con
   std::unique_ptr<Dispatcher> d(new Dispatcher(config, std::move(database_url), clock));
   const size_t queue_capacity = static_cast<size_t>(d->max_in_flight_items_) + 1;
   for (const auto& sub : d->config_.subscriptions) {
-    SubscriptionLanes lanes;
-    lanes.config = &sub;
+    auto lanes = std::make_unique<SubscriptionLanes>();
+    lanes->config = &sub;
+    lanes->breaker = std::make_unique<delivery::CircuitBreaker>(sub.circuit_breaker, clock);
+    if (sub.rate_limit) lanes->limiter = std::make_unique<delivery::RateLimiter>(*sub.rate_limit, clock);
     for (int i = 0; i < sub.max_in_flight; ++i) {
       auto lane = std::make_unique<Lane>(queue_capacity);
       auto sender = make_sender(sub);
       if (!sender) return sender.error();
       lane->sender = std::move(*sender);
-      lanes.lanes.push_back(std::move(lane));
+      lanes->lanes.push_back(std::move(lane));
     }
     d->subscriptions_.push_back(std::move(lanes));
   }
@@ -75,9 +85,9 @@ void Dispatcher::start() {
   RELAY_CHECK(!started_, "Dispatcher::start() called twice");
   started_ = true;
   for (auto& s : subscriptions_) {
-    for (auto& lane : s.lanes) {
+    for (auto& lane : s->lanes) {
       Lane* l = lane.get();
-      const config::SubscriptionConfig* sub = s.config;
+      SubscriptionLanes* sub = s.get();
       l->thread = std::jthread([this, sub, l](std::stop_token st) { run_lane(*sub, *l, st); });
     }
   }
@@ -118,6 +128,7 @@ void Dispatcher::run_source(std::stop_token stop) {
 
   auto on_db_error = [&](const Error& e, const char* what) {
     if (db_failures == 0) log_.warn("database unavailable", {{"during", what}, {"error", e.message}});
+    database_ok_ = false;
     ++db_failures;
     parked = false;  // unknown after an error: park again before sleeping
     return wait_backoff(db_failures, stop);
@@ -133,12 +144,18 @@ void Dispatcher::run_source(std::stop_token stop) {
       next_renew = clock_.now() + renew_every;
     }
 
+    source_heartbeat_ = clock_.now();
+    ++claim_seq_;
     int room = max_in_flight_items_ - in_flight_items_.load();
     int found = 0;
     bool full = false;  // a full claim: there is probably more, claim again at once
-    if (room > 0) {
+    Millis next_probe{0};
+    const std::vector<std::string> sendable = sendable_subscriptions(next_probe);
+    // Every breaker open: claim nothing (the outbox keeps the events) until the first may probe.
+    const bool all_held = sendable.empty();
+    if (room > 0 && !all_held) {
       // Scheduled retries first, with at most half the room, so a deep outbox can't starve them.
-      auto due = source_.claim_deliveries(std::min(batch, std::max(1, room / 2)));
+      auto due = source_.claim_deliveries(std::min(batch, std::max(1, room / 2)), sendable);
       if (!due) {
         if (!on_db_error(due.error(), "claim")) break;
         continue;
@@ -150,6 +167,7 @@ void Dispatcher::run_source(std::stop_token stop) {
 
       if (room > 0) {
         const int want = std::min(batch, room);
+        source_.set_in_flight_hint(in_flight_items_.load());
         auto events = source_.claim_outbox(want);
         if (!events) {
           if (!on_db_error(events.error(), "claim")) break;
@@ -162,6 +180,7 @@ void Dispatcher::run_source(std::stop_token stop) {
         for (auto& e : *events) dispatch_event(std::move(e));
       }
       counters_.claimed += found;
+      database_ok_ = true;
       if (db_failures > 0) {
         log_.info("database available again");
         db_failures = 0;
@@ -212,14 +231,46 @@ void Dispatcher::run_source(std::stop_token stop) {
         continue;
       }
       if (*next) wait = std::min(wait, std::max(Millis(1), **next));
+      if (all_held) wait = std::min(wait, std::max(Millis(1), next_probe));
       woke = source_.wait_for_wakeup(wait, kick_fd_);
     }
     if (!woke && !on_db_error(woke.error(), "wait")) break;
   }
 }
 
-void Dispatcher::dispatch_event(Event&& event) {
-  auto shared = std::make_shared<const Event>(std::move(event));
+std::vector<std::string> Dispatcher::sendable_subscriptions(Millis& next_probe) const {
+  std::vector<std::string> out;
+  next_probe = Millis::max();
+  for (const auto& s : subscriptions_) {
+    const Millis wait = s->breaker->time_until_probe();
+    if (wait == Millis(0)) {
+      out.push_back(s->config->name);
+    } else {
+      next_probe = std::min(next_probe, wait);
+    }
+  }
+  if (!out.empty()) next_probe = Millis(0);
+  return out;
+}
+
+DispatcherStatus Dispatcher::status() const {
+  DispatcherStatus st;
+  st.owner = owner_;
+  st.database_ok = database_ok_.load();
+  st.source_heartbeat = source_heartbeat_.load();
+  for (const auto& s : subscriptions_) {
+    SubscriptionStatus ss;
+    ss.name = s->config->name;
+    ss.breaker = s->breaker->snapshot();
+    ss.in_flight = s->in_flight.load();
+    if (s->limiter) ss.rate_tokens = s->limiter->available();
+    st.subscriptions.push_back(std::move(ss));
+  }
+  return st;
+}
+
+void Dispatcher::dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed) {
+  auto shared = std::make_shared<const Event>(std::move(claimed.event));
   const std::vector<size_t> matched = matcher_.match(shared->topic);
   if (matched.empty()) {
     // Nothing subscribes to this topic. Dead-letter it rather than drop it: an unmatched topic is
@@ -233,21 +284,26 @@ void Dispatcher::dispatch_event(Event&& event) {
     push_result(std::move(r));
     return;
   }
+  const std::uint64_t claim = claim_seq_.load();
   for (size_t index : matched) {
     Task t;
     t.event = shared;
     t.parts_total = static_cast<int>(matched.size());
+    t.claim = claim;
+    const std::string& name = subscriptions_[index]->config->name;
+    t.held = std::find(claimed.held_for.begin(), claimed.held_for.end(), name) != claimed.held_for.end();
     enqueue(index, std::move(t));
   }
 }
 
 void Dispatcher::dispatch_delivery(store::ClaimedDelivery&& claimed) {
   for (size_t i = 0; i < subscriptions_.size(); ++i) {
-    if (subscriptions_[i].config->name != claimed.subscription) continue;
+    if (subscriptions_[i]->config->name != claimed.subscription) continue;
     Task t;
     t.delivery_id = claimed.delivery_id;
     t.attempts_before = claimed.attempts;
     t.first_failed_at = claimed.first_failed_at;
+    t.claim = claim_seq_.load();
     t.event = std::make_shared<const Event>(std::move(claimed.event));
     enqueue(i, std::move(t));
     return;
@@ -257,7 +313,7 @@ void Dispatcher::dispatch_delivery(store::ClaimedDelivery&& claimed) {
 }
 
 void Dispatcher::enqueue(size_t subscription_index, Task&& task) {
-  auto& lanes = subscriptions_[subscription_index].lanes;
+  auto& lanes = subscriptions_[subscription_index]->lanes;
   // Same key -> same lane, so one relay sends a key's events in the order it claimed them.
   const std::string& by = task.event->key ? *task.event->key : task.event->event_id;
   const size_t lane = std::hash<std::string>{}(by) % lanes.size();
@@ -268,9 +324,9 @@ void Dispatcher::enqueue(size_t subscription_index, Task&& task) {
 
 // ---- lanes ----------------------------------------------------------------------------------
 
-store::PartOutcome Dispatcher::attempt(const config::SubscriptionConfig& sub, Lane& lane, const Task& task,
-                                       Backoff& backoff) {
+store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task, Backoff& backoff) {
   using Kind = store::PartOutcome::Kind;
+  const config::SubscriptionConfig& cfg = *sub.config;
   const Event& e = *task.event;
   store::PartOutcome part;
   part.attempts = task.attempts_before;
@@ -292,28 +348,79 @@ store::PartOutcome Dispatcher::attempt(const config::SubscriptionConfig& sub, La
     part.last_error = "expires_at passed before delivery";
     return part;
   }
+  const bool ordered = cfg.ordering == "per_key" && e.key.has_value();
+  auto hold_key = [&] {
+    if (ordered) lane.held_keys[*e.key] = task.claim;
+  };
+  if (ordered) {
+    auto held = lane.held_keys.find(*e.key);
+    if (task.held || (held != lane.held_keys.end() && held->second == task.claim)) {
+      // An earlier event of this key is not through yet (pending in relay.delivery, or earlier in
+      // this claim): queue behind it. It is promoted when its predecessor leaves; max_backoff is
+      // only the safety net.
+      part.kind = Kind::kDeferred;
+      part.retry_in = cfg.retry.max_backoff;
+      part.last_error = "waiting behind an earlier event of the same key";
+      hold_key();
+      return part;
+    }
+  }
+  const auto admission = sub.breaker->admit();
+  if (admission == delivery::CircuitBreaker::Admission::kRejected) {
+    // The endpoint is resting: no request, no attempt spent. Come back when it may be probed.
+    part.kind = Kind::kDeferred;
+    part.retry_in = std::max(Millis(250), sub.breaker->time_until_probe());
+    part.last_error = "circuit breaker open";
+    hold_key();
+    return part;
+  }
+  if (sub.limiter && !sub.limiter->acquire(drain_stop_.get_token())) {
+    part.kind = Kind::kAborted;  // shutting down while waiting for a token
+    return part;
+  }
   const int attempt_no = task.attempts_before + 1;
+  ++sub.in_flight;
   delivery::DeliveryOutcome outcome = lane.sender->send(e, attempt_no);
+  --sub.in_flight;
   if (hard_stop_ && outcome.kind != delivery::DeliveryOutcome::Kind::kDelivered) {
     part.kind = Kind::kAborted;  // cut off by shutdown: not the consumer's fault, not an attempt
+    hold_key();
     return part;
+  }
+  if (outcome.kind == delivery::DeliveryOutcome::Kind::kRetryable) {
+    sub.breaker->record_failure();
+    if (admission == delivery::CircuitBreaker::Admission::kProbe) {
+      // A failed probe says the endpoint is still down, not that this event is bad: it spends no
+      // attempt (max_age still bounds how long an event may wait).
+      part.kind = Kind::kDeferred;
+      part.retry_in = std::max(Millis(250), sub.breaker->time_until_probe());
+      part.last_error = "circuit breaker probe failed: " + outcome.error;
+      hold_key();
+      return part;
+    }
+  } else {
+    sub.breaker->record_success();  // 2xx, or a final 4xx: the endpoint is up
   }
   Millis failing_for{0};
   if (task.delivery_id != 0 && wall_now > task.first_failed_at) {
     failing_for = std::chrono::duration_cast<Millis>(wall_now - task.first_failed_at);
   }
-  return decide(outcome, attempt_no, failing_for, sub.retry, backoff);
+  part = decide(outcome, attempt_no, failing_for, cfg.retry, backoff);
+  const bool lets_key_go =
+      part.kind == Kind::kDelivered || (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == "skip");
+  if (!lets_key_go) hold_key();
+  return part;
 }
 
-void Dispatcher::run_lane(const config::SubscriptionConfig& sub, Lane& lane, std::stop_token stop) {
-  Backoff backoff({.initial_backoff = sub.retry.initial_backoff, .max_backoff = sub.retry.max_backoff});
+void Dispatcher::run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop) {
+  Backoff backoff({.initial_backoff = sub.config->retry.initial_backoff, .max_backoff = sub.config->retry.max_backoff});
   while (auto task = lane.queue.pop(stop)) {
     TaskResult r;
     r.outbox_id = task->event->outbox_id;
     r.delivery_id = task->delivery_id;
     r.parts_total = task->parts_total;
     r.part = attempt(sub, lane, *task, backoff);
-    r.part.subscription = sub.name;
+    r.part.subscription = sub.config->name;
     push_result(std::move(r));
   }
 }
@@ -326,7 +433,7 @@ void Dispatcher::push_result(TaskResult&& result) {
 // ---- recorder -------------------------------------------------------------------------------
 
 void Dispatcher::run_recorder(std::stop_token stop) {
-  store::PgOutcomeStore store(database_url_, owner_, 1 << 20);
+  store::PgOutcomeStore store(database_url_, owner_, 1 << 20, subscription_names(config_, blocking_subscription));
   // Parts of outbox rows seen so far; a row is recorded once all its parts are in.
   std::unordered_map<std::int64_t, store::OutboxOutcome> partial;
   int db_failures = 0;
@@ -381,7 +488,8 @@ void Dispatcher::run_recorder(std::stop_token stop) {
         case store::PartOutcome::Kind::kDelivered: ++counters_.delivered; break;
         case store::PartOutcome::Kind::kRetry: ++counters_.retries_scheduled; break;
         case store::PartOutcome::Kind::kDeadLetter: ++counters_.dead_lettered; break;
-        case store::PartOutcome::Kind::kAborted: break;
+        case store::PartOutcome::Kind::kAborted:
+        case store::PartOutcome::Kind::kDeferred: break;
       }
     };
     for (const auto& o : batch.outbox) {
@@ -405,9 +513,14 @@ void Dispatcher::run_recorder(std::stop_token stop) {
     // scheduled that may fall due before its current sleep ends.
     bool scheduled = false;
     for (const auto& o : batch.outbox) {
-      for (const auto& p : o.parts) scheduled = scheduled || p.kind == store::PartOutcome::Kind::kRetry;
+      for (const auto& p : o.parts) {
+        scheduled = scheduled || p.kind == store::PartOutcome::Kind::kRetry || p.kind == store::PartOutcome::Kind::kDeferred;
+      }
     }
-    for (const auto& d : batch.deliveries) scheduled = scheduled || d.part.kind == store::PartOutcome::Kind::kRetry;
+    for (const auto& d : batch.deliveries) {
+      scheduled = scheduled || d.part.kind == store::PartOutcome::Kind::kRetry ||
+                  d.part.kind == store::PartOutcome::Kind::kDeferred;
+    }
     if (before >= max_in_flight_items_ || scheduled) kick_source();
   }
 }
@@ -424,20 +537,21 @@ Status Dispatcher::shutdown(Clock::TimePoint drain_deadline, Clock::TimePoint fi
   if (source_thread_.joinable()) source_thread_.join();
 
   // 2. Lanes finish the request they are sending; queued tasks come back aborted.
+  drain_stop_.request_stop();
   for (auto& s : subscriptions_) {
-    for (auto& lane : s.lanes) lane->queue.close();
+    for (auto& lane : s->lanes) lane->queue.close();
   }
   // Wait for lanes up to the deadline; then abort what is still on the wire.
   std::jthread watchdog([this, drain_deadline](std::stop_token st) {
     if (clock_.sleep_until(drain_deadline, st)) {
       hard_stop_ = true;
       for (auto& s : subscriptions_) {
-        for (auto& lane : s.lanes) lane->sender->stop();
+        for (auto& lane : s->lanes) lane->sender->stop();
       }
     }
   });
   for (auto& s : subscriptions_) {
-    for (auto& lane : s.lanes) {
+    for (auto& lane : s->lanes) {
       if (lane->thread.joinable()) lane->thread.join();
     }
   }

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "relay/common/clock.h"
@@ -23,6 +24,8 @@
 #include "relay/common/bounded_queue.h"
 #include "relay/common/event.h"
 #include "relay/common/log.h"
+#include "relay/delivery/circuit_breaker.h"
+#include "relay/delivery/rate_limiter.h"
 #include "relay/delivery/sender.h"
 #include "relay/dispatch/matcher.h"
 #include "relay/store/outbox_source.h"
@@ -33,6 +36,21 @@ namespace relay::dispatch {
 
 using SenderFactory =
     std::function<Result<std::unique_ptr<delivery::HttpSender>>(const config::SubscriptionConfig&)>;
+
+// What /status shows about one subscription.
+struct SubscriptionStatus {
+  std::string name;
+  delivery::CircuitBreaker::Snapshot breaker;
+  int in_flight = 0;                       // requests on the wire now
+  std::optional<double> rate_tokens;       // rate limit tokens available, if limited
+};
+
+struct DispatcherStatus {
+  std::string owner;
+  bool database_ok = false;                 // the last database call of the source succeeded
+  Clock::TimePoint source_heartbeat{};      // last time the source loop went round
+  std::vector<SubscriptionStatus> subscriptions;
+};
 
 struct DispatcherCounters {
   std::atomic<long long> claimed{0};
@@ -62,6 +80,8 @@ class Dispatcher {
   Status shutdown(Clock::TimePoint drain_deadline, Clock::TimePoint final_deadline);
 
   const DispatcherCounters& counters() const { return counters_; }
+  // A consistent-enough snapshot for /status and health checks. Thread-safe.
+  DispatcherStatus status() const;
   const std::string& owner() const { return owner_; }
 
  private:
@@ -72,6 +92,8 @@ class Dispatcher {
     int parts_total = 1;                 // parts of the outbox row (for the recorder)
     int attempts_before = 0;
     std::chrono::system_clock::time_point first_failed_at{};
+    std::uint64_t claim = 0;             // which claim it came from (per-key blocking within a claim)
+    bool held = false;                   // an earlier event of its key is pending for this subscription
   };
   struct TaskResult {
     std::int64_t outbox_id = 0;
@@ -83,23 +105,32 @@ class Dispatcher {
     explicit Lane(size_t capacity) : queue(capacity) {}
     BoundedQueue<Task> queue;
     std::unique_ptr<delivery::HttpSender> sender;
+    // Keys whose earlier event of the same claim was not delivered: later ones must wait behind
+    // it (lane thread only). Maps key -> claim number.
+    std::unordered_map<std::string, std::uint64_t> held_keys;
     std::jthread thread;  // last: joined before the rest
   };
   struct SubscriptionLanes {
     const config::SubscriptionConfig* config = nullptr;
+    std::unique_ptr<delivery::CircuitBreaker> breaker;
+    std::unique_ptr<delivery::RateLimiter> limiter;  // null: unlimited
+    std::atomic<int> in_flight{0};
     std::vector<std::unique_ptr<Lane>> lanes;
   };
 
   Dispatcher(const config::Config& config, std::string database_url, Clock& clock);
 
   void run_source(std::stop_token stop);
-  void run_lane(const config::SubscriptionConfig& sub, Lane& lane, std::stop_token stop);
+  void run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop);
   void run_recorder(std::stop_token stop);
 
-  void dispatch_event(Event&& event);
+  void dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed);
   void dispatch_delivery(store::ClaimedDelivery&& claimed);
   void enqueue(size_t subscription_index, Task&& task);
-  store::PartOutcome attempt(const config::SubscriptionConfig& sub, Lane& lane, const Task& task, Backoff& backoff);
+  store::PartOutcome attempt(SubscriptionLanes& sub, Lane& lane, const Task& task, Backoff& backoff);
+  // Names of the subscriptions that may be sent to now (breaker not holding them back), and the
+  // shortest wait until a held-back one may probe.
+  std::vector<std::string> sendable_subscriptions(Millis& next_probe) const;
   void push_result(TaskResult&& result);
   void kick_source();
   bool wait_backoff(int failures, std::stop_token stop);
@@ -121,12 +152,16 @@ class Dispatcher {
   std::atomic<bool> draining_{false};   // shutdown: do not start new attempts
   std::atomic<bool> hard_stop_{false};  // drain deadline passed: in-flight sends were aborted
   std::atomic<bool> record_failed_{false};
+  std::atomic<bool> database_ok_{false};
+  std::atomic<Clock::TimePoint> source_heartbeat_{};
+  std::atomic<std::uint64_t> claim_seq_{0};
+  std::stop_source drain_stop_;  // shutdown: wakes lanes waiting for a rate-limit token
   bool started_ = false;
   bool shut_down_ = false;
   DispatcherCounters counters_;
 
   // Lanes own threads: declared after everything they use.
-  std::vector<SubscriptionLanes> subscriptions_;
+  std::vector<std::unique_ptr<SubscriptionLanes>> subscriptions_;
 
   std::jthread recorder_thread_;
   std::jthread source_thread_;

@@ -15,29 +15,71 @@ namespace relay::store {
 namespace {
 
 // Timestamps travel as microseconds since the epoch: no time-zone or text-format surprises.
+// Head + run: a key's oldest event (its head) is claimable when unleased and due; the same claim
+// takes up to $5 - 1 of that key's next events, stopping before a delayed one. Events behind a
+// head are never heads themselves, so one relay owns a key's run at a time and per-key order holds
+// across relays. The scan starts at the oldest $4 rows (a window), so a hot key's deep queue
+// cannot make every claim walk the whole table.
+// For each event, `held` lists the subscriptions that must not receive it directly: they still
+// have an earlier event of this key pending in relay.delivery, or (on_dead_letter: block, in $7) an
+// unreplayed dead letter for it.
 constexpr const char* kClaimOutbox = R"(
-  WITH due AS (
-    SELECT id FROM relay.outbox
-     WHERE (lease_until IS NULL OR lease_until < now())
-       AND (deliver_after IS NULL OR deliver_after <= now())
-     ORDER BY id
+  WITH win AS (
+    SELECT id FROM relay.outbox ORDER BY id LIMIT $4
+  ), heads AS (
+    SELECT o.id, o.key FROM relay.outbox o JOIN win ON o.id = win.id
+     WHERE (o.lease_until IS NULL OR o.lease_until < now())
+       AND (o.deliver_after IS NULL OR o.deliver_after <= now())
+       AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM relay.outbox p WHERE p.key = o.key AND p.id < o.id))
+     ORDER BY o.id
      LIMIT $3
-     FOR UPDATE SKIP LOCKED)
+     FOR UPDATE OF o SKIP LOCKED
+  ), claimed AS (
+    -- Oldest first, at most $3 in all: a cut run is fine (its rest stays behind a leased event).
+    SELECT id FROM (
+    SELECT id FROM heads
+    UNION ALL
+    SELECT r.id FROM heads h CROSS JOIN LATERAL (
+      SELECT o2.id FROM relay.outbox o2
+       WHERE h.key IS NOT NULL AND o2.key = h.key AND o2.id > h.id
+         AND o2.id < coalesce((SELECT min(o3.id) FROM relay.outbox o3
+                                WHERE o3.key = h.key AND o3.id > h.id AND o3.deliver_after > now()),
+                              9223372036854775807)
+       ORDER BY o2.id
+       LIMIT $5 - 1) r
+    ) all_ids ORDER BY id LIMIT $3
+  )
   UPDATE relay.outbox o
      SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond', claims = o.claims + 1
-    FROM due
-   WHERE o.id = due.id
+    FROM claimed
+   WHERE o.id = claimed.id
   RETURNING o.id, o.event_id::text, o.topic, o.key, o.payload, o.content_type, o.headers::text,
             (extract(epoch FROM o.created_at) * 1000000)::bigint,
-            (extract(epoch FROM o.expires_at) * 1000000)::bigint)";
+            (extract(epoch FROM o.expires_at) * 1000000)::bigint,
+            CASE WHEN o.key IS NULL THEN '{}'::text[] ELSE ARRAY(
+              SELECT d.subscription FROM relay.delivery d WHERE d.key = o.key AND d.subscription = ANY($6::text[])
+              UNION
+              SELECT dl.subscription FROM relay.dead_letter dl
+               WHERE dl.key = o.key AND dl.replayed_at IS NULL AND dl.subscription = ANY($7::text[])
+                 AND dl.outbox_id < o.id) END)";
 
+// Due relay.delivery rows of the sendable subscriptions ($4). For per_key subscriptions ($5) only a
+// (subscription, key)'s head (lowest outbox_id) is claimable, and for on_dead_letter: block ones
+// ($6) not while an earlier unreplayed dead letter of that key exists.
 constexpr const char* kClaimDeliveries = R"(
   WITH due AS (
-    SELECT id FROM relay.delivery
-     WHERE next_attempt_at <= now()
-       AND (lease_until IS NULL OR lease_until < now())
-       AND subscription = ANY($4::text[])
-     ORDER BY next_attempt_at, id
+    SELECT d.id FROM relay.delivery d
+     WHERE d.next_attempt_at <= now()
+       AND (d.lease_until IS NULL OR d.lease_until < now())
+       AND d.subscription = ANY($4::text[])
+       AND (d.key IS NULL OR d.subscription <> ALL($5::text[]) OR NOT EXISTS (
+             SELECT 1 FROM relay.delivery p
+              WHERE p.key = d.key AND p.subscription = d.subscription AND p.outbox_id < d.outbox_id))
+       AND (d.key IS NULL OR d.subscription <> ALL($6::text[]) OR NOT EXISTS (
+             SELECT 1 FROM relay.dead_letter dl
+              WHERE dl.key = d.key AND dl.subscription = d.subscription AND dl.replayed_at IS NULL
+                AND dl.outbox_id < d.outbox_id))
+     ORDER BY d.next_attempt_at, d.id
      LIMIT $3
      FOR UPDATE SKIP LOCKED)
   UPDATE relay.delivery d
@@ -86,9 +128,32 @@ static std::string text_array(const std::vector<std::string>& names) {
   return out + "}";
 }
 
+// Parses a text[] in Postgres' output form. Subscription names are [a-z0-9_.-]+ (config checks),
+// so they are never quoted.
+static std::vector<std::string> parse_text_array(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.size() < 2) return out;
+  std::string cur;
+  for (size_t i = 1; i + 1 < text.size(); ++i) {
+    if (text[i] == ',') {
+      out.push_back(cur);
+      cur.clear();
+    } else if (text[i] != '"') {
+      cur += text[i];
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
 PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Millis lease,
-                               std::vector<std::string> subscriptions)
-    : owner_(std::move(owner)), lease_(lease), subscriptions_(text_array(subscriptions)) {
+                               std::vector<std::string> subscriptions, std::vector<std::string> ordered,
+                               std::vector<std::string> blocking)
+    : owner_(std::move(owner)),
+      lease_(lease),
+      subscriptions_(text_array(subscriptions)),
+      ordered_(text_array(ordered)),
+      blocking_(text_array(blocking)) {
   conn_ = std::make_unique<PgConnection>(std::move(database_url), [this](pqxx::connection& c) {
     c.prepare("claim_outbox", kClaimOutbox);
     c.prepare("claim_deliveries", kClaimDeliveries);
@@ -124,24 +189,37 @@ auto PgOutboxSource::with_connection(Fn&& fn) {
   return result;
 }
 
-Result<std::vector<Event>> PgOutboxSource::claim_outbox(int limit) {
+Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit) {
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
-      auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()), limit);
-      std::vector<Event> out;
+      // The window covers what this relay already holds plus room to find new heads.
+      const int heads = std::max(1, limit);
+      const int window = std::max(2000, in_flight_hint_ + 4 * limit);
+      auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()), heads, window,
+                                    kRunLength, ordered_, blocking_);
+      std::vector<ClaimedEvent> out;
       out.reserve(rows.size());
-      for (const auto& row : rows) out.push_back(read_event(row, row[0].as<std::int64_t>(), 1));
+      for (const auto& row : rows) {
+        ClaimedEvent c;
+        c.event = read_event(row, row[0].as<std::int64_t>(), 1);
+        c.held_for = parse_text_array(row[9].as<std::string>());
+        out.push_back(std::move(c));
+      }
       // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
-      std::sort(out.begin(), out.end(), [](const Event& a, const Event& b) { return a.outbox_id < b.outbox_id; });
+      std::sort(out.begin(), out.end(),
+                [](const ClaimedEvent& a, const ClaimedEvent& b) { return a.event.outbox_id < b.event.outbox_id; });
       return out;
     });
   });
 }
 
-Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(int limit) {
+Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(int limit,
+                                                                   const std::vector<std::string>& subscriptions) {
+  const std::string names = text_array(subscriptions);
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
-      auto rows = txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()), limit, subscriptions_);
+      auto rows = txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()), limit, names,
+                                    ordered_, blocking_);
       std::vector<ClaimedDelivery> out;
       out.reserve(rows.size());
       for (const auto& row : rows) {

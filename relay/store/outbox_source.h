@@ -22,18 +22,33 @@ class OutboxListener;
 class PgOutboxSource {
  public:
   // `owner` names this relay instance in lease_owner; `lease` is how long claims are held.
-  // `subscriptions`: names this relay delivers to; each matches [a-z0-9_.-]+.
-  PgOutboxSource(std::string database_url, std::string owner, Millis lease, std::vector<std::string> subscriptions);
+  // `subscriptions`: names this relay delivers to; `ordered`: those with ordering per_key;
+  // `blocking`: those with on_dead_letter block. Each name matches [a-z0-9_.-]+.
+  PgOutboxSource(std::string database_url, std::string owner, Millis lease, std::vector<std::string> subscriptions,
+                 std::vector<std::string> ordered, std::vector<std::string> blocking);
+
+  // Events claimed per key head: the head plus at most this many - 1 of its successors.
+  static constexpr int kRunLength = 8;
   ~PgOutboxSource();
   PgOutboxSource(const PgOutboxSource&) = delete;
   PgOutboxSource& operator=(const PgOutboxSource&) = delete;
 
-  // Claims up to `limit` due outbox events (deliver_after passed, lease free or expired), oldest
-  // first. Returns them in id order. kUnavailable when the database is down (the caller backs off).
-  Result<std::vector<Event>> claim_outbox(int limit);
+  // An outbox event and the subscriptions that must not get it directly (an earlier event of its
+  // key is still pending for them, or dead-lettered under on_dead_letter: block).
+  struct ClaimedEvent {
+    Event event;
+    std::vector<std::string> held_for;
+  };
+  // Claims up to `limit` due outbox events (deliver_after passed, lease free or expired) by key:
+  // key heads, each with up to kRunLength - 1 of its successors. Returns them in id order.
+  // kUnavailable when the database is down (the caller backs off).
+  Result<std::vector<ClaimedEvent>> claim_outbox(int limit);
+  // How many items this relay holds now: widens the claim's scan window past them.
+  void set_in_flight_hint(int items) { in_flight_hint_ = items; }
   // Claims up to `limit` relay.delivery rows whose next attempt is due, for the named subscriptions
-  // only (rows of a subscription this relay doesn't know are left for one that does).
-  Result<std::vector<ClaimedDelivery>> claim_deliveries(int limit);
+  // only (rows of a subscription this relay doesn't know, or whose breaker is open, stay put).
+  // Each name matches [a-z0-9_.-]+.
+  Result<std::vector<ClaimedDelivery>> claim_deliveries(int limit, const std::vector<std::string>& subscriptions);
   // Pushes out the lease of every row this instance holds (it is still working on them).
   Status renew_leases();
   // Releases every claim this instance holds, without counting an attempt (shutdown).
@@ -57,7 +72,10 @@ class PgOutboxSource {
 
   const std::string owner_;
   const Millis lease_;
-  const std::string subscriptions_;  // as a Postgres array literal
+  const std::string subscriptions_;  // as Postgres array literals
+  const std::string ordered_;
+  const std::string blocking_;
+  int in_flight_hint_ = 0;
   std::unique_ptr<PgConnection> conn_;
   std::unique_ptr<OutboxListener> listener_;
   bool notified_ = false;

@@ -1,5 +1,8 @@
 #include "relay/store/outcome_store.h"
 
+#include <algorithm>
+#include <set>
+
 #include <fmt/format.h>
 
 #include "relay/store/pg_connection.h"
@@ -44,10 +47,25 @@ constexpr const char* kDeliveryToDeadLetter = R"(
                                  expires_at, reason, attempts, last_status, last_error, last_response, outbox_id)
   SELECT event_id, subscription, topic, key, payload, content_type, headers, created_at, expires_at,
          $2, $3, NULLIF($4, 0), NULLIF($5, ''), NULLIF($6, ''), outbox_id
-    FROM relay.delivery WHERE id = $1 AND lease_owner = $7)";
+    FROM relay.delivery WHERE id = $1 AND lease_owner = $7
+  RETURNING subscription, key)";
+
+// A deferred part keeps its attempt count and last error: only the next attempt moves.
+constexpr const char* kDeliveryDefer = R"(
+  UPDATE relay.delivery
+     SET next_attempt_at = now() + $2 * interval '1 millisecond', lease_owner = NULL, lease_until = NULL
+   WHERE id = $1 AND lease_owner = $3)";
 
 constexpr const char* kDeleteDeliveries =
-    "DELETE FROM relay.delivery WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+    "DELETE FROM relay.delivery WHERE id = ANY($1::bigint[]) AND lease_owner = $2 RETURNING subscription, key";
+
+// Events queued behind a key's head wait with a far next_attempt_at; when the head leaves, its
+// successor is due at once. (A successor queued concurrently with the head leaving is not seen
+// here; it falls due by itself at its own next_attempt_at, at most max_backoff later.)
+constexpr const char* kPromoteNext = R"(
+  UPDATE relay.delivery SET next_attempt_at = now()
+   WHERE id = (SELECT id FROM relay.delivery WHERE subscription = $1 AND key = $2 ORDER BY outbox_id LIMIT 1)
+     AND next_attempt_at > now() AND lease_owner IS NULL)";
 constexpr const char* kReleaseDeliveries =
     "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
 
@@ -87,8 +105,9 @@ std::string to_safe_text(const std::string& in, size_t max_bytes) {
 
 }  // namespace
 
-PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes)
-    : owner_(std::move(owner)), max_response_bytes_(max_response_bytes) {
+PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
+                               std::vector<std::string> blocking)
+    : owner_(std::move(owner)), max_response_bytes_(max_response_bytes), blocking_(std::move(blocking)) {
   conn_ = std::make_unique<PgConnection>(std::move(database_url), [](pqxx::connection& c) {
     c.prepare("outbox_to_delivery", kOutboxToDelivery);
     c.prepare("outbox_to_dead_letter", kOutboxToDeadLetter);
@@ -96,7 +115,9 @@ PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int 
     c.prepare("release_outbox", kReleaseOutbox);
     c.prepare("delivery_retry", kDeliveryRetry);
     c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
+    c.prepare("delivery_defer", kDeliveryDefer);
     c.prepare("delete_deliveries", kDeleteDeliveries);
+    c.prepare("promote_next", kPromoteNext);
     c.prepare("release_deliveries", kReleaseDeliveries);
   });
 }
@@ -127,6 +148,7 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
           case PartOutcome::Kind::kDelivered:
             break;
           case PartOutcome::Kind::kRetry:
+          case PartOutcome::Kind::kDeferred:
           case PartOutcome::Kind::kAborted:  // others finished: keep this part, attempt not counted
             txn.exec_prepared("outbox_to_delivery", o.outbox_id, p.subscription, p.attempts,
                               static_cast<long long>(p.retry_in.count()), status, error, response, owner_);
@@ -143,6 +165,7 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
     if (!outbox_release.empty()) txn.exec_prepared("release_outbox", pg_array(outbox_release), owner_);
 
     std::vector<std::int64_t> deliveries_done, deliveries_release;
+    std::set<std::pair<std::string, std::string>> blocked_keys;  // (subscription, key) just dead-lettered
     for (const DeliveryOutcomeRecord& d : batch.deliveries) {
       const PartOutcome& p = d.part;
       const int status = p.last_status.value_or(0);
@@ -157,16 +180,36 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
                             status, error, response, owner_);
           break;
         case PartOutcome::Kind::kDeadLetter:
-          txn.exec_prepared("delivery_to_dead_letter", d.delivery_id, p.reason, p.attempts, status, error, response,
-                            owner_);
+          for (const auto& row : txn.exec_prepared("delivery_to_dead_letter", d.delivery_id, p.reason, p.attempts,
+                                                   status, error, response, owner_)) {
+            if (!row[1].is_null()) blocked_keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+          }
           deliveries_done.push_back(d.delivery_id);
           break;
         case PartOutcome::Kind::kAborted:
           deliveries_release.push_back(d.delivery_id);
           break;
+        case PartOutcome::Kind::kDeferred:
+          txn.exec_prepared("delivery_defer", d.delivery_id, static_cast<long long>(p.retry_in.count()), owner_);
+          break;
       }
     }
-    if (!deliveries_done.empty()) txn.exec_prepared("delete_deliveries", pg_array(deliveries_done), owner_);
+    if (!deliveries_done.empty()) {
+      std::set<std::pair<std::string, std::string>> keys;
+      for (const auto& row : txn.exec_prepared("delete_deliveries", pg_array(deliveries_done), owner_)) {
+        if (row[1].is_null()) continue;
+        keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+      }
+      for (const auto& [sub, key] : keys) {
+        // A dead-lettered head of a `block` subscription keeps holding its key: no promotion. (The
+        // claim checks that too; this only saves a useless wake-up.)
+        if (std::find(blocking_.begin(), blocking_.end(), sub) != blocking_.end() &&
+            blocked_keys.count({sub, key}) != 0) {
+          continue;
+        }
+        txn.exec_prepared("promote_next", sub, key);
+      }
+    }
     if (!deliveries_release.empty()) txn.exec_prepared("release_deliveries", pg_array(deliveries_release), owner_);
   });
   if (!result && result.error().code == ErrorCode::kUnavailable) conn_->reset();

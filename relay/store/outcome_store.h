@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "relay/common/result.h"
 #include "relay/store/work_items.h"
@@ -16,7 +17,10 @@ class PgConnection;
 
 class PgOutcomeStore {
  public:
-  PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes);
+  // `blocking`: subscriptions with on_dead_letter block (their dead-lettered head keeps holding
+  // the key, so the next event is not promoted).
+  PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
+                 std::vector<std::string> blocking = {});
   ~PgOutcomeStore();
   PgOutcomeStore(const PgOutcomeStore&) = delete;
   PgOutcomeStore& operator=(const PgOutcomeStore&) = delete;
@@ -28,6 +32,7 @@ class PgOutcomeStore {
  private:
   const std::string owner_;
   const int max_response_bytes_;
+  const std::vector<std::string> blocking_;
   std::unique_ptr<PgConnection> conn_;
 };
 

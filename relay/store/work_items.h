@@ -28,6 +28,7 @@ struct PartOutcome {
     kRetry,       // keep in relay.delivery, next attempt after retry_in
     kDeadLetter,  // move to relay.dead_letter with `reason`
     kAborted,     // not attempted (shutdown): keep as it was, no attempt counted
+    kDeferred,    // not attempted (breaker open, waiting behind its key): wait retry_in, no attempt counted
   };
   Kind kind = Kind::kDelivered;
   std::string subscription;

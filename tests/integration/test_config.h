@@ -18,6 +18,7 @@ struct TestSubscription {
   std::string max_backoff = "200ms";
   std::string timeout = "5s";
   int max_in_flight = 8;
+  std::string extra;  // more subscription keys, YAML lines indented by 4 spaces
 };
 
 struct TestRelayConfig {
@@ -43,6 +44,7 @@ inline std::string to_yaml(const TestRelayConfig& c) {
         "  - name: {}\n    topics: [{}]\n    endpoint: {}\n    timeout: {}\n    max_in_flight: {}\n"
         "    retry: {{ max_attempts: {}, initial_backoff: {}, max_backoff: {} }}\n",
         s.name, topics, s.endpoint, s.timeout, s.max_in_flight, s.max_attempts, s.initial_backoff, s.max_backoff);
+    out += s.extra;
   }
   out += c.extra;
   return out;

@@ -1,0 +1,401 @@
+// `relay status`: what is waiting where, read from the database, plus breaker and in-flight state
+// from a running relay's ops listener (GET /status) when it can be reached. The ops part is best
+// effort: an unreachable listener is reported and the command still succeeds.
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <httplib.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "relay/admin/commands.h"
+#include "relay/admin/format.h"
+#include "relay/common/glob.h"
+#include "relay/store/status_store.h"
+
+namespace relay::admin {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+struct OpsUrl {
+  std::string url;   // as shown to the operator
+  std::string host;  // for the client: no brackets around IPv6
+  int port = 0;
+  std::string path;  // the /status path (a prefix from the URL kept)
+};
+
+// "http://HOST[:PORT][/prefix]"; nullopt if it is not such a URL.
+std::optional<OpsUrl> parse_ops_url(const std::string& url) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0) return std::nullopt;
+  std::string rest = url.substr(scheme.size());
+  OpsUrl out;
+  const size_t slash = rest.find('/');
+  std::string authority = rest.substr(0, slash);
+  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  if (path.size() >= 7 && path.compare(path.size() - 7, 7, "/status") == 0) path.resize(path.size() - 7);
+  out.path = path + "/status";
+  std::string port = "80";
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string::npos) return std::nullopt;
+    out.host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return std::nullopt;
+      port = authority.substr(close + 2);
+    }
+  } else {
+    const size_t colon = authority.rfind(':');
+    out.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+  }
+  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
+  if (out.host.empty() || ec != std::errc() || p != port.data() + port.size() || out.port < 1 || out.port > 65535) {
+    return std::nullopt;
+  }
+  out.url = url;
+  return out;
+}
+
+// ops.listen "HOST:PORT" -> "http://HOST:PORT", with a wildcard host replaced by loopback (the
+// operator runs `relay status` beside relay). Empty if it names no fixed port.
+std::string url_from_listen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port == "0") return "";
+  if (host.empty() || host == "0.0.0.0" || host == "*") host = "127.0.0.1";
+  if (host == "::" || host == "[::]") host = "[::1]";
+  if (host.find(':') != std::string::npos && host[0] != '[') host = "[" + host + "]";
+  return "http://" + host + ":" + port;
+}
+
+struct OpsState {
+  std::string url;
+  bool reachable = false;
+  std::string problem;  // why not, when !reachable or the answer was unusable
+  Json document;        // GET /status, when reachable
+  std::map<std::string, Json> subscriptions;
+};
+
+const Json* member(const Json& j, const char* name) {
+  if (!j.is_object()) return nullptr;
+  auto it = j.find(name);
+  return it == j.end() ? nullptr : &*it;
+}
+
+std::string string_member(const Json& j, const char* name) {
+  const Json* m = member(j, name);
+  return m != nullptr && m->is_string() ? m->get<std::string>() : "";
+}
+
+std::optional<long long> int_member(const Json& j, const char* name) {
+  const Json* m = member(j, name);
+  if (m == nullptr || !m->is_number()) return std::nullopt;
+  return m->is_number_float() ? static_cast<long long>(m->get<double>()) : m->get<long long>();
+}
+
+OpsState fetch_ops(const std::string& url) {
+  OpsState s;
+  s.url = url;
+  auto parsed = parse_ops_url(url);
+  if (!parsed) {
+    s.problem = "not an http://HOST:PORT URL";
+    return s;
+  }
+  httplib::Client client(parsed->host, parsed->port);
+  client.set_connection_timeout(2, 0);
+  client.set_read_timeout(3, 0);
+  client.set_write_timeout(3, 0);
+  auto res = client.Get(parsed->path.c_str());
+  if (!res) {
+    switch (res.error()) {
+      case httplib::Error::Connection: s.problem = "cannot connect"; break;
+      case httplib::Error::ConnectionTimeout: s.problem = "connect timed out"; break;
+      case httplib::Error::Read: s.problem = "no answer"; break;
+      default: s.problem = "HTTP client error: " + httplib::to_string(res.error()); break;
+    }
+    return s;
+  }
+  if (res->status != 200) {
+    s.problem = fmt::format("GET {} answered HTTP {}", parsed->path, res->status);
+    return s;
+  }
+  Json doc = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    s.problem = fmt::format("GET {} did not answer a JSON object", parsed->path);
+    return s;
+  }
+  s.reachable = true;
+  s.document = doc;
+  if (const Json* subs = member(doc, "subscriptions"); subs != nullptr && subs->is_array()) {
+    for (const auto& sub : *subs) {
+      const std::string name = string_member(sub, "name");
+      if (!name.empty()) s.subscriptions[name] = sub;
+    }
+  }
+  return s;
+}
+
+std::string breaker_text(const Json& sub) {
+  const Json* b = member(sub, "breaker");
+  if (b == nullptr || !b->is_object()) return "-";
+  std::string state = string_member(*b, "state");
+  if (state.empty()) state = "?";
+  std::replace(state.begin(), state.end(), '_', '-');  // half_open -> half-open
+  std::string out = printable(state);
+  if (state == "open") {
+    if (auto ms = int_member(*b, "reopens_in_ms")) out += " (half-open in " + format_age(milliseconds(*ms)) + ")";
+  } else if (auto f = int_member(*b, "consecutive_failures"); f && *f > 0) {
+    out += fmt::format(" ({} failing)", *f);
+  }
+  if (auto trips = int_member(*b, "trips"); trips && *trips > 0) {
+    out += fmt::format(", {} trip{}", *trips, *trips == 1 ? "" : "s");
+  }
+  return out;
+}
+
+std::string rate_limit_text(const Json& sub) {
+  const Json* r = member(sub, "rate_limit");
+  if (r == nullptr || r->is_null()) return "-";
+  if (r->is_string()) return truncate_chars(printable(r->get<std::string>()), 40);
+  return truncate_chars(printable(r->dump(-1, ' ', false, Json::error_handler_t::replace)), 40);
+}
+
+std::string when_or(const std::optional<WallTime>& t, WallTime now, const char* none) {
+  return t ? format_ago(*t, now) : none;
+}
+
+// A retry time in the past means the retry is due and waiting for a relay to take it.
+std::string next_retry(const std::optional<WallTime>& t, WallTime now) {
+  if (!t) return "-";
+  return *t <= now ? "due " + format_ago(*t, now) : format_ago(*t, now);
+}
+
+Json time_json(const std::optional<WallTime>& t) { return t ? Json(format_rfc3339(*t)) : Json(nullptr); }
+
+}  // namespace
+
+int run_status(const std::string& database_url, const StatusOptions& o, Console& c) {
+  if (o.output != "table" && o.output != "json") {
+    c.err << "relay status: --output must be table or json, not \"" << printable(o.output) << "\"\n";
+    return 2;
+  }
+  std::string ops_url = o.ops_url;
+  std::string ops_note;
+  if (ops_url.empty() && o.config != nullptr && !o.config->ops.listen.empty()) {
+    ops_url = url_from_listen(o.config->ops.listen);
+    if (ops_url.empty()) ops_note = "ops.listen " + o.config->ops.listen + " names no fixed port; pass --ops-url";
+  } else if (ops_url.empty()) {
+    ops_note = "no --ops-url and no ops.listen in a --config";
+  }
+  if (!o.ops_url.empty() && !parse_ops_url(o.ops_url)) {
+    c.err << "relay status: --ops-url: expected http://HOST:PORT, got \"" << printable(o.ops_url) << "\"\n";
+    return 2;
+  }
+
+  auto snap = store::read_status(database_url);
+  if (!snap) {
+    const std::string message = one_line_error(snap.error().message);
+    if (snap.error().code == ErrorCode::kUnavailable) {
+      c.err << "relay status: database unreachable: " << message << '\n';
+    } else if (message.find("relay.") != std::string::npos && message.find("does not exist") != std::string::npos) {
+      c.err << "relay status: " << message << " (has `relay migrate` been run on this database?)\n";
+    } else {
+      c.err << "relay status: " << message << '\n';
+    }
+    return 1;
+  }
+  OpsState ops;
+  if (!ops_url.empty()) ops = fetch_ops(ops_url);
+
+  // Subscriptions: configured ones first (in config order), then any other name the database or
+  // the ops listener knows ('*' and '(none)' dead letters included).
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  auto add_name = [&](const std::string& n) {
+    if (seen.insert(n).second) names.push_back(n);
+  };
+  if (o.config != nullptr) {
+    for (const auto& s : o.config->subscriptions) add_name(s.name);
+  }
+  std::map<std::string, const store::SubscriptionBacklog*> backlog;
+  for (const auto& s : snap->subscriptions) {
+    backlog[s.name] = &s;
+    add_name(s.name);
+  }
+  for (const auto& [n, _] : ops.subscriptions) add_name(n);
+
+  auto matching = [&](const std::string& topic) {
+    std::vector<std::string> out;
+    if (o.config == nullptr) return out;
+    for (const auto& s : o.config->subscriptions) {
+      for (const auto& g : s.topics) {
+        if (glob_match(g, topic)) {
+          out.push_back(s.name);
+          break;
+        }
+      }
+    }
+    return out;
+  };
+
+  if (o.output == "json") {
+    Json doc;
+    doc["now"] = format_rfc3339(c.now);
+    Json topics = Json::array();
+    std::int64_t pending = 0;
+    for (const auto& t : snap->topics) {
+      pending += t.pending;
+      Json j{{"topic", t.topic},
+             {"pending", t.pending},
+             {"due", t.pending - t.delayed},
+             {"delayed", t.delayed},
+             {"claimed", t.claimed},
+             {"oldest_due_created_at", time_json(t.oldest_due_created_at)},
+             {"oldest_due_age_ms",
+              t.oldest_due_created_at
+                  ? Json(std::max<long long>(0, duration_cast<milliseconds>(c.now - *t.oldest_due_created_at).count()))
+                  : Json(nullptr)}};
+      if (o.config != nullptr) j["subscriptions"] = matching(t.topic);
+      topics.push_back(j);
+    }
+    doc["outbox"] = {{"pending", pending}, {"topics", topics}};
+    Json subs = Json::array();
+    for (const auto& n : names) {
+      const store::SubscriptionBacklog empty{};
+      const auto it = backlog.find(n);
+      const store::SubscriptionBacklog& b = it == backlog.end() ? empty : *it->second;
+      Json j{{"name", n},
+             {"configured", o.config != nullptr && std::any_of(o.config->subscriptions.begin(),
+                                                               o.config->subscriptions.end(),
+                                                               [&](const auto& s) { return s.name == n; })},
+             {"retries_pending", b.retries_pending},
+             {"retrying_now", b.retrying_now},
+             {"next_attempt_at", time_json(b.next_attempt_at)},
+             {"oldest_first_failed_at", time_json(b.oldest_first_failed_at)},
+             {"dead_letters", b.dead_letters},
+             {"oldest_dead_letter_at", time_json(b.oldest_dead_letter_at)},
+             {"keys_with_dead_letter", b.keys_with_dead_letter}};
+      const auto op = ops.subscriptions.find(n);
+      const Json* breaker = op == ops.subscriptions.end() ? nullptr : member(op->second, "breaker");
+      const Json* in_flight = op == ops.subscriptions.end() ? nullptr : member(op->second, "in_flight");
+      const Json* rate = op == ops.subscriptions.end() ? nullptr : member(op->second, "rate_limit");
+      j["breaker"] = breaker != nullptr ? *breaker : Json(nullptr);
+      j["in_flight"] = in_flight != nullptr ? *in_flight : Json(nullptr);
+      j["rate_limit"] = rate != nullptr ? *rate : Json(nullptr);
+      subs.push_back(j);
+    }
+    doc["subscriptions"] = subs;
+    Json opsj{{"url", ops_url.empty() ? Json(nullptr) : Json(ops_url)},
+              {"reachable", ops.reachable},
+              {"error", ops.reachable ? Json(nullptr) : Json(ops_url.empty() ? ops_note : ops.problem)}};
+    if (ops.reachable) {
+      for (const char* k : {"version", "owner", "ready"}) {
+        if (const Json* m = member(ops.document, k)) opsj[k] = *m;
+      }
+    }
+    doc["ops"] = opsj;
+    c.out << doc.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
+    return 0;
+  }
+
+  c.out << "outbox backlog by topic\n";
+  if (snap->topics.empty()) {
+    c.out << "  empty\n";
+  } else {
+    std::vector<std::string> header{"TOPIC", "PENDING", "DUE", "DELAYED", "CLAIMED", "OLDEST DUE"};
+    if (o.config != nullptr) header.push_back("SUBSCRIPTIONS");
+    Table t(header);
+    std::int64_t pending = 0, delayed = 0, claimed = 0;
+    std::optional<WallTime> oldest;
+    for (const auto& tb : snap->topics) {
+      pending += tb.pending;
+      delayed += tb.delayed;
+      claimed += tb.claimed;
+      if (tb.oldest_due_created_at && (!oldest || *tb.oldest_due_created_at < *oldest)) {
+        oldest = tb.oldest_due_created_at;
+      }
+      std::vector<std::string> row{
+          truncate_chars(printable(tb.topic), 40), std::to_string(tb.pending), std::to_string(tb.pending - tb.delayed),
+          std::to_string(tb.delayed), std::to_string(tb.claimed),
+          tb.oldest_due_created_at ? format_age(duration_cast<milliseconds>(c.now - *tb.oldest_due_created_at)) : "-"};
+      if (o.config != nullptr) {
+        std::string subs;
+        for (const auto& s : matching(tb.topic)) subs += (subs.empty() ? "" : ", ") + s;
+        row.push_back(subs.empty() ? "(none: will be dead-lettered)" : subs);
+      }
+      t.add(row);
+    }
+    if (snap->topics.size() > 1) {
+      t.add({"(all topics)", std::to_string(pending), std::to_string(pending - delayed), std::to_string(delayed),
+             std::to_string(claimed), oldest ? format_age(duration_cast<milliseconds>(c.now - *oldest)) : "-"});
+    }
+    t.print(c.out, "  ");
+  }
+
+  c.out << "\nsubscriptions\n";
+  if (names.empty()) {
+    c.out << "  no retries pending and no dead letters\n";
+  } else {
+    Table t({"SUBSCRIPTION", "RETRIES", "NEXT RETRY", "FAILING SINCE", "DEAD LETTERS", "OLDEST DL", "DL KEYS",
+             "BREAKER", "IN FLIGHT", "RATE LIMIT"});
+    for (const auto& n : names) {
+      const store::SubscriptionBacklog empty{};
+      const auto it = backlog.find(n);
+      const store::SubscriptionBacklog& b = it == backlog.end() ? empty : *it->second;
+      std::string retries = std::to_string(b.retries_pending);
+      if (b.retrying_now > 0) retries += fmt::format(" ({} now)", b.retrying_now);
+      std::string breaker = "?", in_flight = "?", rate = "?";
+      if (ops.reachable) {
+        const auto op = ops.subscriptions.find(n);
+        if (op == ops.subscriptions.end()) {
+          breaker = in_flight = rate = "-";
+        } else {
+          breaker = breaker_text(op->second);
+          auto f = int_member(op->second, "in_flight");
+          in_flight = f ? std::to_string(*f) : "-";
+          rate = rate_limit_text(op->second);
+        }
+      }
+      t.add({printable(n), retries, next_retry(b.next_attempt_at, c.now),
+             when_or(b.oldest_first_failed_at, c.now, "-"), std::to_string(b.dead_letters),
+             when_or(b.oldest_dead_letter_at, c.now, "-"), std::to_string(b.keys_with_dead_letter), breaker, in_flight,
+             rate});
+    }
+    t.print(c.out, "  ");
+    c.out << "  RETRIES: events waiting for another attempt; DEAD LETTERS: not yet replayed;\n"
+             "  DL KEYS: keys with an unreplayed dead letter\n";
+  }
+
+  c.out << '\n';
+  if (ops_url.empty()) {
+    c.out << "ops listener: unknown (" << ops_note << "; breaker states unknown)\n";
+  } else if (!ops.reachable) {
+    c.out << "ops listener: not reachable at " << printable(ops_url) << " (breaker states unknown";
+    if (!ops.problem.empty()) c.out << "; " << printable(ops.problem);
+    c.out << ")\n";
+  } else {
+    c.out << "ops listener: " << printable(ops_url);
+    std::vector<std::string> facts;
+    if (auto v = string_member(ops.document, "version"); !v.empty()) facts.push_back("relay " + printable(v));
+    if (auto w = string_member(ops.document, "owner"); !w.empty()) facts.push_back("owner " + printable(w));
+    if (const Json* r = member(ops.document, "ready"); r != nullptr && r->is_boolean()) {
+      facts.push_back(r->get<bool>() ? "ready" : "NOT READY");
+    }
+    for (size_t i = 0; i < facts.size(); ++i) c.out << (i == 0 ? " (" : ", ") << facts[i];
+    c.out << (facts.empty() ? "" : ")") << '\n';
+  }
+  return 0;
+}
+
+}  // namespace relay::admin

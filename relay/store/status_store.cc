@@ -1,0 +1,75 @@
+#include "relay/store/status_store.h"
+
+#include <map>
+
+#include "relay/store/transaction.h"
+
+namespace relay::store {
+namespace {
+
+using WallTime = std::chrono::system_clock::time_point;
+
+#define RELAY_MICROS(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+
+constexpr const char* kOutbox =
+    "SELECT topic, count(*), count(*) FILTER (WHERE deliver_after > now()), "
+    "count(*) FILTER (WHERE lease_until > now()), " RELAY_MICROS(
+        "min(created_at) FILTER (WHERE deliver_after IS NULL OR deliver_after <= now())") " "
+    "FROM relay.outbox GROUP BY topic ORDER BY topic";
+
+constexpr const char* kDelivery =
+    "SELECT subscription, count(*), count(*) FILTER (WHERE lease_until > now()), " RELAY_MICROS(
+        "min(next_attempt_at)") ", " RELAY_MICROS("min(first_failed_at)") " "
+    "FROM relay.delivery GROUP BY subscription";
+
+constexpr const char* kDeadLetters =
+    "SELECT subscription, count(*), " RELAY_MICROS("min(failed_at)") ", count(DISTINCT key) "
+    "FROM relay.dead_letter WHERE replayed_at IS NULL GROUP BY subscription";
+
+std::optional<WallTime> opt_time(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return WallTime{std::chrono::duration_cast<WallTime::duration>(std::chrono::microseconds(f.as<long long>()))};
+}
+
+}  // namespace
+
+Result<StatusSnapshot> read_status(const std::string& database_url) {
+  auto conn = connect(database_url);
+  if (!conn) return conn.error();
+  try {
+    // One consistent picture across the three tables.
+    pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> txn(**conn);
+    StatusSnapshot snap;
+    for (const auto& r : txn.exec(kOutbox)) {
+      snap.topics.push_back({.topic = r[0].as<std::string>(),
+                             .pending = r[1].as<std::int64_t>(),
+                             .delayed = r[2].as<std::int64_t>(),
+                             .claimed = r[3].as<std::int64_t>(),
+                             .oldest_due_created_at = opt_time(r[4])});
+    }
+    std::map<std::string, SubscriptionBacklog> subs;
+    for (const auto& r : txn.exec(kDelivery)) {
+      auto& s = subs[r[0].as<std::string>()];
+      s.retries_pending = r[1].as<std::int64_t>();
+      s.retrying_now = r[2].as<std::int64_t>();
+      s.next_attempt_at = opt_time(r[3]);
+      s.oldest_first_failed_at = opt_time(r[4]);
+    }
+    for (const auto& r : txn.exec(kDeadLetters)) {
+      auto& s = subs[r[0].as<std::string>()];
+      s.dead_letters = r[1].as<std::int64_t>();
+      s.oldest_dead_letter_at = opt_time(r[2]);
+      s.keys_with_dead_letter = r[3].as<std::int64_t>();
+    }
+    txn.commit();
+    for (auto& [name, s] : subs) {
+      s.name = name;
+      snap.subscriptions.push_back(std::move(s));
+    }
+    return snap;
+  } catch (const std::exception& e) {
+    return classify_exception(e);
+  }
+}
+
+}  // namespace relay::store

@@ -1,0 +1,182 @@
+// Integration: the circuit breaker. An outage shorter than the retry horizon produces no dead
+// letters and costs the consumer only the half-open probes; other subscriptions keep flowing;
+// Retry-After spaces retries; rate limits hold.
+
+#include <csignal>
+#include <set>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <catch2/catch.hpp>
+
+#include "tests/integration/test_config.h"
+#include "tests/support/fake_consumer.h"
+#include "tests/support/relay_process.h"
+#include "tests/support/test_database.h"
+#include "tests/support/wait.h"
+
+using namespace std::chrono_literals;
+using namespace relay::testing;
+
+namespace {
+
+std::set<std::string> publish(TestDatabase& db, const std::string& topic, int n) {
+  std::set<std::string> ids;
+  for (auto& r : db.rows(fmt::format(
+           "SELECT relay.publish('{}', 'k' || (i % 10), jsonb_build_object('i', i))::text FROM generate_series(1, {}) i",
+           topic, n))) {
+    ids.insert(r[0]);
+  }
+  return ids;
+}
+
+std::set<std::string> as_set(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace
+
+TEST_CASE("a consumer down for a while then back: zero dead letters, only probes while down",
+          "[integration][breaker]") {
+  auto db = TestDatabase::create();
+  std::atomic<bool> down{true};
+  std::atomic<int> requests_while_down{0};
+  FakeConsumer consumer{[&](const ReceivedRequest&) {
+    if (down) {
+      ++requests_while_down;
+      return Reply{503};
+    }
+    return Reply{200};
+  }};
+  TestRelayConfig cfg;
+  // Without the breaker, max_attempts 4 would dead-letter every event within a second.
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 4,
+                        .initial_backoff = "10ms", .max_backoff = "50ms", .max_in_flight = 4,
+                        .extra = "    circuit_breaker: { failure_threshold: 3, open_for: 300ms, max_open_for: 300ms }\n"}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  const auto ids = publish(db, "order.paid", 50);
+
+  // Stay down for several open periods (each ends in one probe).
+  const auto down_since = std::chrono::steady_clock::now();
+  REQUIRE(wait_until([&] { return requests_while_down.load() >= 3 + 4 + 4; }, 30s));
+  down = false;
+  const auto down_for = std::chrono::steady_clock::now() - down_since;
+
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }, 60s));
+  CHECK(db.count("relay.dead_letter") == 0);
+  CHECK(as_set(consumer.successful_ids()) == ids);
+  // Before opening: up to failure_threshold plus what the 4 lanes had on the wire. After: one probe
+  // per open period (300ms).
+  const auto periods = std::chrono::duration_cast<std::chrono::milliseconds>(down_for).count() / 300 + 1;
+  INFO("requests while down: " << requests_while_down.load() << ", open periods: " << periods);
+  CHECK(requests_while_down.load() <= 3 + 4 + periods);
+}
+
+TEST_CASE("one subscription down does not stop another, and gets everything after it recovers",
+          "[integration][breaker]") {
+  auto db = TestDatabase::create();
+  std::atomic<bool> a_down{true};
+  FakeConsumer a{[&](const ReceivedRequest&) { return Reply{a_down ? 503 : 200}; }};
+  FakeConsumer b;
+  TestRelayConfig cfg;
+  const std::string breaker = "    circuit_breaker: { failure_threshold: 3, open_for: 200ms, max_open_for: 400ms }\n";
+  cfg.subscriptions = {
+      {.name = "a", .topics = {"*"}, .endpoint = a.url(), .max_attempts = 3, .extra = breaker},
+      {.name = "b", .topics = {"*"}, .endpoint = b.url(), .max_attempts = 3, .extra = breaker}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  const auto ids = publish(db, "order.paid", 200);
+
+  REQUIRE(wait_until([&] { return as_set(b.successful_ids()) == ids; }, 60s));
+  CHECK(a.successful_ids().empty());
+  a_down = false;
+  REQUIRE(wait_until([&] { return as_set(a.successful_ids()) == ids; }, 60s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 30s));
+  CHECK(db.count("relay.dead_letter") == 0);
+  CHECK(b.count() == ids.size());  // b never got a duplicate because of a
+}
+
+TEST_CASE("a flapping consumer gets every event with no dead letter", "[integration][breaker]") {
+  auto db = TestDatabase::create();
+  // Up for 20 requests, down for 20, and so on.
+  FakeConsumer consumer{[](const ReceivedRequest& r) { return Reply{(r.sequence / 20) % 2 == 0 ? 200 : 502}; }};
+  TestRelayConfig cfg;
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 30,
+                        .initial_backoff = "10ms", .max_backoff = "50ms",
+                        .extra = "    circuit_breaker: { failure_threshold: 4, open_for: 50ms, max_open_for: 200ms }\n"}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  const auto ids = publish(db, "order.paid", 300);
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }, 120s));
+  CHECK(db.count("relay.dead_letter") == 0);
+  CHECK(as_set(consumer.successful_ids()) == ids);
+}
+
+TEST_CASE("Retry-After on 429 spaces the retry at least that long, capped by max_backoff",
+          "[integration][breaker]") {
+  auto db = TestDatabase::create();
+  FakeConsumer consumer{[](const ReceivedRequest& r) {
+    if (r.sequence == 0) return Reply{.status = 429, .headers = {{"Retry-After", "1"}}};
+    if (r.sequence == 1) return Reply{.status = 503, .headers = {{"Retry-After", "3600"}}};  // capped
+    return Reply{200};
+  }};
+  TestRelayConfig cfg;
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .initial_backoff = "1ms",
+                        .max_backoff = "1500ms"}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 30s));
+  const auto r = consumer.requests();
+  REQUIRE(r.size() == 3);
+  CHECK(r[1].received_at - r[0].received_at >= 1s);  // honoured Retry-After: 1
+  // Retry-After: 3600 was capped at max_backoff (1.5s): the third request came, and not before the cap.
+  CHECK(r[2].received_at - r[1].received_at >= 1500ms);
+}
+
+TEST_CASE("rate_limit spaces requests to a subscription", "[integration][breaker]") {
+  auto db = TestDatabase::create();
+  FakeConsumer consumer;
+  TestRelayConfig cfg;
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(),
+                        .extra = "    rate_limit: { events_per_second: 20, burst: 1 }\n"}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  publish(db, "t", 21);
+  REQUIRE(wait_until([&] { return consumer.count() == 21; }, 30s));
+  const auto r = consumer.requests();
+  // 21 requests at 20/s with a burst of 1: the first is free, the other 20 take >= 1s in all.
+  CHECK(r.back().received_at - r.front().received_at >= 950ms);
+}
+
+TEST_CASE("the ops listener shows the breaker opening and closing in /status, and answers the probes",
+          "[integration][breaker][ops]") {
+  auto db = TestDatabase::create();
+  std::atomic<bool> down{true};
+  FakeConsumer consumer{[&](const ReceivedRequest&) { return Reply{down ? 503 : 200}; }};
+  const int ops_port = FakeConsumer::unused_port();
+  TestRelayConfig cfg;
+  cfg.subscriptions = {{.name = "billing", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 50,
+                        .extra = "    circuit_breaker: { failure_threshold: 2, open_for: 300ms, max_open_for: 300ms }\n"}};
+  cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+
+  httplib::Client ops("127.0.0.1", ops_port);
+  auto get = [&](const char* path) -> std::pair<int, std::string> {
+    auto res = ops.Get(path);
+    if (!res) return {0, ""};
+    return {res->status, res->body};
+  };
+  REQUIRE(wait_until([&] { return get("/readyz").first == 200; }, 30s));
+  CHECK(get("/healthz").first == 200);
+
+  publish(db, "order.paid", 5);
+  auto breaker_state = [&] {
+    auto [status, body] = get("/status");
+    if (status != 200) return std::string();
+    auto doc = nlohmann::json::parse(body);
+    return doc["subscriptions"][0]["breaker"]["state"].get<std::string>();
+  };
+  REQUIRE(wait_until([&] { return breaker_state() == "open"; }, 30s));
+  auto doc = nlohmann::json::parse(get("/status").second);
+  CHECK(doc["subscriptions"][0]["name"] == "billing");
+  CHECK(doc["subscriptions"][0]["breaker"]["trips"].get<int>() >= 1);
+  down = false;
+  REQUIRE(wait_until([&] { return breaker_state() == "closed" && db.count("relay.delivery") == 0; }, 30s));
+  CHECK(db.count("relay.dead_letter") == 0);
+}
