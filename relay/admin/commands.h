@@ -19,9 +19,9 @@ inline constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as a shell report
 
 // What a command talks to. Not thread-safe; `interrupted` may be set from a signal handler.
 struct Console {
-  std::ostream& out;  // results (tables, JSON)
-  std::ostream& err;  // errors, confirmation prompts, progress
-  std::istream& in;   // answers to confirmation prompts
+  std::ostream& out;             // results (tables, JSON)
+  std::ostream& err;             // errors, confirmation prompts, progress
+  std::istream& in;              // answers to confirmation prompts
   bool in_is_terminal = false;   // a person can answer a prompt
   bool err_is_terminal = false;  // progress lines are shown
   // "Now" for relative times ("5m ago") and for --since/--until durations: the wall clock, or
@@ -54,8 +54,8 @@ int run_dlq(const std::string& database_url, const DlqOptions& options, Console&
 struct StatusOptions {
   // --ops-url; when empty, http://<ops.listen> from `config` (0.0.0.0 and :: become loopback).
   std::string ops_url;
-  std::string output = "table";             // table | json
-  const config::Config* config = nullptr;   // optional: lists configured subscriptions, ops.listen
+  std::string output = "table";            // table | json
+  const config::Config* config = nullptr;  // optional: lists configured subscriptions, ops.listen
 };
 int run_status(const std::string& database_url, const StatusOptions& options, Console& console);
 

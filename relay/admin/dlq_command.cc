@@ -2,15 +2,15 @@
 // in batches of kBatch rows, one transaction each, so an interrupt (SIGINT, between batches) or a
 // crash leaves every row either fully replayed/purged or untouched.
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "relay/admin/commands.h"
 #include "relay/admin/format.h"
@@ -83,7 +83,8 @@ Result<Parsed> parse(const DlqOptions& o, const Console& console) {
   }
   for (const auto& s : o.ids) {
     auto n = parse_int(s);
-    if (!n || *n < 1) return bad(fmt::format("invalid dead letter id \"{}\" (ids are the numbers in the ID column)", s));
+    if (!n || *n < 1)
+      return bad(fmt::format("invalid dead letter id \"{}\" (ids are the numbers in the ID column)", s));
     p.ids.push_back(*n);
   }
   return p;
@@ -176,8 +177,8 @@ int list(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << "no dead letters match" << describe(o) << '\n';
     return 0;
   }
-  Table t({"ID", "FAILED (UTC)", "SUBSCRIPTION", "TOPIC", "KEY", "REASON", "ATTEMPTS", "STATUS", "REPLAYED",
-           "PAYLOAD"});
+  Table t(
+      {"ID", "FAILED (UTC)", "SUBSCRIPTION", "TOPIC", "KEY", "REASON", "ATTEMPTS", "STATUS", "REPLAYED", "PAYLOAD"});
   for (const auto& d : *rows) {
     t.add({std::to_string(d.id), format_when(d.failed_at, c.now), printable(d.subscription),
            truncate_chars(printable(d.topic), 40), d.key ? truncate_chars(printable(*d.key), 24) : "-",
@@ -246,8 +247,8 @@ int show(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << "  (none)\n";
   } else {
     for (const auto& [name, value] : headers.items()) {
-      const std::string v = value.is_string() ? value.get<std::string>()
-                                              : value.dump(-1, ' ', false, Json::error_handler_t::replace);
+      const std::string v =
+          value.is_string() ? value.get<std::string>() : value.dump(-1, ' ', false, Json::error_handler_t::replace);
       c.out << "  " << printable(name) << ": " << printable(v) << '\n';
     }
   }
@@ -421,8 +422,8 @@ int replay_ids(DeadLetterStore& store, const DlqOptions& o, const Parsed& p, Con
         c.out << "replayed " << id << ": event " << row->event_id << " queued for " << replay_target(*row) << '\n';
         break;
       case ReplayedRow::Outcome::kAlreadyQueued:
-        c.out << "replayed " << id << ": event " << row->event_id << " was already queued for "
-              << replay_target(*row) << "; nothing added\n";
+        c.out << "replayed " << id << ": event " << row->event_id << " was already queued for " << replay_target(*row)
+              << "; nothing added\n";
         break;
       case ReplayedRow::Outcome::kAlreadyReplayed:
         c.out << id << ": already replayed "
@@ -511,10 +512,10 @@ int bulk(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
   finish_progress();
   const std::int64_t changed = replay ? enqueued + already_queued : purged;
   const std::string summary =
-      replay ? fmt::format("replayed {} dead letter{}", changed, changed == 1 ? "" : "s") +
-                   (already_queued > 0 ? fmt::format(" ({} already queued, nothing added for those)", already_queued)
-                                       : "")
-             : fmt::format("purged {} dead letter{}", changed, changed == 1 ? "" : "s");
+      replay
+          ? fmt::format("replayed {} dead letter{}", changed, changed == 1 ? "" : "s") +
+                (already_queued > 0 ? fmt::format(" ({} already queued, nothing added for those)", already_queued) : "")
+          : fmt::format("purged {} dead letter{}", changed, changed == 1 ? "" : "s");
   if (interrupted(c) && looked < *total) {
     c.out << "interrupted: " << summary << " of " << *total
           << "; each one is either fully done or untouched. Run the same command again to continue.\n";

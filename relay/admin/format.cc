@@ -1,12 +1,11 @@
 #include "relay/admin/format.h"
 
+#include <fmt/format.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
-
-#include <fmt/format.h>
 
 #include "relay/common/duration.h"
 
@@ -109,8 +108,7 @@ Result<WallTime> parse_timestamp(std::string_view text) {
       const int sign = text[i] == '-' ? -1 : 1;
       ++i;
       int oh = 0, om = 0;
-      if (!read_digits(text, i, 2, oh) || !expect(text, i, ':') || !read_digits(text, i, 2, om) || oh > 23 ||
-          om > 59) {
+      if (!read_digits(text, i, 2, oh) || !expect(text, i, ':') || !read_digits(text, i, 2, om) || oh > 23 || om > 59) {
         return bad();
       }
       offset_minutes = sign * (oh * 60 + om);
@@ -118,8 +116,7 @@ Result<WallTime> parse_timestamp(std::string_view text) {
       return bad();
     }
   }
-  if (i != text.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
-      second > 60) {
+  if (i != text.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
     return bad();
   }
   struct tm tm {};
@@ -206,11 +203,16 @@ std::string printable(std::string_view text, bool keep_newlines) {
       continue;
     }
     if (n == 1 && (c < 0x20 || c == 0x7F)) {
-      if (c == '\n' && keep_newlines) out += '\n';
-      else if (c == '\n') out += "\\n";
-      else if (c == '\t') out += "\\t";
-      else if (c == '\r') out += "\\r";
-      else out += fmt::format("\\x{:02x}", c);
+      if (c == '\n' && keep_newlines)
+        out += '\n';
+      else if (c == '\n')
+        out += "\\n";
+      else if (c == '\t')
+        out += "\\t";
+      else if (c == '\r')
+        out += "\\r";
+      else
+        out += fmt::format("\\x{:02x}", c);
       ++i;
       continue;
     }

@@ -2,15 +2,15 @@
 // from a running relay's ops listener (GET /status) when it can be reached. The ops part is best
 // effort: an unreachable listener is reported and the command still succeeds.
 
+#include <fmt/format.h>
+#include <httplib.h>
+
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-
-#include <httplib.h>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "relay/admin/commands.h"
 #include "relay/admin/format.h"
@@ -119,10 +119,18 @@ OpsState fetch_ops(const std::string& url) {
   auto res = client.Get(parsed->path.c_str());
   if (!res) {
     switch (res.error()) {
-      case httplib::Error::Connection: s.problem = "cannot connect"; break;
-      case httplib::Error::ConnectionTimeout: s.problem = "connect timed out"; break;
-      case httplib::Error::Read: s.problem = "no answer"; break;
-      default: s.problem = "HTTP client error: " + httplib::to_string(res.error()); break;
+      case httplib::Error::Connection:
+        s.problem = "cannot connect";
+        break;
+      case httplib::Error::ConnectionTimeout:
+        s.problem = "connect timed out";
+        break;
+      case httplib::Error::Read:
+        s.problem = "no answer";
+        break;
+      default:
+        s.problem = "HTTP client error: " + httplib::to_string(res.error());
+        break;
     }
     return s;
   }
@@ -276,9 +284,9 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
       const auto it = backlog.find(n);
       const store::SubscriptionBacklog& b = it == backlog.end() ? empty : *it->second;
       Json j{{"name", n},
-             {"configured", o.config != nullptr && std::any_of(o.config->subscriptions.begin(),
-                                                               o.config->subscriptions.end(),
-                                                               [&](const auto& s) { return s.name == n; })},
+             {"configured",
+              o.config != nullptr && std::any_of(o.config->subscriptions.begin(), o.config->subscriptions.end(),
+                                                 [&](const auto& s) { return s.name == n; })},
              {"retries_pending", b.retries_pending},
              {"retrying_now", b.retrying_now},
              {"next_attempt_at", time_json(b.next_attempt_at)},
@@ -300,7 +308,7 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
               {"reachable", ops.reachable},
               {"error", ops.reachable ? Json(nullptr) : Json(ops_url.empty() ? ops_note : ops.problem)}};
     if (ops.reachable) {
-      for (const char* k : {"version", "owner", "ready"}) {
+      for (const char* k : {"version", "owner", "state", "ready"}) {
         if (const Json* m = member(ops.document, k)) opsj[k] = *m;
       }
     }
@@ -326,8 +334,11 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
         oldest = tb.oldest_due_created_at;
       }
       std::vector<std::string> row{
-          truncate_chars(printable(tb.topic), 40), std::to_string(tb.pending), std::to_string(tb.pending - tb.delayed),
-          std::to_string(tb.delayed), std::to_string(tb.claimed),
+          truncate_chars(printable(tb.topic), 40),
+          std::to_string(tb.pending),
+          std::to_string(tb.pending - tb.delayed),
+          std::to_string(tb.delayed),
+          std::to_string(tb.claimed),
           tb.oldest_due_created_at ? format_age(duration_cast<milliseconds>(c.now - *tb.oldest_due_created_at)) : "-"};
       if (o.config != nullptr) {
         std::string subs;
@@ -367,10 +378,9 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
           rate = rate_limit_text(op->second);
         }
       }
-      t.add({printable(n), retries, next_retry(b.next_attempt_at, c.now),
-             when_or(b.oldest_first_failed_at, c.now, "-"), std::to_string(b.dead_letters),
-             when_or(b.oldest_dead_letter_at, c.now, "-"), std::to_string(b.keys_with_dead_letter), breaker, in_flight,
-             rate});
+      t.add({printable(n), retries, next_retry(b.next_attempt_at, c.now), when_or(b.oldest_first_failed_at, c.now, "-"),
+             std::to_string(b.dead_letters), when_or(b.oldest_dead_letter_at, c.now, "-"),
+             std::to_string(b.keys_with_dead_letter), breaker, in_flight, rate});
     }
     t.print(c.out, "  ");
     c.out << "  RETRIES: events waiting for another attempt; DEAD LETTERS: not yet replayed;\n"
@@ -389,6 +399,7 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
     std::vector<std::string> facts;
     if (auto v = string_member(ops.document, "version"); !v.empty()) facts.push_back("relay " + printable(v));
     if (auto w = string_member(ops.document, "owner"); !w.empty()) facts.push_back("owner " + printable(w));
+    if (auto st = string_member(ops.document, "state"); !st.empty()) facts.push_back(printable(st));
     if (const Json* r = member(ops.document, "ready"); r != nullptr && r->is_boolean()) {
       facts.push_back(r->get<bool>() ? "ready" : "NOT READY");
     }

@@ -100,12 +100,13 @@ bool validate_dlq(const admin::DlqOptions& d, std::string& error) {
     return false;
   }
   if (!bulk && d.ids.empty()) {
-    error = cmd + " needs dead letter ids, or " +
-            (d.action == "purge" ? "--all or --older-than DUR" : "--all") + " [filters] to select them";
+    error = cmd + " needs dead letter ids, or " + (d.action == "purge" ? "--all or --older-than DUR" : "--all") +
+            " [filters] to select them";
     return false;
   }
   if (!bulk && (filtered || d.limit)) {
-    error = cmd + ": filters and --limit select rows only with " + (d.action == "purge" ? "--all/--older-than" : "--all");
+    error =
+        cmd + ": filters and --limit select rows only with " + (d.action == "purge" ? "--all/--older-than" : "--all");
     return false;
   }
   return true;
@@ -176,8 +177,8 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
       cl.database_url = *v;
     } else if (a == "--status" && cl.command == "migrate" && !inline_value) {
       cl.status = true;
-    } else if (a == "--output" && (cl.command == "status" || (cl.command == "dlq" && cl.dlq.action != "replay" &&
-                                                              cl.dlq.action != "purge"))) {
+    } else if (a == "--output" && (cl.command == "status" ||
+                                   (cl.command == "dlq" && cl.dlq.action != "replay" && cl.dlq.action != "purge"))) {
       auto v = value(a);
       if (!v) return std::nullopt;
       if (*v != "table" && *v != "json") {
@@ -195,9 +196,9 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
       *target = *v;
     } else if (on != nullptr && !inline_value) {
       *on = true;
-    } else if (cl.command == "dlq" && (cl.dlq.action == "show" || cl.dlq.action == "replay" ||
-                                       cl.dlq.action == "purge") &&
-               !a.empty() && a[0] != '-') {
+    } else if (cl.command == "dlq" &&
+               (cl.dlq.action == "show" || cl.dlq.action == "replay" || cl.dlq.action == "purge") && !a.empty() &&
+               a[0] != '-') {
       cl.dlq.ids.push_back(a);
     } else {
       error = "unknown option '" + args[i] + "' for 'relay " + name + "'";
@@ -291,8 +292,8 @@ int run_cli(const std::vector<std::string>& args) {
       console.now = *t;
     }
     if (cl->command == "status") {
-      return admin::run_status(
-          url, {.ops_url = cl->ops_url, .output = cl->output, .config = cfg ? &*cfg : nullptr}, console);
+      return admin::run_status(url, {.ops_url = cl->ops_url, .output = cl->output, .config = cfg ? &*cfg : nullptr},
+                               console);
     }
     // Only bulk work stops politely; Ctrl-C ends a list or show at once.
     if (cl->dlq.action == "replay" || cl->dlq.action == "purge") catch_sigint();

@@ -12,10 +12,10 @@ namespace relay::app {
 struct CommandLine {
   std::string command;  // run | migrate | check-config | dlq | status | version | help
   std::string config_path;
-  std::string database_url;  // --database-url, empty if not given
-  bool status = false;       // migrate --status
-  admin::DlqOptions dlq;     // command == "dlq": dlq.action and its flags
-  std::string ops_url;       // status --ops-url
+  std::string database_url;      // --database-url, empty if not given
+  bool status = false;           // migrate --status
+  admin::DlqOptions dlq;         // command == "dlq": dlq.action and its flags
+  std::string ops_url;           // status --ops-url
   std::string output = "table";  // status --output
 };
 

@@ -10,12 +10,12 @@ namespace relay::store {
 namespace {
 
 // Timestamps travel as microseconds since the epoch: no time-zone or text-format surprises.
-#define RELAY_MICROS(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-
-constexpr const char* kColumns =
-    "id, outbox_id, event_id::text, subscription, topic, key, payload, content_type, headers::text, reason, "
-    "attempts, last_status, last_error, last_response, " RELAY_MICROS("created_at") ", " RELAY_MICROS(
-        "deliver_after") ", " RELAY_MICROS("expires_at") ", " RELAY_MICROS("failed_at") ", " RELAY_MICROS("replayed_at");
+constexpr const char* kColumns = R"(
+  id, outbox_id, event_id::text, subscription, topic, key, payload, content_type, headers::text, reason, attempts,
+  last_status, last_error, last_response,
+  (extract(epoch FROM created_at) * 1000000)::bigint, (extract(epoch FROM deliver_after) * 1000000)::bigint,
+  (extract(epoch FROM expires_at) * 1000000)::bigint, (extract(epoch FROM failed_at) * 1000000)::bigint,
+  (extract(epoch FROM replayed_at) * 1000000)::bigint)";
 
 // Every filter is a fixed parameter ($1..$9) that is NULL when unset, so the SQL text never
 // depends on the operator's input. Statements append their own parameters from $10 on.
@@ -29,6 +29,14 @@ constexpr const char* kWhere = R"(
    AND ($7::bigint IS NULL OR id > $7::bigint)
    AND ($8::bigint IS NULL OR id <= $8::bigint)
    AND (NOT $9::boolean OR replayed_at IS NULL))";
+
+// Byte order (COLLATE "C"), so the output does not depend on the server's locale.
+constexpr const char* kStatsSelect = R"(
+  SELECT subscription, reason, count(*), count(*) FILTER (WHERE replayed_at IS NULL),
+         (extract(epoch FROM min(failed_at)) * 1000000)::bigint, (extract(epoch FROM max(failed_at)) * 1000000)::bigint
+    FROM relay.dead_letter WHERE)";
+constexpr const char* kStatsGroup = R"(
+   GROUP BY subscription, reason ORDER BY subscription COLLATE "C", reason COLLATE "C")";
 
 // The replay itself. Rows are already locked (FOR UPDATE, in id order) by the caller's
 // transaction. Only rows still unreplayed are touched, so a second replay enqueues nothing.
@@ -119,8 +127,7 @@ class FilterArgs {
 };
 
 template <typename... Extra>
-pqxx::result exec_filtered(pqxx::work& txn, const std::string& sql, const DeadLetterFilter& filter,
-                           Extra&&... extra) {
+pqxx::result exec_filtered(pqxx::work& txn, const std::string& sql, const DeadLetterFilter& filter, Extra&&... extra) {
   const FilterArgs a(filter);
   return txn.exec_params(sql, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], std::forward<Extra>(extra)...);
 }
@@ -160,9 +167,8 @@ std::string pg_array(const std::vector<std::int64_t>& ids) {
 }
 
 std::vector<std::int64_t> select_ids(pqxx::work& txn, const DeadLetterFilter& filter, int batch) {
-  auto rows = exec_filtered(txn, std::string("SELECT id FROM relay.dead_letter WHERE") + kWhere +
-                                     " ORDER BY id LIMIT $10",
-                            filter, batch);
+  auto rows = exec_filtered(
+      txn, std::string("SELECT id FROM relay.dead_letter WHERE") + kWhere + " ORDER BY id LIMIT $10", filter, batch);
   std::vector<std::int64_t> ids;
   ids.reserve(rows.size());
   for (const auto& r : rows) ids.push_back(r[0].as<std::int64_t>());
@@ -176,8 +182,8 @@ BatchResult replay_in(pqxx::work& txn, const std::vector<std::int64_t>& ids) {
   // Lock in id order first: two replays running at once then queue behind each other instead of
   // deadlocking, and the second one sees replayed_at set by the first.
   auto locked = txn.exec_params(
-      "SELECT id, event_id::text, subscription, " RELAY_MICROS("replayed_at") " FROM relay.dead_letter "
-      "WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+      "SELECT id, event_id::text, subscription, (extract(epoch FROM replayed_at) * 1000000)::bigint "
+      "FROM relay.dead_letter WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
       array);
   std::map<std::int64_t, ReplayedRow> rows;
   for (const auto& r : locked) {
@@ -224,9 +230,9 @@ Result<std::vector<DeadLetter>> DeadLetterStore::list(const DeadLetterFilter& fi
   auto c = conn_->get();
   if (!c) return c.error();
   return run_transaction(**c, [&](pqxx::work& txn) {
-    auto rows = exec_filtered(txn, std::string("SELECT ") + kColumns + " FROM relay.dead_letter WHERE" + kWhere +
-                                       " ORDER BY id LIMIT $10",
-                              filter, limit);
+    auto rows = exec_filtered(
+        txn, std::string("SELECT ") + kColumns + " FROM relay.dead_letter WHERE" + kWhere + " ORDER BY id LIMIT $10",
+        filter, limit);
     std::vector<DeadLetter> out;
     out.reserve(rows.size());
     for (const auto& r : rows) out.push_back(read_dead_letter(r));
@@ -248,12 +254,7 @@ Result<std::vector<DeadLetterGroup>> DeadLetterStore::stats(const DeadLetterFilt
   auto c = conn_->get();
   if (!c) return c.error();
   return run_transaction(**c, [&](pqxx::work& txn) {
-    auto rows = exec_filtered(txn,
-                              std::string("SELECT subscription, reason, count(*), count(*) FILTER (WHERE replayed_at IS "
-                                          "NULL), " RELAY_MICROS("min(failed_at)") ", " RELAY_MICROS("max(failed_at)") " "
-                                          "FROM relay.dead_letter WHERE") +
-                                  kWhere + " GROUP BY subscription, reason ORDER BY subscription COLLATE \"C\", reason COLLATE \"C\"",
-                              filter);
+    auto rows = exec_filtered(txn, std::string(kStatsSelect) + kWhere + kStatsGroup, filter);
     std::vector<DeadLetterGroup> out;
     for (const auto& r : rows) {
       out.push_back({.subscription = r[0].as<std::string>(),

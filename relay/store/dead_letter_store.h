@@ -82,7 +82,7 @@ struct ReplayedRow {
 };
 
 struct BatchResult {
-  std::vector<ReplayedRow> rows;  // replay: one per existing id asked for, ordered by id
+  std::vector<ReplayedRow> rows;     // replay: one per existing id asked for, ordered by id
   std::vector<std::int64_t> ids;     // every id the batch looked at, ascending (the bulk cursor)
   std::vector<std::int64_t> purged;  // purge: the ids deleted, ascending
 };

@@ -9,22 +9,22 @@ namespace {
 
 using WallTime = std::chrono::system_clock::time_point;
 
-#define RELAY_MICROS(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+// Timestamps travel as microseconds since the epoch: no time-zone or text-format surprises.
+constexpr const char* kOutbox = R"(
+  SELECT topic, count(*), count(*) FILTER (WHERE deliver_after > now()), count(*) FILTER (WHERE lease_until > now()),
+         (extract(epoch FROM min(created_at) FILTER (WHERE deliver_after IS NULL OR deliver_after <= now()))
+          * 1000000)::bigint
+    FROM relay.outbox GROUP BY topic ORDER BY topic COLLATE "C")";
 
-constexpr const char* kOutbox =
-    "SELECT topic, count(*), count(*) FILTER (WHERE deliver_after > now()), "
-    "count(*) FILTER (WHERE lease_until > now()), " RELAY_MICROS(
-        "min(created_at) FILTER (WHERE deliver_after IS NULL OR deliver_after <= now())") " "
-    "FROM relay.outbox GROUP BY topic ORDER BY topic";
+constexpr const char* kDelivery = R"(
+  SELECT subscription, count(*), count(*) FILTER (WHERE lease_until > now()),
+         (extract(epoch FROM min(next_attempt_at)) * 1000000)::bigint,
+         (extract(epoch FROM min(first_failed_at)) * 1000000)::bigint
+    FROM relay.delivery GROUP BY subscription)";
 
-constexpr const char* kDelivery =
-    "SELECT subscription, count(*), count(*) FILTER (WHERE lease_until > now()), " RELAY_MICROS(
-        "min(next_attempt_at)") ", " RELAY_MICROS("min(first_failed_at)") " "
-    "FROM relay.delivery GROUP BY subscription";
-
-constexpr const char* kDeadLetters =
-    "SELECT subscription, count(*), " RELAY_MICROS("min(failed_at)") ", count(DISTINCT key) "
-    "FROM relay.dead_letter WHERE replayed_at IS NULL GROUP BY subscription";
+constexpr const char* kDeadLetters = R"(
+  SELECT subscription, count(*), (extract(epoch FROM min(failed_at)) * 1000000)::bigint, count(DISTINCT key)
+    FROM relay.dead_letter WHERE replayed_at IS NULL GROUP BY subscription)";
 
 std::optional<WallTime> opt_time(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;

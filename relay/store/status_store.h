@@ -24,11 +24,11 @@ struct TopicBacklog {
 
 struct SubscriptionBacklog {
   std::string name;
-  std::int64_t retries_pending = 0;  // relay.delivery rows
-  std::int64_t retrying_now = 0;     // of those, under a live lease
+  std::int64_t retries_pending = 0;                                             // relay.delivery rows
+  std::int64_t retrying_now = 0;                                                // of those, under a live lease
   std::optional<std::chrono::system_clock::time_point> next_attempt_at;         // earliest
   std::optional<std::chrono::system_clock::time_point> oldest_first_failed_at;  // longest failing
-  std::int64_t dead_letters = 0;  // unreplayed
+  std::int64_t dead_letters = 0;                                                // unreplayed
   std::optional<std::chrono::system_clock::time_point> oldest_dead_letter_at;
   std::int64_t keys_with_dead_letter = 0;  // distinct non-NULL keys with an unreplayed dead letter
 };

@@ -3,12 +3,11 @@
 // compared with a golden file, from rows inserted with fixed times while RELAY_NOW pins "now".
 // Regenerate the golden files with RELAY_UPDATE_GOLDEN=1.
 
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <fstream>
-#include <set>
-
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -175,8 +174,7 @@ TEST_CASE("dlq list --output json describes dead letters from real failed delive
   REQUIRE(page1.at("next_after").is_number());
   const auto cursor = page1.at("next_after").get<long long>();
   CHECK(cursor == ids_of(page1).back());
-  const Json page2 =
-      json_of(dlq(db, {"list", "--output", "json", "--limit", "2", "--after", std::to_string(cursor)}));
+  const Json page2 = json_of(dlq(db, {"list", "--output", "json", "--limit", "2", "--after", std::to_string(cursor)}));
   CHECK(page2.at("dead_letters").size() == 1);
   CHECK(page2.at("next_after").is_null());
   CHECK(ids_of(page2).front() > cursor);
@@ -217,8 +215,7 @@ TEST_CASE("dlq show prints everything about a real dead letter, payload pretty-p
 TEST_CASE("dlq stats counts real dead letters by subscription and reason", "[integration][dlq]") {
   auto db = TestDatabase::create();
   produce_real_dead_letters(db);
-  db.exec(
-      "UPDATE relay.dead_letter SET replayed_at = now() WHERE id = (SELECT min(id) FROM relay.dead_letter)");
+  db.exec("UPDATE relay.dead_letter SET replayed_at = now() WHERE id = (SELECT min(id) FROM relay.dead_letter)");
   const Json s = json_of(dlq(db, {"stats", "--output", "json"}));
   REQUIRE(s.at("groups").size() == 1);
   CHECK(s.at("groups")[0].at("subscription") == "strict");
@@ -312,11 +309,10 @@ TEST_CASE("dlq filters are parameters: quotes, LIKE wildcards and SQL in them ma
   CHECK(count({"--topic", "it's"}) == 1);
   CHECK(count({"--topic", "%"}) == 0);
 
-  for (const std::vector<std::string>& attack :
-       {std::vector<std::string>{"--topic", "x'; drop table relay.outbox; --"},
-        {"--subscription", "' OR 1=1 --"},
-        {"--reason", "x\"; DELETE FROM relay.dead_letter; --"},
-        {"--key", "'); DROP TABLE relay.dead_letter; --"}}) {
+  for (const std::vector<std::string>& attack : {std::vector<std::string>{"--topic", "x'; drop table relay.outbox; --"},
+                                                 {"--subscription", "' OR 1=1 --"},
+                                                 {"--reason", "x\"; DELETE FROM relay.dead_letter; --"},
+                                                 {"--key", "'); DROP TABLE relay.dead_letter; --"}}) {
     auto r = dlq(db, {"list", attack[0], attack[1]});
     INFO(r.output);
     CHECK(r.code == 0);

@@ -10,10 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <thread>
-
-#include <catch2/catch.hpp>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -230,9 +229,10 @@ TEST_CASE("dlq replay of a cancelled or unrouted event puts it back in the outbo
   CHECK(db.count("relay.dead_letter WHERE event_id = '" + unrouted + "'") == 2);
 }
 
-TEST_CASE("dlq replay --all of 5,000 dead letters interrupted by SIGINT stops between batches, every row replayed or "
-          "untouched",
-          "[integration][dlq][replay]") {
+TEST_CASE(
+    "dlq replay --all of 5,000 dead letters interrupted by SIGINT stops between batches, every row replayed or "
+    "untouched",
+    "[integration][dlq][replay]") {
   auto db = TestDatabase::create();
   db.exec(R"SQL(
     INSERT INTO relay.dead_letter (event_id, subscription, topic, key, payload, content_type, headers, created_at,

@@ -3,15 +3,14 @@
 // serving GET /status on loopback, and an unreachable one). Table output is compared with golden
 // files (RELAY_NOW pinned, rows inserted with fixed times; regenerate with RELAY_UPDATE_GOLDEN=1).
 
-#include <atomic>
-#include <csignal>
-#include <fstream>
-#include <thread>
-
 #include <httplib.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -42,7 +41,8 @@ CliRun status(std::vector<std::string> args, EnvVars env = {}) {
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
   return s;
 }
 
@@ -142,8 +142,9 @@ constexpr const char* kOpsStatus = R"({
 
 }  // namespace
 
-TEST_CASE("dlq/status: relay status shows backlog, retries and dead letters, and says when the ops listener is unreachable",
-          "[integration][dlq][status]") {
+TEST_CASE(
+    "dlq/status: relay status shows backlog, retries and dead letters, and says when the ops listener is unreachable",
+    "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   insert_backlog(db);
   const int port = FakeConsumer::unused_port();
@@ -197,8 +198,9 @@ TEST_CASE("dlq/status: relay status shows breaker state, in-flight requests and 
   }
 }
 
-TEST_CASE("dlq/status: relay status takes the ops URL from ops.listen in --config and lists every configured subscription",
-          "[integration][dlq][status]") {
+TEST_CASE(
+    "dlq/status: relay status takes the ops URL from ops.listen in --config and lists every configured subscription",
+    "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   insert_backlog(db);
   FakeOpsListener ops(kOpsStatus);
@@ -214,15 +216,15 @@ TEST_CASE("dlq/status: relay status takes the ops URL from ops.listen in --confi
   INFO(r.output);
   REQUIRE(r.code == 0);
   CHECK(ops.hits() == 1);  // 0.0.0.0 became 127.0.0.1
-  CHECK(r.output.find(fmt::format("ops listener: http://127.0.0.1:{} (relay 0.1.0", ops.port())) !=
-        std::string::npos);
+  CHECK(r.output.find(fmt::format("ops listener: http://127.0.0.1:{} (relay 0.1.0", ops.port())) != std::string::npos);
   const std::string squashed = squash_spaces(r.output);
   CHECK(squashed.find(" order.paid 4 3 1 1 2m billing, search\n") != std::string::npos);
   CHECK(squashed.find(" user.signup 1 1 0 0 1h search\n") != std::string::npos);
   CHECK(squashed.find(" idle 0 - - 0 - 0 - - -\n") != std::string::npos);
 }
 
-TEST_CASE("dlq/status: relay status counts the retries of a real relay delivering to a failing consumer", "[integration][dlq][status]") {
+TEST_CASE("dlq/status: relay status counts the retries of a real relay delivering to a failing consumer",
+          "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   FakeConsumer failing{Reply{.status = 503}};
   TestRelayConfig cfg;
@@ -245,7 +247,60 @@ TEST_CASE("dlq/status: relay status counts the retries of a real relay deliverin
   CHECK(relay.wait_exit(20s) == 0);
 }
 
-TEST_CASE("dlq/status: relay status reports an unreachable database with exit 1 and no password", "[integration][dlq][status]") {
+TEST_CASE("dlq/status: relay status shows the open breaker of a real relay whose consumer is down",
+          "[integration][dlq][status]") {
+  auto db = TestDatabase::create();
+  const int ops_port = FakeConsumer::unused_port();
+  const int down_port = FakeConsumer::unused_port();
+  const std::string yaml = fmt::format(R"(database:
+  url: ${{DATABASE_URL}}
+source:
+  poll_interval: 200ms
+ops:
+  listen: 127.0.0.1:{}
+subscriptions:
+  - name: payments
+    topics: ["*"]
+    endpoint: http://127.0.0.1:{}/events
+    retry: {{ max_attempts: 1000, initial_backoff: 10ms, max_backoff: 50ms }}
+    circuit_breaker: {{ failure_threshold: 2, open_for: 1m }}
+)",
+                                       ops_port, down_port);
+  RelayProcess relay(yaml, {}, {{"DATABASE_URL", db.url()}});
+  db.exec("SELECT relay.publish('order.paid', 'k' || i, '{}'::jsonb) FROM generate_series(1, 3) i");
+
+  Json doc, sub;
+  const bool open = wait_until(
+      [&] {
+        std::string out;
+        if (RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"}, &out, 30s,
+                                  {{"DATABASE_URL", db.url()}}) != 0) {
+          return false;
+        }
+        doc = Json::parse(out, nullptr, false);
+        if (doc.is_discarded() || !doc.at("ops").at("reachable").get<bool>()) return false;
+        sub = doc.at("subscriptions").at(0);
+        return sub.at("breaker").is_object() && sub.at("breaker").at("state") == "open";
+      },
+      30s);
+  INFO(sub.dump() << "\n" << relay.log());
+  REQUIRE(open);
+  CHECK(sub.at("name") == "payments");
+  // Each event is in one place or the other, never lost or counted twice (one snapshot).
+  CHECK(doc.at("outbox").at("pending").get<int>() + sub.at("retries_pending").get<int>() == 3);
+
+  std::string table;
+  REQUIRE(RelayProcess::run_cli({"status", "--config", relay.config_path()}, &table, 30s,
+                                {{"DATABASE_URL", db.url()}}) == 0);
+  INFO(table);
+  CHECK(squash_spaces(table).find(" open (half-open in ") != std::string::npos);
+  CHECK(table.find(fmt::format("ops listener: http://127.0.0.1:{} (relay ", ops_port)) != std::string::npos);
+  relay.signal(SIGTERM);
+  CHECK(relay.wait_exit(20s) == 0);
+}
+
+TEST_CASE("dlq/status: relay status reports an unreachable database with exit 1 and no password",
+          "[integration][dlq][status]") {
   const int port = FakeConsumer::unused_port();
   std::string out;
   const int code = RelayProcess::run_cli(
