@@ -163,13 +163,15 @@ int list(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
   if (!rows) return report(c, "relay dlq list", rows.error());
   const bool more = static_cast<int>(rows->size()) > limit;
   if (more) rows->pop_back();
-  const std::optional<std::int64_t> next_after = more ? std::optional(rows->back().id) : std::nullopt;
+  // A plain value and a flag, not std::optional: GCC 12 -O2 reports a false maybe-uninitialized on it.
+  const bool has_next = more;
+  const std::int64_t next_after = more ? rows->back().id : 0;
 
   if (o.output == "json") {
     Json doc;
     doc["dead_letters"] = Json::array();
     for (const auto& d : *rows) doc["dead_letters"].push_back(to_json(d));
-    doc["next_after"] = next_after ? Json(*next_after) : Json(nullptr);
+    doc["next_after"] = has_next ? Json(next_after) : Json(nullptr);
     print_json(c.out, doc);
     return 0;
   }
@@ -187,7 +189,7 @@ int list(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
   }
   t.print(c.out);
   c.out << '\n' << rows->size() << (rows->size() == 1 ? " dead letter" : " dead letters") << describe(o);
-  if (next_after) c.out << "; next page: --after " << *next_after;
+  if (has_next) c.out << "; next page: --after " << next_after;
   c.out << '\n';
   return 0;
 }
