@@ -180,3 +180,34 @@ TEST_CASE("the ops listener shows the breaker opening and closing in /status, an
   REQUIRE(wait_until([&] { return breaker_state() == "closed" && db.count("relay.delivery") == 0; }, 30s));
   CHECK(db.count("relay.dead_letter") == 0);
 }
+
+TEST_CASE("max_in_flight bounds the concurrent requests to a subscription", "[integration][breaker]") {
+  auto db = TestDatabase::create();
+  std::mutex mu;
+  std::condition_variable cv;
+  int now_in_flight = 0;
+  int max_seen = 0;
+  bool release = false;
+  FakeConsumer consumer{[&](const ReceivedRequest&) {
+    std::unique_lock lock(mu);
+    max_seen = std::max(max_seen, ++now_in_flight);
+    cv.notify_all();
+    // Hold each request until the test has seen the lanes fill up.
+    cv.wait_for(lock, 20s, [&] { return release; });
+    --now_in_flight;
+    return Reply{200};
+  }};
+  TestRelayConfig cfg;
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_in_flight = 3}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  const auto ids = publish(db, "t", 30);  // 10 keys: enough to fill every lane
+  {
+    std::unique_lock lock(mu);
+    REQUIRE(cv.wait_for(lock, 30s, [&] { return now_in_flight == 3; }));
+    release = true;
+  }
+  cv.notify_all();
+  REQUIRE(wait_until([&] { return as_set(consumer.successful_ids()) == ids; }, 30s));
+  std::lock_guard lock(mu);
+  CHECK(max_seen == 3);
+}
