@@ -11,6 +11,8 @@
 // characters). PORT 0 picks a free port; it is printed, and written to F with --port-file.
 // SIGTERM or SIGINT stops the server and exits 0.
 
+#include <fmt/core.h>
+#include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -25,9 +27,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-
-#include <fmt/core.h>
-#include <httplib.h>
 
 namespace {
 
@@ -61,7 +60,8 @@ Options parse_args(int argc, char** argv) {
       continue;
     }
     const auto colon = value.rfind(':');
-    if (colon == std::string::npos || colon == 0) usage(fmt::format("--listen wants HOST:PORT, got '{}'", value));
+    if (colon == std::string::npos || colon == 0)
+      usage(fmt::format("--listen wants HOST:PORT, got '{}'", value));
     o.host = value.substr(0, colon);
     const std::string port = value.substr(colon + 1);
     try {
@@ -80,7 +80,8 @@ Options parse_args(int argc, char** argv) {
 std::string now_hms() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   localtime_r(&t, &tm);
   char buf[16];
@@ -108,10 +109,10 @@ std::string header(const httplib::Request& req, const char* name) {
 std::mutex print_mu;
 
 void print_event(const httplib::Request& req, int status) {
-  const std::string line =
-      fmt::format("{} [{}] {} {} key={} attempt={} id={} {}\n", now_hms(), header(req, "relay-subscription"), status,
-                  header(req, "ce-type"), header(req, "ce-subject"), header(req, "relay-attempt"),
-                  header(req, "Idempotency-Key"), one_line(req.body));
+  const std::string line = fmt::format(
+      "{} [{}] {} {} key={} attempt={} id={} {}\n", now_hms(), header(req, "relay-subscription"),
+      status, header(req, "ce-type"), header(req, "ce-subject"), header(req, "relay-attempt"),
+      header(req, "Idempotency-Key"), one_line(req.body));
   std::lock_guard lock(print_mu);
   std::fwrite(line.data(), 1, line.size(), stdout);
   std::fflush(stdout);
@@ -154,10 +155,11 @@ int main(int argc, char** argv) {
     print_event(req, res.status);
   });
 
-  const int port =
-      opts.port == 0 ? server.bind_to_any_port(opts.host) : (server.bind_to_port(opts.host, opts.port) ? opts.port : -1);
+  const int port = opts.port == 0 ? server.bind_to_any_port(opts.host)
+                                  : (server.bind_to_port(opts.host, opts.port) ? opts.port : -1);
   if (port <= 0) {
-    std::fprintf(stderr, "relay-demo-consumer: cannot listen on %s:%d\n", opts.host.c_str(), opts.port);
+    std::fprintf(stderr, "relay-demo-consumer: cannot listen on %s:%d\n", opts.host.c_str(),
+                 opts.port);
     return 1;
   }
   if (!opts.port_file.empty()) {
@@ -168,8 +170,9 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("relay-demo-consumer: listening on http://%s:%d (POST /events -> 200, POST /strict -> 400)\n",
-              opts.host.c_str(), port);
+  std::printf(
+      "relay-demo-consumer: listening on http://%s:%d (POST /events -> 200, POST /strict -> 400)\n",
+      opts.host.c_str(), port);
   std::fflush(stdout);
 
   std::atomic<bool> stopping{false};

@@ -31,7 +31,8 @@ struct Console {
 };
 
 // `relay migrate`: applies pending migrations, or with `status_only` lists applied and pending.
-int run_migrate(const std::string& database_url, bool status_only, std::ostream& out, std::ostream& err);
+int run_migrate(const std::string& database_url, bool status_only, std::ostream& out,
+                std::ostream& err);
 
 // `relay check-config`: prints "<path>: ok" or every error as file:line:col: key: message.
 int run_check_config(const std::string& path, std::ostream& out, std::ostream& err);

@@ -1,6 +1,6 @@
-// `relay dlq list|show|replay|purge|stats`: the operator's view of relay.dead_letter. Bulk work runs
-// in batches of kBatch rows, one transaction each, so an interrupt (SIGINT, between batches) or a
-// crash leaves every row either fully replayed/purged or untouched.
+// `relay dlq list|show|replay|purge|stats`: the operator's view of relay.dead_letter. Bulk work
+// runs in batches of kBatch rows, one transaction each, so an interrupt (SIGINT, between batches)
+// or a crash leaves every row either fully replayed/purged or untouched.
 
 #include <fmt/format.h>
 
@@ -72,19 +72,22 @@ Result<Parsed> parse(const DlqOptions& o, const Console& console) {
   if (o.limit) {
     auto n = parse_int(*o.limit);
     if (!n || *n < 1 || *n > kMaxLimit) {
-      return bad(fmt::format("--limit: expected a number from 1 to {}, got \"{}\"", kMaxLimit, *o.limit));
+      return bad(
+          fmt::format("--limit: expected a number from 1 to {}, got \"{}\"", kMaxLimit, *o.limit));
     }
     p.limit = static_cast<int>(*n);
   }
   if (o.after) {
     auto n = parse_int(*o.after);
-    if (!n || *n < 0) return bad(fmt::format("--after: expected a dead letter id, got \"{}\"", *o.after));
+    if (!n || *n < 0)
+      return bad(fmt::format("--after: expected a dead letter id, got \"{}\"", *o.after));
     f.after_id = *n;
   }
   for (const auto& s : o.ids) {
     auto n = parse_int(s);
     if (!n || *n < 1)
-      return bad(fmt::format("invalid dead letter id \"{}\" (ids are the numbers in the ID column)", s));
+      return bad(
+          fmt::format("invalid dead letter id \"{}\" (ids are the numbers in the ID column)", s));
     p.ids.push_back(*n);
   }
   return p;
@@ -107,7 +110,9 @@ std::string describe(const DlqOptions& o) {
 
 std::string or_dash(const std::optional<std::string>& s) { return s ? printable(*s) : "-"; }
 
-Json time_or_null(const std::optional<WallTime>& t) { return t ? Json(format_rfc3339(*t)) : Json(nullptr); }
+Json time_or_null(const std::optional<WallTime>& t) {
+  return t ? Json(format_rfc3339(*t)) : Json(nullptr);
+}
 
 Json to_json(const DeadLetter& d) {
   Json j;
@@ -147,7 +152,8 @@ int report(const Console& console, const std::string& what, const Error& e) {
   const std::string message = one_line_error(e.message);
   if (e.code == ErrorCode::kUnavailable) {
     console.err << what << ": database unreachable: " << message << '\n';
-  } else if (message.find("relay.") != std::string::npos && message.find("does not exist") != std::string::npos) {
+  } else if (message.find("relay.") != std::string::npos &&
+             message.find("does not exist") != std::string::npos) {
     console.err << what << ": " << message << " (has `relay migrate` been run on this database?)\n";
   } else {
     console.err << what << ": " << message << '\n';
@@ -163,7 +169,8 @@ int list(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
   if (!rows) return report(c, "relay dlq list", rows.error());
   const bool more = static_cast<int>(rows->size()) > limit;
   if (more) rows->pop_back();
-  // A plain value and a flag, not std::optional: GCC 12 -O2 reports a false maybe-uninitialized on it.
+  // A plain value and a flag, not std::optional: GCC 12 -O2 reports a false maybe-uninitialized on
+  // it.
   const bool has_next = more;
   const std::int64_t next_after = more ? rows->back().id : 0;
 
@@ -179,16 +186,18 @@ int list(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << "no dead letters match" << describe(o) << '\n';
     return 0;
   }
-  Table t(
-      {"ID", "FAILED (UTC)", "SUBSCRIPTION", "TOPIC", "KEY", "REASON", "ATTEMPTS", "STATUS", "REPLAYED", "PAYLOAD"});
+  Table t({"ID", "FAILED (UTC)", "SUBSCRIPTION", "TOPIC", "KEY", "REASON", "ATTEMPTS", "STATUS",
+           "REPLAYED", "PAYLOAD"});
   for (const auto& d : *rows) {
     t.add({std::to_string(d.id), format_when(d.failed_at, c.now), printable(d.subscription),
-           truncate_chars(printable(d.topic), 40), d.key ? truncate_chars(printable(*d.key), 24) : "-",
-           printable(d.reason), std::to_string(d.attempts), d.last_status ? std::to_string(*d.last_status) : "-",
+           truncate_chars(printable(d.topic), 40),
+           d.key ? truncate_chars(printable(*d.key), 24) : "-", printable(d.reason),
+           std::to_string(d.attempts), d.last_status ? std::to_string(*d.last_status) : "-",
            d.replayed_at ? format_ago(*d.replayed_at, c.now) : "-", payload_preview(d.payload)});
   }
   t.print(c.out);
-  c.out << '\n' << rows->size() << (rows->size() == 1 ? " dead letter" : " dead letters") << describe(o);
+  c.out << '\n'
+        << rows->size() << (rows->size() == 1 ? " dead letter" : " dead letters") << describe(o);
   if (has_next) c.out << "; next page: --after " << next_after;
   c.out << '\n';
   return 0;
@@ -200,7 +209,8 @@ void print_indented(std::ostream& out, const std::string& text) {
   size_t start = 0;
   while (start <= text.size()) {
     const size_t nl = text.find('\n', start);
-    const std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    const std::string line =
+        text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
     out << (line.empty() ? "" : "  ") << line << '\n';
     if (nl == std::string::npos) break;
     start = nl + 1;
@@ -220,7 +230,9 @@ int show(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     print_json(c.out, to_json(d));
     return 0;
   }
-  auto when = [&](const std::optional<WallTime>& t, const char* none) { return t ? format_when(*t, c.now) : none; };
+  auto when = [&](const std::optional<WallTime>& t, const char* none) {
+    return t ? format_when(*t, c.now) : none;
+  };
   c.out << "dead letter " << d.id << '\n';
   Table fields({"", ""});
   fields.add({"event_id", d.event_id});
@@ -249,8 +261,9 @@ int show(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << "  (none)\n";
   } else {
     for (const auto& [name, value] : headers.items()) {
-      const std::string v =
-          value.is_string() ? value.get<std::string>() : value.dump(-1, ' ', false, Json::error_handler_t::replace);
+      const std::string v = value.is_string()
+                                ? value.get<std::string>()
+                                : value.dump(-1, ' ', false, Json::error_handler_t::replace);
       c.out << "  " << printable(name) << ": " << printable(v) << '\n';
     }
   }
@@ -268,7 +281,8 @@ int show(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << ")\n";
   } else if (!parsed.is_discarded()) {
     c.out << ", JSON)\n";
-    print_indented(c.out, printable(parsed.dump(2, ' ', false, Json::error_handler_t::replace), true));
+    print_indented(c.out,
+                   printable(parsed.dump(2, ' ', false, Json::error_handler_t::replace), true));
   } else if (valid_utf8(d.payload)) {
     c.out << ", text)\n";
     print_indented(c.out, printable(d.payload, true));
@@ -316,13 +330,15 @@ int stats(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << "no dead letters" << describe(o) << '\n';
     return 0;
   }
-  Table t({"SUBSCRIPTION", "REASON", "COUNT", "UNREPLAYED", "OLDEST FAILED (UTC)", "NEWEST FAILED (UTC)"});
+  Table t({"SUBSCRIPTION", "REASON", "COUNT", "UNREPLAYED", "OLDEST FAILED (UTC)",
+           "NEWEST FAILED (UTC)"});
   for (const auto& g : *groups) {
-    t.add({printable(g.subscription), printable(g.reason), std::to_string(g.count), std::to_string(g.unreplayed),
-           format_when(g.oldest_failed_at, c.now), format_when(g.newest_failed_at, c.now)});
+    t.add({printable(g.subscription), printable(g.reason), std::to_string(g.count),
+           std::to_string(g.unreplayed), format_when(g.oldest_failed_at, c.now),
+           format_when(g.newest_failed_at, c.now)});
   }
-  t.add({"total", "", std::to_string(total), std::to_string(unreplayed), format_when(*oldest, c.now),
-         format_when(*newest, c.now)});
+  t.add({"total", "", std::to_string(total), std::to_string(unreplayed),
+         format_when(*oldest, c.now), format_when(*newest, c.now)});
   t.print(c.out);
   return 0;
 }
@@ -330,18 +346,19 @@ int stats(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
 // ---- replay and purge ------------------------------------------------------------------------
 
 // Prints what a bulk operation will touch; returns how many rows that is (capped by --limit).
-Result<std::int64_t> announce(DeadLetterStore& store, const DlqOptions& o, const Parsed& p, const char* verb,
-                              Console& c) {
+Result<std::int64_t> announce(DeadLetterStore& store, const DlqOptions& o, const Parsed& p,
+                              const char* verb, Console& c) {
   auto groups = store.stats(p.filter);
   if (!groups) return groups.error();
   std::int64_t total = 0;
   for (const auto& g : *groups) total += g.count;
   if (total == 0) {
-    c.out << "no " << (p.filter.unreplayed_only ? "unreplayed " : "") << "dead letters match" << describe(o) << '\n';
+    c.out << "no " << (p.filter.unreplayed_only ? "unreplayed " : "") << "dead letters match"
+          << describe(o) << '\n';
     return total;
   }
-  c.out << total << (p.filter.unreplayed_only ? " unreplayed" : "") << (total == 1 ? " dead letter" : " dead letters")
-        << " match" << describe(o) << ":\n";
+  c.out << total << (p.filter.unreplayed_only ? " unreplayed" : "")
+        << (total == 1 ? " dead letter" : " dead letters") << " match" << describe(o) << ":\n";
   Table t({"SUBSCRIPTION", "REASON", "COUNT", "OLDEST FAILED (UTC)"});
   for (const auto& g : *groups) {
     t.add({printable(g.subscription), printable(g.reason), std::to_string(g.count),
@@ -349,7 +366,8 @@ Result<std::int64_t> announce(DeadLetterStore& store, const DlqOptions& o, const
   }
   t.print(c.out, "  ");
   if (p.limit && *p.limit < total) {
-    c.out << "--limit " << *p.limit << ": only the first " << *p.limit << " (by id) will be " << verb << '\n';
+    c.out << "--limit " << *p.limit << ": only the first " << *p.limit << " (by id) will be "
+          << verb << '\n';
     total = *p.limit;
   }
   return total;
@@ -357,21 +375,25 @@ Result<std::int64_t> announce(DeadLetterStore& store, const DlqOptions& o, const
 
 // 0 to go ahead; otherwise the exit code. A person at a terminal may confirm; a script must say
 // --yes up front, because nobody is there to answer.
-int confirm(const DlqOptions& o, std::int64_t n, const char* verb_capitalized, const char* verb, Console& c) {
+int confirm(const DlqOptions& o, std::int64_t n, const char* verb_capitalized, const char* verb,
+            Console& c) {
   if (o.yes) return 0;
   if (!c.in_is_terminal) {
     c.err << "relay dlq " << o.action << ": refusing to " << verb << " " << n
           << (n == 1 ? " dead letter" : " dead letters")
-          << " without --yes (stdin is not a terminal); pass --yes to go ahead or --dry-run to only count\n";
+          << " without --yes (stdin is not a terminal); pass --yes to go ahead or --dry-run to "
+             "only count\n";
     return 2;
   }
-  c.err << verb_capitalized << " " << n << (n == 1 ? " dead letter" : " dead letters") << "? [y/N] " << std::flush;
+  c.err << verb_capitalized << " " << n << (n == 1 ? " dead letter" : " dead letters") << "? [y/N] "
+        << std::flush;
   std::string answer;
   if (!std::getline(c.in, answer) || interrupted(c)) {
     c.err << '\n';
     return interrupted(c) ? kExitInterrupted : 1;
   }
-  if (answer == "y" || answer == "Y" || answer == "yes" || answer == "YES" || answer == "Yes") return 0;
+  if (answer == "y" || answer == "Y" || answer == "yes" || answer == "YES" || answer == "Yes")
+    return 0;
   c.err << "nothing " << (o.action == "replay" ? "replayed" : "purged") << '\n';
   return 1;
 }
@@ -381,7 +403,8 @@ void progress(Console& c, const char* verb, std::int64_t done, std::int64_t tota
 }
 
 std::string replay_target(const ReplayedRow& r) {
-  if (r.subscription == "*" || r.subscription == "(none)") return "the outbox (every matching subscription)";
+  if (r.subscription == "*" || r.subscription == "(none)")
+    return "the outbox (every matching subscription)";
   return "subscription " + printable(r.subscription);
 }
 
@@ -395,7 +418,8 @@ int replay_ids(DeadLetterStore& store, const DlqOptions& o, const Parsed& p, Con
         c.err << "no dead letter with id " << id << '\n';
         code = 1;
       } else if ((*d)->replayed_at) {
-        c.out << id << ": already replayed " << format_when(*(*d)->replayed_at, c.now) << "; would not replay again\n";
+        c.out << id << ": already replayed " << format_when(*(*d)->replayed_at, c.now)
+              << "; would not replay again\n";
       } else {
         c.out << "would replay " << id << ": event " << (*d)->event_id << " to "
               << replay_target({.subscription = (*d)->subscription}) << '\n';
@@ -406,7 +430,8 @@ int replay_ids(DeadLetterStore& store, const DlqOptions& o, const Parsed& p, Con
   }
   std::vector<ReplayedRow> done;
   for (size_t i = 0; i < p.ids.size(); i += kBatch) {
-    std::vector<std::int64_t> chunk(p.ids.begin() + i, p.ids.begin() + std::min(p.ids.size(), i + kBatch));
+    std::vector<std::int64_t> chunk(p.ids.begin() + i,
+                                    p.ids.begin() + std::min(p.ids.size(), i + kBatch));
     auto r = store.replay(chunk);
     if (!r) return report(c, "relay dlq replay", r.error());
     done.insert(done.end(), r->rows.begin(), r->rows.end());
@@ -421,11 +446,12 @@ int replay_ids(DeadLetterStore& store, const DlqOptions& o, const Parsed& p, Con
     }
     switch (row->outcome) {
       case ReplayedRow::Outcome::kEnqueued:
-        c.out << "replayed " << id << ": event " << row->event_id << " queued for " << replay_target(*row) << '\n';
+        c.out << "replayed " << id << ": event " << row->event_id << " queued for "
+              << replay_target(*row) << '\n';
         break;
       case ReplayedRow::Outcome::kAlreadyQueued:
-        c.out << "replayed " << id << ": event " << row->event_id << " was already queued for " << replay_target(*row)
-              << "; nothing added\n";
+        c.out << "replayed " << id << ": event " << row->event_id << " was already queued for "
+              << replay_target(*row) << "; nothing added\n";
         break;
       case ReplayedRow::Outcome::kAlreadyReplayed:
         c.out << id << ": already replayed "
@@ -448,7 +474,8 @@ int purge_ids(DeadLetterStore& store, const DlqOptions& o, const Parsed& p, Cons
     }
   } else {
     for (size_t i = 0; i < p.ids.size(); i += kBatch) {
-      std::vector<std::int64_t> chunk(p.ids.begin() + i, p.ids.begin() + std::min(p.ids.size(), i + kBatch));
+      std::vector<std::int64_t> chunk(p.ids.begin() + i,
+                                      p.ids.begin() + std::min(p.ids.size(), i + kBatch));
       auto r = store.purge(chunk);
       if (!r) return report(c, "relay dlq purge", r.error());
       existing.insert(existing.end(), r->purged.begin(), r->purged.end());
@@ -483,7 +510,8 @@ int bulk(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << "dry run: nothing " << (replay ? "replayed" : "purged") << '\n';
     return 0;
   }
-  if (int code = confirm(o, *total, replay ? "Replay" : "Purge", replay ? "replay" : "purge", c); code != 0) {
+  if (int code = confirm(o, *total, replay ? "Replay" : "Purge", replay ? "replay" : "purge", c);
+      code != 0) {
     return code;
   }
 
@@ -497,8 +525,9 @@ int bulk(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     auto r = replay ? store.replay_next(p.filter, batch) : store.purge_next(p.filter, batch);
     if (!r) {
       finish_progress();
-      c.err << what << ": stopped after " << looked << " of " << *total << " dead letters; every one before that is "
-            << (replay ? "replayed" : "purged") << ", the rest untouched\n";
+      c.err << what << ": stopped after " << looked << " of " << *total
+            << " dead letters; every one before that is " << (replay ? "replayed" : "purged")
+            << ", the rest untouched\n";
       return report(c, what, r.error());
     }
     if (r->ids.empty()) break;
@@ -516,11 +545,14 @@ int bulk(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
   const std::string summary =
       replay
           ? fmt::format("replayed {} dead letter{}", changed, changed == 1 ? "" : "s") +
-                (already_queued > 0 ? fmt::format(" ({} already queued, nothing added for those)", already_queued) : "")
+                (already_queued > 0
+                     ? fmt::format(" ({} already queued, nothing added for those)", already_queued)
+                     : "")
           : fmt::format("purged {} dead letter{}", changed, changed == 1 ? "" : "s");
   if (interrupted(c) && looked < *total) {
     c.out << "interrupted: " << summary << " of " << *total
-          << "; each one is either fully done or untouched. Run the same command again to continue.\n";
+          << "; each one is either fully done or untouched. Run the same command again to "
+             "continue.\n";
     return kExitInterrupted;
   }
   c.out << summary << '\n';
@@ -547,7 +579,8 @@ int run_dlq(const std::string& database_url, const DlqOptions& o, Console& c) {
   if (o.action == "stats") return stats(**store, o, *parsed, c);
   if (o.action == "replay" || o.action == "purge") {
     if (o.all || o.older_than) return bulk(**store, o, *parsed, c);
-    return o.action == "replay" ? replay_ids(**store, o, *parsed, c) : purge_ids(**store, o, *parsed, c);
+    return o.action == "replay" ? replay_ids(**store, o, *parsed, c)
+                                : purge_ids(**store, o, *parsed, c);
   }
   c.err << "relay dlq: unknown action \"" << printable(o.action) << "\"\n";
   return 2;

@@ -75,8 +75,10 @@ bool expect(std::string_view s, std::size_t& i, char c) {
 
 Result<WallTime> parse_timestamp(std::string_view text) {
   const auto bad = [&] {
-    return Error{ErrorCode::kInvalidArgument,
-                 fmt::format("invalid timestamp \"{}\" (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)", text)};
+    return Error{
+        ErrorCode::kInvalidArgument,
+        fmt::format("invalid timestamp \"{}\" (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)",
+                    text)};
   };
   std::size_t i = 0;
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
@@ -89,8 +91,9 @@ Result<WallTime> parse_timestamp(std::string_view text) {
   if (i < text.size()) {
     if (text[i] != 'T' && text[i] != 't' && text[i] != ' ') return bad();
     ++i;
-    if (!read_digits(text, i, 2, hour) || !expect(text, i, ':') || !read_digits(text, i, 2, minute) ||
-        !expect(text, i, ':') || !read_digits(text, i, 2, second)) {
+    if (!read_digits(text, i, 2, hour) || !expect(text, i, ':') ||
+        !read_digits(text, i, 2, minute) || !expect(text, i, ':') ||
+        !read_digits(text, i, 2, second)) {
       return bad();
     }
     if (expect(text, i, '.')) {
@@ -108,7 +111,8 @@ Result<WallTime> parse_timestamp(std::string_view text) {
       const int sign = text[i] == '-' ? -1 : 1;
       ++i;
       int oh = 0, om = 0;
-      if (!read_digits(text, i, 2, oh) || !expect(text, i, ':') || !read_digits(text, i, 2, om) || oh > 23 || om > 59) {
+      if (!read_digits(text, i, 2, oh) || !expect(text, i, ':') || !read_digits(text, i, 2, om) ||
+          oh > 23 || om > 59) {
         return bad();
       }
       offset_minutes = sign * (oh * 60 + om);
@@ -116,7 +120,8 @@ Result<WallTime> parse_timestamp(std::string_view text) {
       return bad();
     }
   }
-  if (i != text.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) {
+  if (i != text.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
+      minute > 59 || second > 60) {
     return bad();
   }
   struct tm tm {};
@@ -128,7 +133,8 @@ Result<WallTime> parse_timestamp(std::string_view text) {
   tm.tm_sec = second;
   const time_t secs = timegm(&tm);
   if (tm.tm_mday != day) return bad();  // timegm normalized e.g. Feb 30
-  const auto since_epoch = std::chrono::seconds(secs - offset_minutes * 60LL) + microseconds(micros);
+  const auto since_epoch =
+      std::chrono::seconds(secs - offset_minutes * 60LL) + microseconds(micros);
   return WallTime{duration_cast<WallTime::duration>(since_epoch)};
 }
 
@@ -136,10 +142,12 @@ Result<WallTime> parse_time_bound(std::string_view flag, std::string_view text, 
   if (auto d = parse_duration(text)) return now - *d;
   auto t = parse_timestamp(text);
   if (t) return *t;
-  return Error{ErrorCode::kInvalidArgument,
-               fmt::format("{}: invalid value \"{}\": expected a duration like 30m, 2h, 7d (meaning that long ago) "
-                           "or an RFC 3339 timestamp like 2024-05-01T12:00:00Z",
-                           flag, text)};
+  return Error{
+      ErrorCode::kInvalidArgument,
+      fmt::format(
+          "{}: invalid value \"{}\": expected a duration like 30m, 2h, 7d (meaning that long ago) "
+          "or an RFC 3339 timestamp like 2024-05-01T12:00:00Z",
+          flag, text)};
 }
 
 std::string format_rfc3339(WallTime t) {
@@ -153,8 +161,8 @@ std::string format_rfc3339(WallTime t) {
   const time_t tt = static_cast<time_t>(secs);
   struct tm tm {};
   gmtime_r(&tt, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
 std::string format_utc(WallTime t) {
@@ -180,7 +188,9 @@ std::string format_ago(WallTime t, WallTime now) {
   return format_age(d) + " ago";
 }
 
-std::string format_when(WallTime t, WallTime now) { return format_utc(t) + " (" + format_ago(t, now) + ")"; }
+std::string format_when(WallTime t, WallTime now) {
+  return format_utc(t) + " (" + format_ago(t, now) + ")";
+}
 
 bool valid_utf8(std::string_view bytes) {
   for (std::size_t i = 0; i < bytes.size();) {
@@ -263,13 +273,15 @@ std::string payload_preview(std::string_view payload, std::size_t max_chars) {
 }
 
 std::string base64_encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
     const std::uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                            (static_cast<unsigned char>(bytes[i + 1]) << 8) | static_cast<unsigned char>(bytes[i + 2]);
+                            (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                            static_cast<unsigned char>(bytes[i + 2]);
     out += kAlphabet[(v >> 18) & 63];
     out += kAlphabet[(v >> 12) & 63];
     out += kAlphabet[(v >> 6) & 63];
@@ -295,8 +307,11 @@ std::string one_line_error(std::string_view message) {
     std::string_view line = message.substr(start, nl - start);
     start = nl + 1;
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r')) line.remove_suffix(1);
-    if (line.empty() || line.rfind("LINE ", 0) == 0 || line.find_first_not_of(" ^") == std::string_view::npos) continue;
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r'))
+      line.remove_suffix(1);
+    if (line.empty() || line.rfind("LINE ", 0) == 0 ||
+        line.find_first_not_of(" ^") == std::string_view::npos)
+      continue;
     if (line.rfind("ERROR:", 0) == 0) {
       line.remove_prefix(6);
       while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
@@ -310,7 +325,8 @@ std::string one_line_error(std::string_view message) {
 void Table::print(std::ostream& out, const std::string& indent) const {
   std::vector<std::size_t> width(header_.size(), 0);
   const auto measure = [&](const std::vector<std::string>& row) {
-    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], char_count(row[c]));
+    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c)
+      width[c] = std::max(width[c], char_count(row[c]));
   };
   measure(header_);
   for (const auto& r : rows_) measure(r);

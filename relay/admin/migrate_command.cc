@@ -5,7 +5,8 @@
 
 namespace relay::admin {
 
-int run_migrate(const std::string& database_url, bool status_only, std::ostream& out, std::ostream& err) {
+int run_migrate(const std::string& database_url, bool status_only, std::ostream& out,
+                std::ostream& err) {
   if (status_only) {
     auto status = store::migration_status(database_url);
     if (!status) {
@@ -13,14 +14,16 @@ int run_migrate(const std::string& database_url, bool status_only, std::ostream&
       return 1;
     }
     for (const auto& m : store::embedded_migrations()) {
-      const bool applied = std::find(status->applied.begin(), status->applied.end(), m.version) != status->applied.end();
+      const bool applied = std::find(status->applied.begin(), status->applied.end(), m.version) !=
+                           status->applied.end();
       out << (applied ? "applied  " : "pending  ") << m.name << "\n";
     }
     // Versions in the database that this binary doesn't know: a newer relay migrated it.
     for (int v : status->applied) {
       bool known = false;
       for (const auto& m : store::embedded_migrations()) known = known || m.version == v;
-      if (!known) out << "applied  " << v << " (unknown to this relay version: the database is newer)\n";
+      if (!known)
+        out << "applied  " << v << " (unknown to this relay version: the database is newer)\n";
     }
     return 0;
   }

@@ -41,7 +41,8 @@ std::optional<OpsUrl> parse_ops_url(const std::string& url) {
   std::string authority = rest.substr(0, slash);
   std::string path = slash == std::string::npos ? "" : rest.substr(slash);
   while (!path.empty() && path.back() == '/') path.pop_back();
-  if (path.size() >= 7 && path.compare(path.size() - 7, 7, "/status") == 0) path.resize(path.size() - 7);
+  if (path.size() >= 7 && path.compare(path.size() - 7, 7, "/status") == 0)
+    path.resize(path.size() - 7);
   out.path = path + "/status";
   std::string port = "80";
   if (!authority.empty() && authority[0] == '[') {
@@ -58,7 +59,8 @@ std::optional<OpsUrl> parse_ops_url(const std::string& url) {
     if (colon != std::string::npos) port = authority.substr(colon + 1);
   }
   auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
-  if (out.host.empty() || ec != std::errc() || p != port.data() + port.size() || out.port < 1 || out.port > 65535) {
+  if (out.host.empty() || ec != std::errc() || p != port.data() + port.size() || out.port < 1 ||
+      out.port > 65535) {
     return std::nullopt;
   }
   out.url = url;
@@ -162,7 +164,8 @@ std::string breaker_text(const Json& sub) {
   std::replace(state.begin(), state.end(), '_', '-');  // half_open -> half-open
   std::string out = printable(state);
   if (state == "open") {
-    if (auto ms = int_member(*b, "reopens_in_ms")) out += " (half-open in " + format_age(milliseconds(*ms)) + ")";
+    if (auto ms = int_member(*b, "reopens_in_ms"))
+      out += " (half-open in " + format_age(milliseconds(*ms)) + ")";
   } else if (auto f = int_member(*b, "consecutive_failures"); f && *f > 0) {
     out += fmt::format(" ({} failing)", *f);
   }
@@ -189,25 +192,30 @@ std::string next_retry(const std::optional<WallTime>& t, WallTime now) {
   return *t <= now ? "due " + format_ago(*t, now) : format_ago(*t, now);
 }
 
-Json time_json(const std::optional<WallTime>& t) { return t ? Json(format_rfc3339(*t)) : Json(nullptr); }
+Json time_json(const std::optional<WallTime>& t) {
+  return t ? Json(format_rfc3339(*t)) : Json(nullptr);
+}
 
 }  // namespace
 
 int run_status(const std::string& database_url, const StatusOptions& o, Console& c) {
   if (o.output != "table" && o.output != "json") {
-    c.err << "relay status: --output must be table or json, not \"" << printable(o.output) << "\"\n";
+    c.err << "relay status: --output must be table or json, not \"" << printable(o.output)
+          << "\"\n";
     return 2;
   }
   std::string ops_url = o.ops_url;
   std::string ops_note;
   if (ops_url.empty() && o.config != nullptr && !o.config->ops.listen.empty()) {
     ops_url = url_from_listen(o.config->ops.listen);
-    if (ops_url.empty()) ops_note = "ops.listen " + o.config->ops.listen + " names no fixed port; pass --ops-url";
+    if (ops_url.empty())
+      ops_note = "ops.listen " + o.config->ops.listen + " names no fixed port; pass --ops-url";
   } else if (ops_url.empty()) {
     ops_note = "no --ops-url and no ops.listen in a --config";
   }
   if (!o.ops_url.empty() && !parse_ops_url(o.ops_url)) {
-    c.err << "relay status: --ops-url: expected http://HOST:PORT, got \"" << printable(o.ops_url) << "\"\n";
+    c.err << "relay status: --ops-url: expected http://HOST:PORT, got \"" << printable(o.ops_url)
+          << "\"\n";
     return 2;
   }
 
@@ -216,7 +224,8 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
     const std::string message = one_line_error(snap.error().message);
     if (snap.error().code == ErrorCode::kUnavailable) {
       c.err << "relay status: database unreachable: " << message << '\n';
-    } else if (message.find("relay.") != std::string::npos && message.find("does not exist") != std::string::npos) {
+    } else if (message.find("relay.") != std::string::npos &&
+               message.find("does not exist") != std::string::npos) {
       c.err << "relay status: " << message << " (has `relay migrate` been run on this database?)\n";
     } else {
       c.err << "relay status: " << message << '\n';
@@ -272,7 +281,8 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
              {"oldest_due_created_at", time_json(t.oldest_due_created_at)},
              {"oldest_due_age_ms",
               t.oldest_due_created_at
-                  ? Json(std::max<long long>(0, duration_cast<milliseconds>(c.now - *t.oldest_due_created_at).count()))
+                  ? Json(std::max<long long>(
+                        0, duration_cast<milliseconds>(c.now - *t.oldest_due_created_at).count()))
                   : Json(nullptr)}};
       if (o.config != nullptr) j["subscriptions"] = matching(t.topic);
       topics.push_back(j);
@@ -285,8 +295,9 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
       const store::SubscriptionBacklog& b = it == backlog.end() ? empty : *it->second;
       Json j{{"name", n},
              {"configured",
-              o.config != nullptr && std::any_of(o.config->subscriptions.begin(), o.config->subscriptions.end(),
-                                                 [&](const auto& s) { return s.name == n; })},
+              o.config != nullptr &&
+                  std::any_of(o.config->subscriptions.begin(), o.config->subscriptions.end(),
+                              [&](const auto& s) { return s.name == n; })},
              {"retries_pending", b.retries_pending},
              {"retrying_now", b.retrying_now},
              {"next_attempt_at", time_json(b.next_attempt_at)},
@@ -296,7 +307,8 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
              {"keys_with_dead_letter", b.keys_with_dead_letter}};
       const auto op = ops.subscriptions.find(n);
       const Json* breaker = op == ops.subscriptions.end() ? nullptr : member(op->second, "breaker");
-      const Json* in_flight = op == ops.subscriptions.end() ? nullptr : member(op->second, "in_flight");
+      const Json* in_flight =
+          op == ops.subscriptions.end() ? nullptr : member(op->second, "in_flight");
       const Json* rate = op == ops.subscriptions.end() ? nullptr : member(op->second, "rate_limit");
       j["breaker"] = breaker != nullptr ? *breaker : Json(nullptr);
       j["in_flight"] = in_flight != nullptr ? *in_flight : Json(nullptr);
@@ -304,9 +316,10 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
       subs.push_back(j);
     }
     doc["subscriptions"] = subs;
-    Json opsj{{"url", ops_url.empty() ? Json(nullptr) : Json(ops_url)},
-              {"reachable", ops.reachable},
-              {"error", ops.reachable ? Json(nullptr) : Json(ops_url.empty() ? ops_note : ops.problem)}};
+    Json opsj{
+        {"url", ops_url.empty() ? Json(nullptr) : Json(ops_url)},
+        {"reachable", ops.reachable},
+        {"error", ops.reachable ? Json(nullptr) : Json(ops_url.empty() ? ops_note : ops.problem)}};
     if (ops.reachable) {
       for (const char* k : {"version", "owner", "state", "ready"}) {
         if (const Json* m = member(ops.document, k)) opsj[k] = *m;
@@ -339,7 +352,9 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
           std::to_string(tb.pending - tb.delayed),
           std::to_string(tb.delayed),
           std::to_string(tb.claimed),
-          tb.oldest_due_created_at ? format_age(duration_cast<milliseconds>(c.now - *tb.oldest_due_created_at)) : "-"};
+          tb.oldest_due_created_at
+              ? format_age(duration_cast<milliseconds>(c.now - *tb.oldest_due_created_at))
+              : "-"};
       if (o.config != nullptr) {
         std::string subs;
         for (const auto& s : matching(tb.topic)) subs += (subs.empty() ? "" : ", ") + s;
@@ -348,8 +363,9 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
       t.add(row);
     }
     if (snap->topics.size() > 1) {
-      t.add({"(all topics)", std::to_string(pending), std::to_string(pending - delayed), std::to_string(delayed),
-             std::to_string(claimed), oldest ? format_age(duration_cast<milliseconds>(c.now - *oldest)) : "-"});
+      t.add({"(all topics)", std::to_string(pending), std::to_string(pending - delayed),
+             std::to_string(delayed), std::to_string(claimed),
+             oldest ? format_age(duration_cast<milliseconds>(c.now - *oldest)) : "-"});
     }
     t.print(c.out, "  ");
   }
@@ -358,8 +374,8 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
   if (names.empty()) {
     c.out << "  no retries pending and no dead letters\n";
   } else {
-    Table t({"SUBSCRIPTION", "RETRIES", "NEXT RETRY", "FAILING SINCE", "DEAD LETTERS", "OLDEST DL", "DL KEYS",
-             "BREAKER", "IN FLIGHT", "RATE LIMIT"});
+    Table t({"SUBSCRIPTION", "RETRIES", "NEXT RETRY", "FAILING SINCE", "DEAD LETTERS", "OLDEST DL",
+             "DL KEYS", "BREAKER", "IN FLIGHT", "RATE LIMIT"});
     for (const auto& n : names) {
       const store::SubscriptionBacklog empty{};
       const auto it = backlog.find(n);
@@ -378,9 +394,10 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
           rate = rate_limit_text(op->second);
         }
       }
-      t.add({printable(n), retries, next_retry(b.next_attempt_at, c.now), when_or(b.oldest_first_failed_at, c.now, "-"),
-             std::to_string(b.dead_letters), when_or(b.oldest_dead_letter_at, c.now, "-"),
-             std::to_string(b.keys_with_dead_letter), breaker, in_flight, rate});
+      t.add({printable(n), retries, next_retry(b.next_attempt_at, c.now),
+             when_or(b.oldest_first_failed_at, c.now, "-"), std::to_string(b.dead_letters),
+             when_or(b.oldest_dead_letter_at, c.now, "-"), std::to_string(b.keys_with_dead_letter),
+             breaker, in_flight, rate});
     }
     t.print(c.out, "  ");
     c.out << "  RETRIES: events waiting for another attempt; DEAD LETTERS: not yet replayed;\n"
@@ -397,8 +414,10 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
   } else {
     c.out << "ops listener: " << printable(ops_url);
     std::vector<std::string> facts;
-    if (auto v = string_member(ops.document, "version"); !v.empty()) facts.push_back("relay " + printable(v));
-    if (auto w = string_member(ops.document, "owner"); !w.empty()) facts.push_back("owner " + printable(w));
+    if (auto v = string_member(ops.document, "version"); !v.empty())
+      facts.push_back("relay " + printable(v));
+    if (auto w = string_member(ops.document, "owner"); !w.empty())
+      facts.push_back("owner " + printable(w));
     if (auto st = string_member(ops.document, "state"); !st.empty()) facts.push_back(printable(st));
     if (const Json* r = member(ops.document, "ready"); r != nullptr && r->is_boolean()) {
       facts.push_back(r->get<bool>() ? "ready" : "NOT READY");

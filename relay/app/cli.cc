@@ -49,7 +49,9 @@ namespace {
 
 const std::set<std::string> kDlqActions = {"list", "show", "replay", "purge", "stats"};
 
-bool takes_filters(const std::string& a) { return a == "list" || a == "stats" || a == "replay" || a == "purge"; }
+bool takes_filters(const std::string& a) {
+  return a == "list" || a == "stats" || a == "replay" || a == "purge";
+}
 
 // Points a --flag at the field it sets, if `action` accepts it.
 std::optional<std::string>* dlq_value_flag(admin::DlqOptions& d, const std::string& flag) {
@@ -96,17 +98,19 @@ bool validate_dlq(const admin::DlqOptions& d, std::string& error) {
   }
   const bool bulk = d.all || d.older_than;
   if (bulk && !d.ids.empty()) {
-    error = cmd + ": give dead letter ids or " + (d.action == "purge" ? "--all/--older-than" : "--all") + ", not both";
+    error = cmd + ": give dead letter ids or " +
+            (d.action == "purge" ? "--all/--older-than" : "--all") + ", not both";
     return false;
   }
   if (!bulk && d.ids.empty()) {
-    error = cmd + " needs dead letter ids, or " + (d.action == "purge" ? "--all or --older-than DUR" : "--all") +
+    error = cmd + " needs dead letter ids, or " +
+            (d.action == "purge" ? "--all or --older-than DUR" : "--all") +
             " [filters] to select them";
     return false;
   }
   if (!bulk && (filtered || d.limit)) {
-    error =
-        cmd + ": filters and --limit select rows only with " + (d.action == "purge" ? "--all/--older-than" : "--all");
+    error = cmd + ": filters and --limit select rows only with " +
+            (d.action == "purge" ? "--all/--older-than" : "--all");
     return false;
   }
   return true;
@@ -114,7 +118,8 @@ bool validate_dlq(const admin::DlqOptions& d, std::string& error) {
 
 }  // namespace
 
-std::optional<CommandLine> parse_command_line(const std::vector<std::string>& args, std::string& error) {
+std::optional<CommandLine> parse_command_line(const std::vector<std::string>& args,
+                                              std::string& error) {
   CommandLine cl;
   if (args.empty()) {
     error = "missing command";
@@ -123,8 +128,9 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
   cl.command = args[0];
   if (cl.command == "--help" || cl.command == "-h") cl.command = "help";
   if (cl.command == "--version") cl.command = "version";
-  if (cl.command != "run" && cl.command != "migrate" && cl.command != "check-config" && cl.command != "dlq" &&
-      cl.command != "status" && cl.command != "version" && cl.command != "help") {
+  if (cl.command != "run" && cl.command != "migrate" && cl.command != "check-config" &&
+      cl.command != "dlq" && cl.command != "status" && cl.command != "version" &&
+      cl.command != "help") {
     error = "unknown command '" + cl.command + "'";
     return std::nullopt;
   }
@@ -140,7 +146,8 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
       return std::nullopt;
     }
     if (kDlqActions.count(args[1]) == 0) {
-      error = "unknown action 'relay dlq " + args[1] + "' (expected list, show, replay, purge or stats)";
+      error = "unknown action 'relay dlq " + args[1] +
+              "' (expected list, show, replay, purge or stats)";
       return std::nullopt;
     }
     cl.dlq.action = args[1];
@@ -177,8 +184,9 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
       cl.database_url = *v;
     } else if (a == "--status" && cl.command == "migrate" && !inline_value) {
       cl.status = true;
-    } else if (a == "--output" && (cl.command == "status" ||
-                                   (cl.command == "dlq" && cl.dlq.action != "replay" && cl.dlq.action != "purge"))) {
+    } else if (a == "--output" &&
+               (cl.command == "status" ||
+                (cl.command == "dlq" && cl.dlq.action != "replay" && cl.dlq.action != "purge"))) {
       auto v = value(a);
       if (!v) return std::nullopt;
       if (*v != "table" && *v != "json") {
@@ -197,8 +205,8 @@ std::optional<CommandLine> parse_command_line(const std::vector<std::string>& ar
     } else if (on != nullptr && !inline_value) {
       *on = true;
     } else if (cl.command == "dlq" &&
-               (cl.dlq.action == "show" || cl.dlq.action == "replay" || cl.dlq.action == "purge") && !a.empty() &&
-               a[0] != '-') {
+               (cl.dlq.action == "show" || cl.dlq.action == "replay" || cl.dlq.action == "purge") &&
+               !a.empty() && a[0] != '-') {
       cl.dlq.ids.push_back(a);
     } else {
       error = "unknown option '" + args[i] + "' for 'relay " + name + "'";
@@ -257,7 +265,8 @@ int run_cli(const std::vector<std::string>& args) {
     std::cout << "relay " << kVersion << "\n";
     return 0;
   }
-  if (cl->command == "check-config") return admin::run_check_config(cl->config_path, std::cout, std::cerr);
+  if (cl->command == "check-config")
+    return admin::run_check_config(cl->config_path, std::cout, std::cerr);
 
   std::optional<config::Config> cfg;
   if (!cl->config_path.empty()) {
@@ -270,7 +279,8 @@ int run_cli(const std::vector<std::string>& args) {
   }
   const std::string url = resolve_database_url(*cl, cfg ? cfg->database.url : "");
   if (url.empty()) {
-    std::cerr << "relay: no database URL: set database.url in the config, pass --database-url, or set DATABASE_URL\n";
+    std::cerr << "relay: no database URL: set database.url in the config, pass --database-url, or "
+                 "set DATABASE_URL\n";
     return 2;
   }
   if (cl->command == "migrate") return admin::run_migrate(url, cl->status, std::cout, std::cerr);
@@ -292,8 +302,9 @@ int run_cli(const std::vector<std::string>& args) {
       console.now = *t;
     }
     if (cl->command == "status") {
-      return admin::run_status(url, {.ops_url = cl->ops_url, .output = cl->output, .config = cfg ? &*cfg : nullptr},
-                               console);
+      return admin::run_status(
+          url, {.ops_url = cl->ops_url, .output = cl->output, .config = cfg ? &*cfg : nullptr},
+          console);
     }
     // Only bulk work stops politely; Ctrl-C ends a list or show at once.
     if (cl->dlq.action == "replay" || cl->dlq.action == "purge") catch_sigint();

@@ -20,7 +20,8 @@ struct CommandLine {
 };
 
 // Returns the command, or nullopt with a message in `error` (exit code 2).
-std::optional<CommandLine> parse_command_line(const std::vector<std::string>& args, std::string& error);
+std::optional<CommandLine> parse_command_line(const std::vector<std::string>& args,
+                                              std::string& error);
 
 extern const char* const kUsage;
 

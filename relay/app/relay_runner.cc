@@ -1,14 +1,13 @@
 #include "relay/app/relay_runner.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <condition_variable>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <stop_token>
 #include <thread>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "relay/common/backoff.h"
 #include "relay/common/clock.h"
@@ -24,10 +23,14 @@ namespace relay::app {
 namespace {
 
 void apply_log_config(const config::LogConfig& log) {
-  if (log.level == "debug") set_log_level(LogLevel::kDebug);
-  else if (log.level == "warn") set_log_level(LogLevel::kWarn);
-  else if (log.level == "error") set_log_level(LogLevel::kError);
-  else set_log_level(LogLevel::kInfo);
+  if (log.level == "debug")
+    set_log_level(LogLevel::kDebug);
+  else if (log.level == "warn")
+    set_log_level(LogLevel::kWarn);
+  else if (log.level == "error")
+    set_log_level(LogLevel::kError);
+  else
+    set_log_level(LogLevel::kInfo);
   set_log_format(log.format == "json" ? LogFormat::kJson : LogFormat::kText);
 }
 
@@ -46,7 +49,8 @@ class SignalWatcher {
       while (sigwait(&set_, &sig) == 0) {
         if (sig == SIGUSR1 && done_) return;
         if (sig == SIGTERM || sig == SIGINT) {
-          log_.info("signal received; shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+          log_.info("signal received; shutting down",
+                    {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
           stop_.request_stop();
         }
       }
@@ -88,7 +92,8 @@ int wait_for_schema(const std::string& url, Clock& clock, std::stop_token stop, 
     }
     if (failures == 0) log.warn("waiting for the database", {{"error", status.error().message}});
     ++failures;
-    const Millis delay = backoff_ceiling({.initial_backoff = Millis(200), .max_backoff = Millis(5000)}, failures);
+    const Millis delay =
+        backoff_ceiling({.initial_backoff = Millis(200), .max_backoff = Millis(5000)}, failures);
     clock.sleep_until(clock.now() + delay, stop);
   }
   return 0;
@@ -133,7 +138,9 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   SignalWatcher signals(stop);
   SystemClock clock;
 
-  log.info("starting", {{"version", kVersion}, {"config", config.path}, {"database", store::redact_url(database_url)}});
+  log.info("starting", {{"version", kVersion},
+                        {"config", config.path},
+                        {"database", store::redact_url(database_url)}});
 
   // The ops listener comes up first, so probes get answers (not ready yet) while relay waits for
   // its database.
@@ -147,8 +154,9 @@ int run_relay(const config::Config& config, const std::string& database_url) {
       const dispatch::Dispatcher* d = running.load();
       if (d == nullptr) return "";
       const auto age = clock.now() - d->status().source_heartbeat;
-      return age > wedged_after ? "the claim loop has not run for " + format_duration(
-                                      std::chrono::duration_cast<Millis>(age)) : "";
+      return age > wedged_after ? "the claim loop has not run for " +
+                                      format_duration(std::chrono::duration_cast<Millis>(age))
+                                : "";
     };
     cb.readiness = [&running, &schema_ok]() -> std::string {
       if (!schema_ok.load()) return "waiting for the database or its schema";
@@ -156,14 +164,17 @@ int run_relay(const config::Config& config, const std::string& database_url) {
       if (d == nullptr) return "starting";
       return d->status().database_ok ? "" : "database unavailable";
     };
-    cb.status_json = [&running, &schema_ok] { return status_json(running.load(), schema_ok.load()); };
+    cb.status_json = [&running, &schema_ok] {
+      return status_json(running.load(), schema_ok.load());
+    };
     auto started = ops::OpsServer::start(config.ops.listen, std::move(cb));
     if (!started) {
       log.error("cannot start the ops listener", {{"error", started.error().message}});
       return started.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
     }
     ops_server = std::move(*started);
-    log.info("ops listener up", {{"listen", config.ops.listen}, {"port", std::to_string(ops_server->port())}});
+    log.info("ops listener up",
+             {{"listen", config.ops.listen}, {"port", std::to_string(ops_server->port())}});
   }
 
   if (int rc = wait_for_schema(database_url, clock, stop.get_token(), log); rc != 0) return rc;
@@ -172,7 +183,8 @@ int run_relay(const config::Config& config, const std::string& database_url) {
 
   auto dispatcher = dispatch::Dispatcher::create(
       config, database_url, clock,
-      [&clock](const config::SubscriptionConfig& sub) -> Result<std::unique_ptr<delivery::HttpSender>> {
+      [&clock](
+          const config::SubscriptionConfig& sub) -> Result<std::unique_ptr<delivery::HttpSender>> {
         auto s = delivery::HttplibSender::create(sub, clock);
         if (!s) return s.error();
         return std::unique_ptr<delivery::HttpSender>(std::move(*s));
@@ -195,7 +207,9 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   // in-flight deliveries are cut off.
   const auto begin = clock.now();
   const Millis reserve = std::min(Millis(5000), config.shutdown_timeout / 5);
-  auto status = (*dispatcher)->shutdown(begin + (config.shutdown_timeout - reserve), begin + config.shutdown_timeout);
+  auto status =
+      (*dispatcher)
+          ->shutdown(begin + (config.shutdown_timeout - reserve), begin + config.shutdown_timeout);
   running = nullptr;
   ops_server.reset();
   if (!status) {

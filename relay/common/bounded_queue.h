@@ -24,7 +24,8 @@ class BoundedQueue {
   // Returns false (and drops nothing: `item` is left to the caller) if closed or stopped.
   bool push(T& item, std::stop_token stop) {
     std::unique_lock lock(mu_);
-    if (!not_full_.wait(lock, stop, [&] { return closed_ || items_.size() < capacity_; })) return false;
+    if (!not_full_.wait(lock, stop, [&] { return closed_ || items_.size() < capacity_; }))
+      return false;
     if (closed_) return false;
     items_.push_back(std::move(item));
     not_empty_.notify_one();
@@ -34,7 +35,8 @@ class BoundedQueue {
   // Waits for an item; nullopt once closed and drained, or on a stop request.
   std::optional<T> pop(std::stop_token stop) {
     std::unique_lock lock(mu_);
-    if (!not_empty_.wait(lock, stop, [&] { return closed_ || !items_.empty(); })) return std::nullopt;
+    if (!not_empty_.wait(lock, stop, [&] { return closed_ || !items_.empty(); }))
+      return std::nullopt;
     if (items_.empty()) return std::nullopt;
     T item = std::move(items_.front());
     items_.pop_front();

@@ -6,7 +6,7 @@ namespace relay::detail {
 [[noreturn]] void check_failed(const char* file, int line, const char* cond, const char* msg);
 }  // namespace relay::detail
 
-#define RELAY_CHECK(cond, msg)                                           \
-  do {                                                                   \
+#define RELAY_CHECK(cond, msg)                                                  \
+  do {                                                                          \
     if (!(cond)) ::relay::detail::check_failed(__FILE__, __LINE__, #cond, msg); \
   } while (0)

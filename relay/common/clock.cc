@@ -17,12 +17,18 @@ void check_failed(const char* file, int line, const char* cond, const char* msg)
 
 const char* to_string(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kUnavailable: return "unavailable";
-    case ErrorCode::kConflict: return "conflict";
-    case ErrorCode::kInDoubt: return "in_doubt";
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kNotFound: return "not_found";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kConflict:
+      return "conflict";
+    case ErrorCode::kInDoubt:
+      return "in_doubt";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }

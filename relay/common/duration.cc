@@ -1,17 +1,18 @@
 #include "relay/common/duration.h"
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <cstdint>
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace relay {
 
 Result<Millis> parse_duration(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return Error{ErrorCode::kInvalidArgument,
-                 fmt::format("invalid duration \"{}\": {} (expected e.g. 500ms, 5s, 10m, 2h, 7d)", text, why)};
+                 fmt::format("invalid duration \"{}\": {} (expected e.g. 500ms, 5s, 10m, 2h, 7d)",
+                             text, why)};
   };
   if (text.empty()) return bad("empty");
   std::int64_t total_ms = 0;
@@ -28,13 +29,20 @@ Result<Millis> parse_duration(std::string_view text) {
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     std::int64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "d") scale = 86'400'000;
-    else if (unit.empty()) return bad("missing unit");
-    else return bad(fmt::format("unknown unit \"{}\"", unit));
+    if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1000;
+    else if (unit == "m")
+      scale = 60'000;
+    else if (unit == "h")
+      scale = 3'600'000;
+    else if (unit == "d")
+      scale = 86'400'000;
+    else if (unit.empty())
+      return bad("missing unit");
+    else
+      return bad(fmt::format("unknown unit \"{}\"", unit));
     // Bound every duration to 100 years so arithmetic on deadlines cannot overflow.
     constexpr std::int64_t kMaxMs = 100LL * 365 * 86'400'000;
     if (n > kMaxMs / scale || total_ms + n * scale > kMaxMs) return bad("too large");

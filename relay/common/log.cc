@@ -15,10 +15,14 @@ std::mutex g_write_mu;
 
 const char* level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
   }
   return "info";
 }
@@ -28,14 +32,26 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size() + 2);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);
+        if (c < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out += static_cast<char>(c);
     }
   }
   return out;
@@ -44,7 +60,8 @@ std::string json_escape(std::string_view s) {
 // A value with spaces or quotes is quoted so a line stays machine-splittable.
 std::string text_value(std::string_view v) {
   if (v.find_first_of(" \"=\t\n") == std::string_view::npos && !v.empty()) return std::string(v);
-  // Built by appending: GCC 12 at -O2 reports a false -Wrestrict on "x" + std::string + "x" (PR 105329).
+  // Built by appending: GCC 12 at -O2 reports a false -Wrestrict on "x" + std::string + "x" (PR
+  // 105329).
   std::string out = "\"";
   out += json_escape(v);
   out += '"';
@@ -56,7 +73,8 @@ std::string timestamp() {
   // for people, never for decisions.
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[32];
@@ -75,7 +93,8 @@ void Logger::log(LogLevel level, std::string_view msg, const LogFields& fields) 
   if (g_format.load() == LogFormat::kJson) {
     line = fmt::format(R"({{"ts":"{}","level":"{}","component":"{}","msg":"{}")", timestamp(),
                        level_name(level), component_, json_escape(msg));
-    for (const auto& [k, v] : fields) line += fmt::format(R"(,"{}":"{}")", json_escape(k), json_escape(v));
+    for (const auto& [k, v] : fields)
+      line += fmt::format(R"(,"{}":"{}")", json_escape(k), json_escape(v));
     line += "}\n";
   } else {
     line = fmt::format("{} {:<5} {} {}", timestamp(), level_name(level), component_, msg);

@@ -2,12 +2,12 @@
 // One line per event of interest on stderr: `ts level component msg key=value ...`, or one JSON
 // object per line with format kJson. Thread-safe. Never pass payloads or secrets.
 
+#include <fmt/format.h>
+
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace relay {
 
@@ -23,10 +23,18 @@ class Logger {
  public:
   explicit Logger(std::string component) : component_(std::move(component)) {}
   void log(LogLevel level, std::string_view msg, const LogFields& fields = {}) const;
-  void debug(std::string_view msg, const LogFields& fields = {}) const { log(LogLevel::kDebug, msg, fields); }
-  void info(std::string_view msg, const LogFields& fields = {}) const { log(LogLevel::kInfo, msg, fields); }
-  void warn(std::string_view msg, const LogFields& fields = {}) const { log(LogLevel::kWarn, msg, fields); }
-  void error(std::string_view msg, const LogFields& fields = {}) const { log(LogLevel::kError, msg, fields); }
+  void debug(std::string_view msg, const LogFields& fields = {}) const {
+    log(LogLevel::kDebug, msg, fields);
+  }
+  void info(std::string_view msg, const LogFields& fields = {}) const {
+    log(LogLevel::kInfo, msg, fields);
+  }
+  void warn(std::string_view msg, const LogFields& fields = {}) const {
+    log(LogLevel::kWarn, msg, fields);
+  }
+  void error(std::string_view msg, const LogFields& fields = {}) const {
+    log(LogLevel::kError, msg, fields);
+  }
 
  private:
   std::string component_;

@@ -23,16 +23,17 @@ struct SourceConfig {
 };
 
 struct RetryConfig {
-  int max_attempts = 12;           // 1..1000, counting the first attempt
-  Millis initial_backoff{500};     // 1ms..1h
-  Millis max_backoff{600'000};     // >= initial_backoff, ..7d
-  Millis max_age{86'400'000};      // give up on an event failing for longer than this, 1s..30d
+  int max_attempts = 12;        // 1..1000, counting the first attempt
+  Millis initial_backoff{500};  // 1ms..1h
+  Millis max_backoff{600'000};  // >= initial_backoff, ..7d
+  Millis max_age{86'400'000};   // give up on an event failing for longer than this, 1s..30d
 };
 
 struct CircuitBreakerConfig {
-  int failure_threshold = 5;     // consecutive retryable failures that open the breaker, 1..1000
-  Millis open_for{30'000};       // first open period, 10ms..1h
-  Millis max_open_for{600'000};  // open periods double on repeated trips up to this, >= open_for, ..24h
+  int failure_threshold = 5;  // consecutive retryable failures that open the breaker, 1..1000
+  Millis open_for{30'000};    // first open period, 10ms..1h
+  Millis max_open_for{
+      600'000};  // open periods double on repeated trips up to this, >= open_for, ..24h
 };
 
 // Token bucket per subscription: at most `events_per_second` on average, bursts up to `burst`.
@@ -50,16 +51,18 @@ struct SubscriptionConfig {
   Millis connect_timeout{2000};     // TCP connect timeout, 1ms..1m
   int max_in_flight = 64;           // concurrent requests to this endpoint, 1..4096
   RetryConfig retry;
-  std::string signing_secret;       // optional; "whsec_<base64>" or raw; empty = unsigned
+  std::string signing_secret;              // optional; "whsec_<base64>" or raw; empty = unsigned
   std::int64_t max_response_bytes = 4096;  // response body kept for the dead letter, 0..1MiB
   std::string ordering = "per_key";        // per_key | none
-  std::string on_dead_letter = "skip";     // skip | block: what a key's later events do when its head is dead-lettered
+  std::string on_dead_letter =
+      "skip";  // skip | block: what a key's later events do when its head is dead-lettered
   CircuitBreakerConfig circuit_breaker;
   std::optional<RateLimitConfig> rate_limit;  // absent: unlimited
 };
 
 struct OpsConfig {
-  std::string listen;  // "host:port" for /metrics /healthz /readyz /status; empty = no ops listener; port 0 = any
+  std::string listen;  // "host:port" for /metrics /healthz /readyz /status; empty = no ops
+                       // listener; port 0 = any
 };
 
 struct LimitsConfig {

@@ -20,10 +20,12 @@ EnvLookup process_env();
 // errors, unknown keys, duplicate keys, wrong types, out-of-range numbers, bad durations, missing
 // required keys, unset variables without a default. Each error names file, line, column and key.
 // `database.url` is not required here; the caller checks it after applying overrides.
-std::variant<Config, std::vector<ConfigError>> load_config(const std::string& path, const EnvLookup& env);
+std::variant<Config, std::vector<ConfigError>> load_config(const std::string& path,
+                                                           const EnvLookup& env);
 
 // Same, from text already in memory (`path` is only used in messages). For tests.
-std::variant<Config, std::vector<ConfigError>> parse_config(const std::string& text, const std::string& path,
+std::variant<Config, std::vector<ConfigError>> parse_config(const std::string& text,
+                                                            const std::string& path,
                                                             const EnvLookup& env);
 
 // Every key path load_config() accepts, sections included, in file order: "database",

@@ -19,9 +19,9 @@ class CircuitBreaker {
   struct Snapshot {
     State state = State::kClosed;
     int consecutive_failures = 0;
-    long long trips = 0;       // times it opened
-    Millis open_for{0};        // length of the current (or next) open period
-    Millis reopens_in{0};      // open: time until the half-open probe; otherwise 0
+    long long trips = 0;   // times it opened
+    Millis open_for{0};    // length of the current (or next) open period
+    Millis reopens_in{0};  // open: time until the half-open probe; otherwise 0
   };
 
   CircuitBreaker(const config::CircuitBreakerConfig& config, Clock& clock);
@@ -54,12 +54,12 @@ class CircuitBreaker {
   const config::CircuitBreakerConfig config_;
   Clock& clock_;
   mutable std::mutex mu_;
-  State state_ = State::kClosed;          // guarded by mu_
-  int consecutive_failures_ = 0;          // guarded by mu_
-  long long trips_ = 0;                   // guarded by mu_
-  Millis period_;                         // guarded by mu_: the next open period
-  Clock::TimePoint probe_at_{};           // guarded by mu_
-  bool probe_out_ = false;                // guarded by mu_
+  State state_ = State::kClosed;  // guarded by mu_
+  int consecutive_failures_ = 0;  // guarded by mu_
+  long long trips_ = 0;           // guarded by mu_
+  Millis period_;                 // guarded by mu_: the next open period
+  Clock::TimePoint probe_at_{};   // guarded by mu_
+  bool probe_out_ = false;        // guarded by mu_
 };
 
 const char* to_string(CircuitBreaker::State state);

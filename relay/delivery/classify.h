@@ -16,6 +16,7 @@ DeliveryOutcome::Kind classify_status(int status);
 
 // Parses a Retry-After value: delta-seconds ("120") or an HTTP-date ("Wed, 21 Oct 2015 07:28:00
 // GMT", relative to `now`). Returns nullopt for anything unparseable; a date in the past is 0.
-std::optional<Millis> parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
+std::optional<Millis> parse_retry_after(std::string_view value,
+                                        std::chrono::system_clock::time_point now);
 
 }  // namespace relay::delivery

@@ -20,7 +20,8 @@ namespace relay::delivery {
 class HttplibSender final : public HttpSender {
  public:
   // Returns kInvalidArgument for an endpoint that is not an http:// URL or a bad signing secret.
-  static Result<std::unique_ptr<HttplibSender>> create(const config::SubscriptionConfig& sub, Clock& clock);
+  static Result<std::unique_ptr<HttplibSender>> create(const config::SubscriptionConfig& sub,
+                                                       Clock& clock);
   ~HttplibSender() override;
   HttplibSender(const HttplibSender&) = delete;
   HttplibSender& operator=(const HttplibSender&) = delete;

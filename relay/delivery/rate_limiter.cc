@@ -29,7 +29,8 @@ bool RateLimiter::acquire(std::stop_token stop) {
     tokens_ -= 1;  // reserve, possibly ahead of time
     if (tokens_ >= 0) return true;
     const double wait_s = -tokens_ / rate_;
-    ready = now + std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(wait_s));
+    ready =
+        now + std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(wait_s));
   }
   return clock_.sleep_until(ready, stop);
 }

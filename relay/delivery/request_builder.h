@@ -21,9 +21,10 @@ struct OutgoingRequest {
 
 // Headers: Idempotency-Key, webhook-id (both = event_id), webhook-timestamp (attempt time, unix
 // seconds), webhook-signature when `signer` is set, ce-specversion 1.0, ce-id, ce-type (topic),
-// ce-source ("relay/<subscription>"), ce-time (created_at, RFC 3339 UTC), ce-subject (key, when set),
-// relay-attempt, relay-subscription.
+// ce-source ("relay/<subscription>"), ce-time (created_at, RFC 3339 UTC), ce-subject (key, when
+// set), relay-attempt, relay-subscription.
 OutgoingRequest build_request(const Event& event, const std::string& subscription, int attempt,
-                              std::chrono::system_clock::time_point now, const std::optional<Signer>& signer);
+                              std::chrono::system_clock::time_point now,
+                              const std::optional<Signer>& signer);
 
 }  // namespace relay::delivery

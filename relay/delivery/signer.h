@@ -1,5 +1,6 @@
 #pragma once
-// Standard Webhooks signing: webhook-signature = "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>".
+// Standard Webhooks signing: webhook-signature = "v1,<base64 HMAC-SHA256(secret,
+// id.timestamp.body)>".
 
 #include <string>
 #include <string_view>

@@ -1,5 +1,6 @@
 #include "relay/dispatch/dispatcher.h"
 
+#include <fmt/format.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -7,8 +8,6 @@
 #include <functional>
 #include <random>
 #include <unordered_map>
-
-#include <fmt/format.h>
 
 #include "relay/dispatch/retry_policy.h"
 
@@ -22,8 +21,9 @@ std::string make_owner_id() {
   return fmt::format("{}:{}:{:08x}", host, getpid(), rd());
 }
 
-std::vector<std::string> subscription_names(const config::Config& config,
-                                            const std::function<bool(const config::SubscriptionConfig&)>& pred) {
+std::vector<std::string> subscription_names(
+    const config::Config& config,
+    const std::function<bool(const config::SubscriptionConfig&)>& pred) {
   std::vector<std::string> out;
   for (const auto& s : config.subscriptions) {
     if (pred(s)) out.push_back(s.name);
@@ -33,7 +33,9 @@ std::vector<std::string> subscription_names(const config::Config& config,
 
 bool any_subscription(const config::SubscriptionConfig&) { return true; }
 bool ordered_subscription(const config::SubscriptionConfig& s) { return s.ordering == "per_key"; }
-bool blocking_subscription(const config::SubscriptionConfig& s) { return s.on_dead_letter == "block"; }
+bool blocking_subscription(const config::SubscriptionConfig& s) {
+  return s.on_dead_letter == "block";
+}
 
 // Most outcomes are written in one go; a batch is capped so one transaction stays short.
 constexpr size_t kMaxRecordBatch = 1000;
@@ -47,23 +49,29 @@ Dispatcher::Dispatcher(const config::Config& config, std::string database_url, C
       owner_(make_owner_id()),
       matcher_(config_.subscriptions),
       max_in_flight_items_(2 * config.source.batch_size),
-      source_(database_url_, owner_, config.source.lease, subscription_names(config, any_subscription),
-              subscription_names(config, ordered_subscription), subscription_names(config, blocking_subscription)),
+      source_(database_url_, owner_, config.source.lease,
+              subscription_names(config, any_subscription),
+              subscription_names(config, ordered_subscription),
+              subscription_names(config, blocking_subscription)),
       // Room for every part of every item in flight: pushing a result never blocks a lane for long.
-      results_(static_cast<size_t>(2 * config.source.batch_size) * std::max<size_t>(1, config.subscriptions.size()) + 1) {
+      results_(static_cast<size_t>(2 * config.source.batch_size) *
+                   std::max<size_t>(1, config.subscriptions.size()) +
+               1) {
   kick_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   RELAY_CHECK(kick_fd_ >= 0, "eventfd failed");
 }
 
-Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& config, std::string database_url,
-                                                       Clock& clock, const SenderFactory& make_sender) {
+Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& config,
+                                                       std::string database_url, Clock& clock,
+                                                       const SenderFactory& make_sender) {
   std::unique_ptr<Dispatcher> d(new Dispatcher(config, std::move(database_url), clock));
   const size_t queue_capacity = static_cast<size_t>(d->max_in_flight_items_) + 1;
   for (const auto& sub : d->config_.subscriptions) {
     auto lanes = std::make_unique<SubscriptionLanes>();
     lanes->config = &sub;
     lanes->breaker = std::make_unique<delivery::CircuitBreaker>(sub.circuit_breaker, clock);
-    if (sub.rate_limit) lanes->limiter = std::make_unique<delivery::RateLimiter>(*sub.rate_limit, clock);
+    if (sub.rate_limit)
+      lanes->limiter = std::make_unique<delivery::RateLimiter>(*sub.rate_limit, clock);
     for (int i = 0; i < sub.max_in_flight; ++i) {
       auto lane = std::make_unique<Lane>(queue_capacity);
       auto sender = make_sender(sub);
@@ -93,14 +101,16 @@ void Dispatcher::start() {
   }
   recorder_thread_ = std::jthread([this](std::stop_token st) { run_recorder(st); });
   source_thread_ = std::jthread([this](std::stop_token st) { run_source(st); });
-  log_.info("started", {{"owner", owner_}, {"subscriptions", std::to_string(subscriptions_.size())}});
+  log_.info("started",
+            {{"owner", owner_}, {"subscriptions", std::to_string(subscriptions_.size())}});
 }
 
 void Dispatcher::kick_source() { (void)eventfd_write(kick_fd_, 1); }
 
 // Waits out a database outage: 100ms doubling to 5s. Returns false on stop.
 bool Dispatcher::wait_backoff(int failures, std::stop_token stop) {
-  const Millis delay = backoff_ceiling({.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, failures);
+  const Millis delay =
+      backoff_ceiling({.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, failures);
   return clock_.sleep_until(clock_.now() + delay, stop);
 }
 
@@ -127,7 +137,8 @@ void Dispatcher::run_source(std::stop_token stop) {
   std::stop_callback wake_on_stop(stop, [this] { kick_source(); });
 
   auto on_db_error = [&](const Error& e, const char* what) {
-    if (db_failures == 0) log_.warn("database unavailable", {{"during", what}, {"error", e.message}});
+    if (db_failures == 0)
+      log_.warn("database unavailable", {{"during", what}, {"error", e.message}});
     database_ok_ = false;
     ++db_failures;
     parked = false;  // unknown after an error: park again before sleeping
@@ -291,7 +302,8 @@ void Dispatcher::dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed) {
     t.parts_total = static_cast<int>(matched.size());
     t.claim = claim;
     const std::string& name = subscriptions_[index]->config->name;
-    t.held = std::find(claimed.held_for.begin(), claimed.held_for.end(), name) != claimed.held_for.end();
+    t.held =
+        std::find(claimed.held_for.begin(), claimed.held_for.end(), name) != claimed.held_for.end();
     enqueue(index, std::move(t));
   }
 }
@@ -324,7 +336,8 @@ void Dispatcher::enqueue(size_t subscription_index, Task&& task) {
 
 // ---- lanes ----------------------------------------------------------------------------------
 
-store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task, Backoff& backoff) {
+store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
+                                       Backoff& backoff) {
   using Kind = store::PartOutcome::Kind;
   const config::SubscriptionConfig& cfg = *sub.config;
   const Event& e = *task.event;
@@ -337,8 +350,8 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
   if (static_cast<std::int64_t>(e.payload.size()) > config_.limits.max_payload_bytes) {
     part.kind = Kind::kDeadLetter;
     part.reason = kReasonPayloadTooLarge;
-    part.last_error = fmt::format("payload is {} bytes; limits.max_payload_bytes is {}", e.payload.size(),
-                                  config_.limits.max_payload_bytes);
+    part.last_error = fmt::format("payload is {} bytes; limits.max_payload_bytes is {}",
+                                  e.payload.size(), config_.limits.max_payload_bytes);
     return part;
   }
   const auto wall_now = clock_.wall_now();
@@ -406,14 +419,15 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
     failing_for = std::chrono::duration_cast<Millis>(wall_now - task.first_failed_at);
   }
   part = decide(outcome, attempt_no, failing_for, cfg.retry, backoff);
-  const bool lets_key_go =
-      part.kind == Kind::kDelivered || (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == "skip");
+  const bool lets_key_go = part.kind == Kind::kDelivered ||
+                           (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == "skip");
   if (!lets_key_go) hold_key();
   return part;
 }
 
 void Dispatcher::run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop) {
-  Backoff backoff({.initial_backoff = sub.config->retry.initial_backoff, .max_backoff = sub.config->retry.max_backoff});
+  Backoff backoff({.initial_backoff = sub.config->retry.initial_backoff,
+                   .max_backoff = sub.config->retry.max_backoff});
   while (auto task = lane.queue.pop(stop)) {
     TaskResult r;
     r.outbox_id = task->event->outbox_id;
@@ -433,7 +447,8 @@ void Dispatcher::push_result(TaskResult&& result) {
 // ---- recorder -------------------------------------------------------------------------------
 
 void Dispatcher::run_recorder(std::stop_token stop) {
-  store::PgOutcomeStore store(database_url_, owner_, 1 << 20, subscription_names(config_, blocking_subscription));
+  store::PgOutcomeStore store(database_url_, owner_, 1 << 20,
+                              subscription_names(config_, blocking_subscription));
   // Parts of outbox rows seen so far; a row is recorded once all its parts are in.
   std::unordered_map<std::int64_t, store::OutboxOutcome> partial;
   int db_failures = 0;
@@ -473,8 +488,9 @@ void Dispatcher::run_recorder(std::stop_token stop) {
       ++db_failures;
       if (!wait_backoff(db_failures, stop)) {
         record_failed_ = true;
-        log_.error("gave up recording outcomes; their leases will expire and they will be delivered again",
-                   {{"items", std::to_string(batch.size())}});
+        log_.error(
+            "gave up recording outcomes; their leases will expire and they will be delivered again",
+            {{"items", std::to_string(batch.size())}});
         break;
       }
     }
@@ -485,27 +501,38 @@ void Dispatcher::run_recorder(std::stop_token stop) {
 
     auto count = [&](const store::PartOutcome& p) {
       switch (p.kind) {
-        case store::PartOutcome::Kind::kDelivered: ++counters_.delivered; break;
-        case store::PartOutcome::Kind::kRetry: ++counters_.retries_scheduled; break;
-        case store::PartOutcome::Kind::kDeadLetter: ++counters_.dead_lettered; break;
+        case store::PartOutcome::Kind::kDelivered:
+          ++counters_.delivered;
+          break;
+        case store::PartOutcome::Kind::kRetry:
+          ++counters_.retries_scheduled;
+          break;
+        case store::PartOutcome::Kind::kDeadLetter:
+          ++counters_.dead_lettered;
+          break;
         case store::PartOutcome::Kind::kAborted:
-        case store::PartOutcome::Kind::kDeferred: break;
+        case store::PartOutcome::Kind::kDeferred:
+          break;
       }
     };
     for (const auto& o : batch.outbox) {
       for (const auto& p : o.parts) {
         count(p);
         if (p.kind == store::PartOutcome::Kind::kDeadLetter) {
-          log_.warn("dead-lettered", {{"outbox_id", std::to_string(o.outbox_id)}, {"subscription", p.subscription},
-                                      {"reason", p.reason}, {"attempts", std::to_string(p.attempts)}});
+          log_.warn("dead-lettered", {{"outbox_id", std::to_string(o.outbox_id)},
+                                      {"subscription", p.subscription},
+                                      {"reason", p.reason},
+                                      {"attempts", std::to_string(p.attempts)}});
         }
       }
     }
     for (const auto& d : batch.deliveries) {
       count(d.part);
       if (d.part.kind == store::PartOutcome::Kind::kDeadLetter) {
-        log_.warn("dead-lettered", {{"delivery_id", std::to_string(d.delivery_id)}, {"subscription", d.part.subscription},
-                                    {"reason", d.part.reason}, {"attempts", std::to_string(d.part.attempts)}});
+        log_.warn("dead-lettered", {{"delivery_id", std::to_string(d.delivery_id)},
+                                    {"subscription", d.part.subscription},
+                                    {"reason", d.part.reason},
+                                    {"attempts", std::to_string(d.part.attempts)}});
       }
     }
     const int before = in_flight_items_.fetch_sub(items_done);
@@ -514,7 +541,8 @@ void Dispatcher::run_recorder(std::stop_token stop) {
     bool scheduled = false;
     for (const auto& o : batch.outbox) {
       for (const auto& p : o.parts) {
-        scheduled = scheduled || p.kind == store::PartOutcome::Kind::kRetry || p.kind == store::PartOutcome::Kind::kDeferred;
+        scheduled = scheduled || p.kind == store::PartOutcome::Kind::kRetry ||
+                    p.kind == store::PartOutcome::Kind::kDeferred;
       }
     }
     for (const auto& d : batch.deliveries) {

@@ -5,7 +5,8 @@
 // (2 x source.batch_size claimed items), so memory stays flat whatever the backlog.
 //
 // Ordering: an event's parts go to the lane chosen by its key, so one relay delivers a key's
-// events of one claim in outbox order. (Strict per-key order across retries and relays comes later.)
+// events of one claim in outbox order. (Strict per-key order across retries and relays comes
+// later.)
 //
 // Thread safety: start() and shutdown() are called from one controlling thread.
 
@@ -17,13 +18,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "relay/common/clock.h"
-#include "relay/common/result.h"
-#include "relay/config/config.h"
 #include "relay/common/backoff.h"
 #include "relay/common/bounded_queue.h"
+#include "relay/common/clock.h"
 #include "relay/common/event.h"
 #include "relay/common/log.h"
+#include "relay/common/result.h"
+#include "relay/config/config.h"
 #include "relay/delivery/circuit_breaker.h"
 #include "relay/delivery/rate_limiter.h"
 #include "relay/delivery/sender.h"
@@ -41,14 +42,14 @@ using SenderFactory =
 struct SubscriptionStatus {
   std::string name;
   delivery::CircuitBreaker::Snapshot breaker;
-  int in_flight = 0;                       // requests on the wire now
-  std::optional<double> rate_tokens;       // rate limit tokens available, if limited
+  int in_flight = 0;                  // requests on the wire now
+  std::optional<double> rate_tokens;  // rate limit tokens available, if limited
 };
 
 struct DispatcherStatus {
   std::string owner;
-  bool database_ok = false;                 // the last database call of the source succeeded
-  Clock::TimePoint source_heartbeat{};      // last time the source loop went round
+  bool database_ok = false;             // the last database call of the source succeeded
+  Clock::TimePoint source_heartbeat{};  // last time the source loop went round
   std::vector<SubscriptionStatus> subscriptions;
 };
 
@@ -63,8 +64,9 @@ class Dispatcher {
  public:
   // Builds one sender per lane (max_in_flight lanes per subscription) with `make_sender`.
   // Returns the factory's error (e.g. a bad endpoint) if any sender cannot be built.
-  static Result<std::unique_ptr<Dispatcher>> create(const config::Config& config, std::string database_url,
-                                                    Clock& clock, const SenderFactory& make_sender);
+  static Result<std::unique_ptr<Dispatcher>> create(const config::Config& config,
+                                                    std::string database_url, Clock& clock,
+                                                    const SenderFactory& make_sender);
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -92,8 +94,8 @@ class Dispatcher {
     int parts_total = 1;                 // parts of the outbox row (for the recorder)
     int attempts_before = 0;
     std::chrono::system_clock::time_point first_failed_at{};
-    std::uint64_t claim = 0;             // which claim it came from (per-key blocking within a claim)
-    bool held = false;                   // an earlier event of its key is pending for this subscription
+    std::uint64_t claim = 0;  // which claim it came from (per-key blocking within a claim)
+    bool held = false;        // an earlier event of its key is pending for this subscription
   };
   struct TaskResult {
     std::int64_t outbox_id = 0;
@@ -127,7 +129,8 @@ class Dispatcher {
   void dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed);
   void dispatch_delivery(store::ClaimedDelivery&& claimed);
   void enqueue(size_t subscription_index, Task&& task);
-  store::PartOutcome attempt(SubscriptionLanes& sub, Lane& lane, const Task& task, Backoff& backoff);
+  store::PartOutcome attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
+                             Backoff& backoff);
   // Names of the subscriptions that may be sent to now (breaker not holding them back), and the
   // shortest wait until a held-back one may probe.
   std::vector<std::string> sendable_subscriptions(Millis& next_probe) const;

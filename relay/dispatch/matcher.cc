@@ -4,7 +4,8 @@
 
 namespace relay::dispatch {
 
-Matcher::Matcher(const std::vector<config::SubscriptionConfig>& subscriptions) : subscriptions_(subscriptions) {}
+Matcher::Matcher(const std::vector<config::SubscriptionConfig>& subscriptions)
+    : subscriptions_(subscriptions) {}
 
 std::vector<size_t> Matcher::match(std::string_view topic) const {
   std::vector<size_t> out;

@@ -4,8 +4,8 @@
 
 namespace relay::dispatch {
 
-store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made, Millis failing_for,
-                          const config::RetryConfig& retry, Backoff& backoff) {
+store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
+                          Millis failing_for, const config::RetryConfig& retry, Backoff& backoff) {
   using Kind = store::PartOutcome::Kind;
   store::PartOutcome part;
   part.attempts = attempts_made;

@@ -22,7 +22,7 @@ inline constexpr const char* kReasonNoSubscription = "no_subscription";
 // - retryable with attempts_made >= max_attempts, or failing_for >= max_age -> kDeadLetter
 //   retries_exhausted
 // - otherwise kRetry after max(jittered backoff, Retry-After), capped by max_backoff.
-store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made, Millis failing_for,
-                          const config::RetryConfig& retry, Backoff& backoff);
+store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
+                          Millis failing_for, const config::RetryConfig& retry, Backoff& backoff);
 
 }  // namespace relay::dispatch

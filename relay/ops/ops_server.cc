@@ -1,23 +1,26 @@
 #include "relay/ops/ops_server.h"
 
-#include <httplib.h>
-
 #include <fmt/format.h>
+#include <httplib.h>
 
 namespace relay::ops {
 
-Result<std::unique_ptr<OpsServer>> OpsServer::start(const std::string& listen, OpsCallbacks callbacks) {
+Result<std::unique_ptr<OpsServer>> OpsServer::start(const std::string& listen,
+                                                    OpsCallbacks callbacks) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return Error{ErrorCode::kInvalidArgument, fmt::format("ops.listen \"{}\" is not host:port", listen)};
+    return Error{ErrorCode::kInvalidArgument,
+                 fmt::format("ops.listen \"{}\" is not host:port", listen)};
   }
   std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = 0;
   try {
     port = std::stoi(listen.substr(colon + 1));
   } catch (const std::exception&) {
-    return Error{ErrorCode::kInvalidArgument, fmt::format("ops.listen \"{}\" has no valid port", listen)};
+    return Error{ErrorCode::kInvalidArgument,
+                 fmt::format("ops.listen \"{}\" has no valid port", listen)};
   }
 
   std::unique_ptr<OpsServer> ops(new OpsServer());
@@ -44,7 +47,8 @@ Result<std::unique_ptr<OpsServer>> OpsServer::start(const std::string& listen, O
     text(res, why.empty() ? 200 : 503, why.empty() ? "ready" : why);
   });
   srv.Get("/status", [self](const httplib::Request&, httplib::Response& res) {
-    res.set_content(self->callbacks_.status_json ? self->callbacks_.status_json() : "{}", "application/json");
+    res.set_content(self->callbacks_.status_json ? self->callbacks_.status_json() : "{}",
+                    "application/json");
   });
 
   if (port == 0) {

@@ -29,7 +29,8 @@ class OpsServer {
  public:
   // Binds `listen` ("host:port"; port 0 picks a free one). kInvalidArgument for a bad address,
   // kUnavailable if it cannot bind.
-  static Result<std::unique_ptr<OpsServer>> start(const std::string& listen, OpsCallbacks callbacks);
+  static Result<std::unique_ptr<OpsServer>> start(const std::string& listen,
+                                                  OpsCallbacks callbacks);
   ~OpsServer();  // stops the listener and joins its thread
   OpsServer(const OpsServer&) = delete;
   OpsServer& operator=(const OpsServer&) = delete;

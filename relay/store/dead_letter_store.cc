@@ -77,7 +77,8 @@ std::optional<WallTime> opt_time(const pqxx::field& f) {
 }
 
 std::string to_micros_text(WallTime t) {
-  return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
+  return std::to_string(
+      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
 }
 
 // "order.*" -> "order.%", with LIKE's own wildcards and the escape character taken literally.
@@ -127,9 +128,11 @@ class FilterArgs {
 };
 
 template <typename... Extra>
-pqxx::result exec_filtered(pqxx::work& txn, const std::string& sql, const DeadLetterFilter& filter, Extra&&... extra) {
+pqxx::result exec_filtered(pqxx::work& txn, const std::string& sql, const DeadLetterFilter& filter,
+                           Extra&&... extra) {
   const FilterArgs a(filter);
-  return txn.exec_params(sql, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], std::forward<Extra>(extra)...);
+  return txn.exec_params(sql, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+                         std::forward<Extra>(extra)...);
 }
 
 DeadLetter read_dead_letter(const pqxx::row& r) {
@@ -168,7 +171,9 @@ std::string pg_array(const std::vector<std::int64_t>& ids) {
 
 std::vector<std::int64_t> select_ids(pqxx::work& txn, const DeadLetterFilter& filter, int batch) {
   auto rows = exec_filtered(
-      txn, std::string("SELECT id FROM relay.dead_letter WHERE") + kWhere + " ORDER BY id LIMIT $10", filter, batch);
+      txn,
+      std::string("SELECT id FROM relay.dead_letter WHERE") + kWhere + " ORDER BY id LIMIT $10",
+      filter, batch);
   std::vector<std::int64_t> ids;
   ids.reserve(rows.size());
   for (const auto& r : rows) ids.push_back(r[0].as<std::int64_t>());
@@ -182,7 +187,8 @@ BatchResult replay_in(pqxx::work& txn, const std::vector<std::int64_t>& ids) {
   // Lock in id order first: two replays running at once then queue behind each other instead of
   // deadlocking, and the second one sees replayed_at set by the first.
   auto locked = txn.exec_params(
-      "SELECT id, event_id::text, subscription, (extract(epoch FROM replayed_at) * 1000000)::bigint "
+      "SELECT id, event_id::text, subscription, (extract(epoch FROM replayed_at) * "
+      "1000000)::bigint "
       "FROM relay.dead_letter WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
       array);
   std::map<std::int64_t, ReplayedRow> rows;
@@ -192,7 +198,8 @@ BatchResult replay_in(pqxx::work& txn, const std::vector<std::int64_t>& ids) {
     row.event_id = r[1].as<std::string>();
     row.subscription = r[2].as<std::string>();
     row.replayed_at = opt_time(r[3]);
-    row.outcome = row.replayed_at ? ReplayedRow::Outcome::kAlreadyReplayed : ReplayedRow::Outcome::kAlreadyQueued;
+    row.outcome = row.replayed_at ? ReplayedRow::Outcome::kAlreadyReplayed
+                                  : ReplayedRow::Outcome::kAlreadyQueued;
     rows.emplace(row.id, std::move(row));
   }
   bool enqueued_any = false;
@@ -230,9 +237,10 @@ Result<std::vector<DeadLetter>> DeadLetterStore::list(const DeadLetterFilter& fi
   auto c = conn_->get();
   if (!c) return c.error();
   return run_transaction(**c, [&](pqxx::work& txn) {
-    auto rows = exec_filtered(
-        txn, std::string("SELECT ") + kColumns + " FROM relay.dead_letter WHERE" + kWhere + " ORDER BY id LIMIT $10",
-        filter, limit);
+    auto rows = exec_filtered(txn,
+                              std::string("SELECT ") + kColumns + " FROM relay.dead_letter WHERE" +
+                                  kWhere + " ORDER BY id LIMIT $10",
+                              filter, limit);
     std::vector<DeadLetter> out;
     out.reserve(rows.size());
     for (const auto& r : rows) out.push_back(read_dead_letter(r));
@@ -244,7 +252,8 @@ Result<std::optional<DeadLetter>> DeadLetterStore::get(std::int64_t id) {
   auto c = conn_->get();
   if (!c) return c.error();
   return run_transaction(**c, [&](pqxx::work& txn) -> std::optional<DeadLetter> {
-    auto rows = txn.exec_params(std::string("SELECT ") + kColumns + " FROM relay.dead_letter WHERE id = $1", id);
+    auto rows = txn.exec_params(
+        std::string("SELECT ") + kColumns + " FROM relay.dead_letter WHERE id = $1", id);
     if (rows.empty()) return std::nullopt;
     return read_dead_letter(rows[0]);
   });
@@ -290,7 +299,8 @@ Result<BatchResult> DeadLetterStore::replay_next(const DeadLetterFilter& filter,
   return run_transaction(**c, [&](pqxx::work& txn) {
     auto ids = select_ids(txn, f, batch);
     BatchResult out = replay_in(txn, ids);
-    out.ids = std::move(ids);  // the cursor moves past every id looked at, even one replayed meanwhile
+    out.ids =
+        std::move(ids);  // the cursor moves past every id looked at, even one replayed meanwhile
     return out;
   });
 }
@@ -301,7 +311,8 @@ Result<BatchResult> DeadLetterStore::purge(const std::vector<std::int64_t>& ids)
   return run_transaction(**c, [&](pqxx::work& txn) {
     BatchResult out;
     for (const auto& r :
-         txn.exec_params("DELETE FROM relay.dead_letter WHERE id = ANY($1::bigint[]) RETURNING id", pg_array(ids))) {
+         txn.exec_params("DELETE FROM relay.dead_letter WHERE id = ANY($1::bigint[]) RETURNING id",
+                         pg_array(ids))) {
       out.purged.push_back(r[0].as<std::int64_t>());
     }
     std::sort(out.purged.begin(), out.purged.end());
@@ -317,8 +328,9 @@ Result<BatchResult> DeadLetterStore::purge_next(const DeadLetterFilter& filter, 
     BatchResult out;
     out.ids = select_ids(txn, filter, batch);
     if (out.ids.empty()) return out;
-    for (const auto& r : txn.exec_params("DELETE FROM relay.dead_letter WHERE id = ANY($1::bigint[]) RETURNING id",
-                                         pg_array(out.ids))) {
+    for (const auto& r :
+         txn.exec_params("DELETE FROM relay.dead_letter WHERE id = ANY($1::bigint[]) RETURNING id",
+                         pg_array(out.ids))) {
       out.purged.push_back(r[0].as<std::int64_t>());
     }
     std::sort(out.purged.begin(), out.purged.end());

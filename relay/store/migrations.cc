@@ -1,17 +1,17 @@
 #include "relay/store/migrations.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "relay/store/transaction.h"
 
 namespace relay::store {
 namespace {
 
-// Session-level advisory lock key ("relay" in ASCII) held while migrating, so two relays starting at
-// once apply each file exactly once: the second waits, then finds nothing pending.
+// Session-level advisory lock key ("relay" in ASCII) held while migrating, so two relays starting
+// at once apply each file exactly once: the second waits, then finds nothing pending.
 constexpr long long kMigrationLockKey = 0x72656c6179;
 
 constexpr const char* kBootstrapSql = R"(
@@ -29,7 +29,8 @@ Result<std::set<int>> applied_versions(pqxx::connection& conn) {
     // to_regclass: a database that was never migrated has no table yet; that is "nothing applied".
     auto exists = txn.exec("SELECT to_regclass('relay.schema_migrations') IS NOT NULL");
     if (!exists[0][0].as<bool>()) return out;
-    for (const auto& row : txn.exec("SELECT version FROM relay.schema_migrations")) out.insert(row[0].as<int>());
+    for (const auto& row : txn.exec("SELECT version FROM relay.schema_migrations"))
+      out.insert(row[0].as<int>());
     return out;
   });
 }
@@ -64,10 +65,12 @@ Result<std::vector<int>> migrate(const std::string& database_url, std::ostream& 
     if (done->count(m.version) != 0) continue;
     auto r = run_transaction(c, [&](pqxx::work& txn) {
       txn.exec(m.sql);
-      txn.exec_params("INSERT INTO relay.schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name);
+      txn.exec_params("INSERT INTO relay.schema_migrations (version, name) VALUES ($1, $2)",
+                      m.version, m.name);
     });
     if (!r) {
-      return finish(Error{r.error().code, fmt::format("migration {} failed: {}", m.name, r.error().message)});
+      return finish(
+          Error{r.error().code, fmt::format("migration {} failed: {}", m.name, r.error().message)});
     }
     out << "applied " << m.name << "\n";
     applied_now.push_back(m.version);

@@ -24,8 +24,8 @@ struct MigrationStatus {
   std::vector<int> pending;  // shipped but not applied
 };
 
-// Applies pending migrations in order, each in its own transaction, under a session advisory lock so
-// that two relays migrating at once take turns. Idempotent. Reports each applied file on `out`.
+// Applies pending migrations in order, each in its own transaction, under a session advisory lock
+// so that two relays migrating at once take turns. Idempotent. Reports each applied file on `out`.
 // Returns the versions applied by this call; kUnavailable if the database cannot be reached.
 Result<std::vector<int>> migrate(const std::string& database_url, std::ostream& out);
 

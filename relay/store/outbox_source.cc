@@ -92,9 +92,11 @@ constexpr const char* kClaimDeliveries = R"(
             (extract(epoch FROM d.expires_at) * 1000000)::bigint)";
 
 constexpr const char* kRenewOutbox =
-    "UPDATE relay.outbox SET lease_until = now() + $2 * interval '1 millisecond' WHERE lease_owner = $1";
+    "UPDATE relay.outbox SET lease_until = now() + $2 * interval '1 millisecond' WHERE lease_owner "
+    "= $1";
 constexpr const char* kRenewDeliveries =
-    "UPDATE relay.delivery SET lease_until = now() + $2 * interval '1 millisecond' WHERE lease_owner = $1";
+    "UPDATE relay.delivery SET lease_until = now() + $2 * interval '1 millisecond' WHERE "
+    "lease_owner = $1";
 
 constexpr const char* kNextDue = R"(
   SELECT (extract(epoch FROM least(
@@ -105,7 +107,8 @@ std::chrono::system_clock::time_point from_micros(long long us) {
   return std::chrono::system_clock::time_point{std::chrono::microseconds(us)};
 }
 
-// Columns from `first` on: event_id, topic, key, payload, content_type, headers, created_at, expires_at.
+// Columns from `first` on: event_id, topic, key, payload, content_type, headers, created_at,
+// expires_at.
 Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first) {
   Event e;
   e.outbox_id = outbox_id;
@@ -147,8 +150,8 @@ static std::vector<std::string> parse_text_array(const std::string& text) {
 }
 
 PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Millis lease,
-                               std::vector<std::string> subscriptions, std::vector<std::string> ordered,
-                               std::vector<std::string> blocking)
+                               std::vector<std::string> subscriptions,
+                               std::vector<std::string> ordered, std::vector<std::string> blocking)
     : owner_(std::move(owner)),
       lease_(lease),
       subscriptions_(text_array(subscriptions)),
@@ -195,8 +198,8 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
       // The window covers what this relay already holds plus room to find new heads.
       const int heads = std::max(1, limit);
       const int window = std::max(2000, in_flight_hint_ + 4 * limit);
-      auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()), heads, window,
-                                    kRunLength, ordered_, blocking_);
+      auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()),
+                                    heads, window, kRunLength, ordered_, blocking_);
       std::vector<ClaimedEvent> out;
       out.reserve(rows.size());
       for (const auto& row : rows) {
@@ -206,20 +209,22 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
         out.push_back(std::move(c));
       }
       // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
-      std::sort(out.begin(), out.end(),
-                [](const ClaimedEvent& a, const ClaimedEvent& b) { return a.event.outbox_id < b.event.outbox_id; });
+      std::sort(out.begin(), out.end(), [](const ClaimedEvent& a, const ClaimedEvent& b) {
+        return a.event.outbox_id < b.event.outbox_id;
+      });
       return out;
     });
   });
 }
 
-Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(int limit,
-                                                                   const std::vector<std::string>& subscriptions) {
+Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
+    int limit, const std::vector<std::string>& subscriptions) {
   const std::string names = text_array(subscriptions);
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
-      auto rows = txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()), limit, names,
-                                    ordered_, blocking_);
+      auto rows =
+          txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()),
+                            limit, names, ordered_, blocking_);
       std::vector<ClaimedDelivery> out;
       out.reserve(rows.size());
       for (const auto& row : rows) {
@@ -231,8 +236,9 @@ Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(int limit,
         d.event = read_event(row, row[4].as<std::int64_t>(), 5);
         out.push_back(std::move(d));
       }
-      std::sort(out.begin(), out.end(),
-                [](const ClaimedDelivery& a, const ClaimedDelivery& b) { return a.event.outbox_id < b.event.outbox_id; });
+      std::sort(out.begin(), out.end(), [](const ClaimedDelivery& a, const ClaimedDelivery& b) {
+        return a.event.outbox_id < b.event.outbox_id;
+      });
       return out;
     });
   });
@@ -251,8 +257,12 @@ Status PgOutboxSource::renew_leases() {
 Status PgOutboxSource::release_all() {
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
-      txn.exec_params("UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner_);
-      txn.exec_params("UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner_);
+      txn.exec_params(
+          "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+          owner_);
+      txn.exec_params(
+          "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+          owner_);
       txn.exec_params("DELETE FROM relay.parked WHERE owner = $1", owner_);
     });
   });
@@ -262,7 +272,8 @@ Status PgOutboxSource::park(Millis ttl) {
   return with_connection([&](pqxx::connection& c) {
     return run_nontransaction(c, [&](pqxx::nontransaction& tx) {
       tx.exec_params(
-          "INSERT INTO relay.parked (owner, until) VALUES ($1, now() + $2 * interval '1 millisecond') "
+          "INSERT INTO relay.parked (owner, until) VALUES ($1, now() + $2 * interval '1 "
+          "millisecond') "
           "ON CONFLICT (owner) DO UPDATE SET until = EXCLUDED.until",
           owner_, static_cast<long long>(ttl.count()));
     });
@@ -296,7 +307,8 @@ Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
         return true;
       }
       pollfd fds[2] = {{c.sock(), POLLIN, 0}, {kick_fd, POLLIN, 0}};
-      int n = ::poll(fds, kick_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(timeout.count(), 3'600'000)));
+      int n = ::poll(fds, kick_fd >= 0 ? 2 : 1,
+                     static_cast<int>(std::min<long long>(timeout.count(), 3'600'000)));
       if (n < 0 && errno != EINTR) return Error{ErrorCode::kInternal, "poll failed"};
       bool kicked = false;
       if (kick_fd >= 0 && n > 0 && (fds[1].revents & POLLIN) != 0) {
@@ -304,7 +316,8 @@ Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
         (void)eventfd_read(kick_fd, &value);
         kicked = true;
       }
-      if (n > 0 && fds[0].revents != 0) c.get_notifs();  // throws broken_connection if the server went away
+      if (n > 0 && fds[0].revents != 0)
+        c.get_notifs();  // throws broken_connection if the server went away
       const bool woke = notified_ || kicked;
       notified_ = false;
       return woke;

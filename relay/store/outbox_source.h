@@ -24,8 +24,9 @@ class PgOutboxSource {
   // `owner` names this relay instance in lease_owner; `lease` is how long claims are held.
   // `subscriptions`: names this relay delivers to; `ordered`: those with ordering per_key;
   // `blocking`: those with on_dead_letter block. Each name matches [a-z0-9_.-]+.
-  PgOutboxSource(std::string database_url, std::string owner, Millis lease, std::vector<std::string> subscriptions,
-                 std::vector<std::string> ordered, std::vector<std::string> blocking);
+  PgOutboxSource(std::string database_url, std::string owner, Millis lease,
+                 std::vector<std::string> subscriptions, std::vector<std::string> ordered,
+                 std::vector<std::string> blocking);
 
   // Events claimed per key head: the head plus at most this many - 1 of its successors.
   static constexpr int kRunLength = 8;
@@ -48,7 +49,8 @@ class PgOutboxSource {
   // Claims up to `limit` relay.delivery rows whose next attempt is due, for the named subscriptions
   // only (rows of a subscription this relay doesn't know, or whose breaker is open, stay put).
   // Each name matches [a-z0-9_.-]+.
-  Result<std::vector<ClaimedDelivery>> claim_deliveries(int limit, const std::vector<std::string>& subscriptions);
+  Result<std::vector<ClaimedDelivery>> claim_deliveries(
+      int limit, const std::vector<std::string>& subscriptions);
   // Pushes out the lease of every row this instance holds (it is still working on them).
   Status renew_leases();
   // Releases every claim this instance holds, without counting an attempt (shutdown).

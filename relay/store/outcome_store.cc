@@ -1,9 +1,9 @@
 #include "relay/store/outcome_store.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
@@ -33,7 +33,8 @@ constexpr const char* kOutboxToDeadLetter = R"(
 constexpr const char* kDeleteOutbox =
     "DELETE FROM relay.outbox WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
 constexpr const char* kReleaseOutbox =
-    "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+    "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) "
+    "AND lease_owner = $2";
 
 constexpr const char* kDeliveryRetry = R"(
   UPDATE relay.delivery
@@ -57,7 +58,8 @@ constexpr const char* kDeliveryDefer = R"(
    WHERE id = $1 AND lease_owner = $3)";
 
 constexpr const char* kDeleteDeliveries =
-    "DELETE FROM relay.delivery WHERE id = ANY($1::bigint[]) AND lease_owner = $2 RETURNING subscription, key";
+    "DELETE FROM relay.delivery WHERE id = ANY($1::bigint[]) AND lease_owner = $2 RETURNING "
+    "subscription, key";
 
 // Events queued behind a key's head wait with a far next_attempt_at; when the head leaves, its
 // successor is due at once. (A successor queued concurrently with the head leaving is not seen
@@ -67,7 +69,8 @@ constexpr const char* kPromoteNext = R"(
    WHERE id = (SELECT id FROM relay.delivery WHERE subscription = $1 AND key = $2 ORDER BY outbox_id LIMIT 1)
      AND next_attempt_at > now() AND lease_owner IS NULL)";
 constexpr const char* kReleaseDeliveries =
-    "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+    "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) "
+    "AND lease_owner = $2";
 
 std::string pg_array(const std::vector<std::int64_t>& ids) {
   std::string out = "{";
@@ -87,7 +90,11 @@ std::string to_safe_text(const std::string& in, size_t max_bytes) {
   size_t i = 0;
   while (i < in.size() && out.size() < max_bytes) {
     const auto c = static_cast<unsigned char>(in[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
     bool ok = len > 0 && i + len <= in.size();
     for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) >> 6) == 0x2;
     if (ok && len == 1 && c == 0) ok = false;
@@ -107,7 +114,9 @@ std::string to_safe_text(const std::string& in, size_t max_bytes) {
 
 PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
                                std::vector<std::string> blocking)
-    : owner_(std::move(owner)), max_response_bytes_(max_response_bytes), blocking_(std::move(blocking)) {
+    : owner_(std::move(owner)),
+      max_response_bytes_(max_response_bytes),
+      blocking_(std::move(blocking)) {
   conn_ = std::make_unique<PgConnection>(std::move(database_url), [](pqxx::connection& c) {
     c.prepare("outbox_to_delivery", kOutboxToDelivery);
     c.prepare("outbox_to_dead_letter", kOutboxToDeadLetter);
@@ -135,7 +144,8 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
     std::vector<std::int64_t> outbox_done, outbox_release;
     for (const OutboxOutcome& o : batch.outbox) {
       bool all_aborted = !o.parts.empty();
-      for (const PartOutcome& p : o.parts) all_aborted = all_aborted && p.kind == PartOutcome::Kind::kAborted;
+      for (const PartOutcome& p : o.parts)
+        all_aborted = all_aborted && p.kind == PartOutcome::Kind::kAborted;
       if (all_aborted) {
         outbox_release.push_back(o.outbox_id);
         continue;
@@ -151,21 +161,24 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
           case PartOutcome::Kind::kDeferred:
           case PartOutcome::Kind::kAborted:  // others finished: keep this part, attempt not counted
             txn.exec_prepared("outbox_to_delivery", o.outbox_id, p.subscription, p.attempts,
-                              static_cast<long long>(p.retry_in.count()), status, error, response, owner_);
+                              static_cast<long long>(p.retry_in.count()), status, error, response,
+                              owner_);
             break;
           case PartOutcome::Kind::kDeadLetter:
-            txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription, p.reason, p.attempts, status,
-                              error, response, owner_);
+            txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription, p.reason,
+                              p.attempts, status, error, response, owner_);
             break;
         }
       }
       outbox_done.push_back(o.outbox_id);
     }
     if (!outbox_done.empty()) txn.exec_prepared("delete_outbox", pg_array(outbox_done), owner_);
-    if (!outbox_release.empty()) txn.exec_prepared("release_outbox", pg_array(outbox_release), owner_);
+    if (!outbox_release.empty())
+      txn.exec_prepared("release_outbox", pg_array(outbox_release), owner_);
 
     std::vector<std::int64_t> deliveries_done, deliveries_release;
-    std::set<std::pair<std::string, std::string>> blocked_keys;  // (subscription, key) just dead-lettered
+    std::set<std::pair<std::string, std::string>>
+        blocked_keys;  // (subscription, key) just dead-lettered
     for (const DeliveryOutcomeRecord& d : batch.deliveries) {
       const PartOutcome& p = d.part;
       const int status = p.last_status.value_or(0);
@@ -176,13 +189,16 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
           deliveries_done.push_back(d.delivery_id);
           break;
         case PartOutcome::Kind::kRetry:
-          txn.exec_prepared("delivery_retry", d.delivery_id, p.attempts, static_cast<long long>(p.retry_in.count()),
-                            status, error, response, owner_);
+          txn.exec_prepared("delivery_retry", d.delivery_id, p.attempts,
+                            static_cast<long long>(p.retry_in.count()), status, error, response,
+                            owner_);
           break;
         case PartOutcome::Kind::kDeadLetter:
-          for (const auto& row : txn.exec_prepared("delivery_to_dead_letter", d.delivery_id, p.reason, p.attempts,
-                                                   status, error, response, owner_)) {
-            if (!row[1].is_null()) blocked_keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+          for (const auto& row :
+               txn.exec_prepared("delivery_to_dead_letter", d.delivery_id, p.reason, p.attempts,
+                                 status, error, response, owner_)) {
+            if (!row[1].is_null())
+              blocked_keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
           }
           deliveries_done.push_back(d.delivery_id);
           break;
@@ -190,13 +206,15 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
           deliveries_release.push_back(d.delivery_id);
           break;
         case PartOutcome::Kind::kDeferred:
-          txn.exec_prepared("delivery_defer", d.delivery_id, static_cast<long long>(p.retry_in.count()), owner_);
+          txn.exec_prepared("delivery_defer", d.delivery_id,
+                            static_cast<long long>(p.retry_in.count()), owner_);
           break;
       }
     }
     if (!deliveries_done.empty()) {
       std::set<std::pair<std::string, std::string>> keys;
-      for (const auto& row : txn.exec_prepared("delete_deliveries", pg_array(deliveries_done), owner_)) {
+      for (const auto& row :
+           txn.exec_prepared("delete_deliveries", pg_array(deliveries_done), owner_)) {
         if (row[1].is_null()) continue;
         keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
       }
@@ -210,7 +228,8 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
         txn.exec_prepared("promote_next", sub, key);
       }
     }
-    if (!deliveries_release.empty()) txn.exec_prepared("release_deliveries", pg_array(deliveries_release), owner_);
+    if (!deliveries_release.empty())
+      txn.exec_prepared("release_deliveries", pg_array(deliveries_release), owner_);
   });
   if (!result && result.error().code == ErrorCode::kUnavailable) conn_->reset();
   return result;

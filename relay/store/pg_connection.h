@@ -4,9 +4,8 @@
 
 #include <functional>
 #include <memory>
-#include <string>
-
 #include <pqxx/pqxx>
+#include <string>
 
 #include "relay/common/result.h"
 

@@ -28,7 +28,8 @@ constexpr const char* kDeadLetters = R"(
 
 std::optional<WallTime> opt_time(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
-  return WallTime{std::chrono::duration_cast<WallTime::duration>(std::chrono::microseconds(f.as<long long>()))};
+  return WallTime{
+      std::chrono::duration_cast<WallTime::duration>(std::chrono::microseconds(f.as<long long>()))};
 }
 
 }  // namespace

@@ -24,8 +24,8 @@ struct TopicBacklog {
 
 struct SubscriptionBacklog {
   std::string name;
-  std::int64_t retries_pending = 0;                                             // relay.delivery rows
-  std::int64_t retrying_now = 0;                                                // of those, under a live lease
+  std::int64_t retries_pending = 0;  // relay.delivery rows
+  std::int64_t retrying_now = 0;     // of those, under a live lease
   std::optional<std::chrono::system_clock::time_point> next_attempt_at;         // earliest
   std::optional<std::chrono::system_clock::time_point> oldest_first_failed_at;  // longest failing
   std::int64_t dead_letters = 0;                                                // unreplayed

@@ -1,8 +1,8 @@
 #include "relay/store/transaction.h"
 
-#include <regex>
-
 #include <fmt/format.h>
+
+#include <regex>
 
 namespace relay::store {
 
@@ -14,7 +14,8 @@ Error classify_exception(const std::exception& e) {
     const std::string state = sql->sqlstate();
     if (state == "40001" || state == "40P01") return Error{ErrorCode::kConflict, e.what()};
     // 08: connection exceptions; 57P01..03: admin shutdown, crash shutdown, cannot connect now.
-    if (state.rfind("08", 0) == 0 || state.rfind("57P0", 0) == 0) return Error{ErrorCode::kUnavailable, e.what()};
+    if (state.rfind("08", 0) == 0 || state.rfind("57P0", 0) == 0)
+      return Error{ErrorCode::kUnavailable, e.what()};
     return Error{ErrorCode::kInternal, e.what()};
   }
   return Error{ErrorCode::kInternal, e.what()};
@@ -36,7 +37,8 @@ Result<std::unique_ptr<pqxx::connection>> connect(const std::string& url) {
     // libpq's message names host and port; it does not echo the password.
     std::string msg = e.what();
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-    return Error{ErrorCode::kUnavailable, fmt::format("cannot connect to {}: {}", redact_url(url), msg)};
+    return Error{ErrorCode::kUnavailable,
+                 fmt::format("cannot connect to {}: {}", redact_url(url), msg)};
   }
 }
 

@@ -4,11 +4,10 @@
 
 #include <functional>
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 #include <type_traits>
 #include <utility>
-
-#include <pqxx/pqxx>
 
 #include "relay/common/result.h"
 
@@ -26,7 +25,8 @@ Result<std::unique_ptr<pqxx::connection>> connect(const std::string& url);
 std::string redact_url(const std::string& url);
 
 template <typename Fn>
-auto run_transaction(pqxx::connection& conn, Fn&& fn) -> Result<std::invoke_result_t<Fn, pqxx::work&>> {
+auto run_transaction(pqxx::connection& conn, Fn&& fn)
+    -> Result<std::invoke_result_t<Fn, pqxx::work&>> {
   using T = std::invoke_result_t<Fn, pqxx::work&>;
   try {
     pqxx::work txn{conn};
@@ -48,7 +48,8 @@ auto run_transaction(pqxx::connection& conn, Fn&& fn) -> Result<std::invoke_resu
 
 // Runs one statement outside any transaction (autocommit).
 template <typename Fn>
-auto run_nontransaction(pqxx::connection& conn, Fn&& fn) -> Result<std::invoke_result_t<Fn, pqxx::nontransaction&>> {
+auto run_nontransaction(pqxx::connection& conn, Fn&& fn)
+    -> Result<std::invoke_result_t<Fn, pqxx::nontransaction&>> {
   using T = std::invoke_result_t<Fn, pqxx::nontransaction&>;
   try {
     pqxx::nontransaction txn{conn};

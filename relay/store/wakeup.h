@@ -10,7 +10,8 @@ inline constexpr const char* kOutboxChannel = "relay_outbox";
 
 class OutboxListener final : public pqxx::notification_receiver {
  public:
-  OutboxListener(pqxx::connection& conn, bool& flag) : pqxx::notification_receiver(conn, kOutboxChannel), flag_(flag) {}
+  OutboxListener(pqxx::connection& conn, bool& flag)
+      : pqxx::notification_receiver(conn, kOutboxChannel), flag_(flag) {}
   void operator()(const std::string& /*payload*/, int /*backend_pid*/) override { flag_ = true; }
 
  private:

@@ -28,7 +28,8 @@ struct PartOutcome {
     kRetry,       // keep in relay.delivery, next attempt after retry_in
     kDeadLetter,  // move to relay.dead_letter with `reason`
     kAborted,     // not attempted (shutdown): keep as it was, no attempt counted
-    kDeferred,    // not attempted (breaker open, waiting behind its key): wait retry_in, no attempt counted
+    kDeferred,    // not attempted (breaker open, waiting behind its key): wait retry_in, no attempt
+                  // counted
   };
   Kind kind = Kind::kDelivered;
   std::string subscription;
@@ -44,7 +45,8 @@ struct PartOutcome {
 // known; parts that are not delivered move to relay.delivery or relay.dead_letter.
 struct OutboxOutcome {
   std::int64_t outbox_id = 0;
-  std::vector<PartOutcome> parts;  // at least one (an unmatched topic is a no_subscription dead letter)
+  std::vector<PartOutcome>
+      parts;  // at least one (an unmatched topic is a no_subscription dead letter)
 };
 
 struct DeliveryOutcomeRecord {

@@ -1,21 +1,25 @@
 // relay_bench: the end-to-end benchmark a developer runs by hand (tests/bench/README.md).
 //
-//   relay_bench --database-url URL --relay PATH/TO/relay --mode throughput|steady|idle|app-cost|raw-http|all
+//   relay_bench --database-url URL --relay PATH/TO/relay --mode
+//   throughput|steady|idle|app-cost|raw-http|all
 //               [--events N] [--keys K] [--batch B] [--rate R] [--seconds S] [--idle-seconds S]
 //               [--app-seconds S] [--app-threads T] [--lanes L] [--relay-batch B] [--timeout S]
 //               [--sink-keep-alive-timeout S] [--work-dir DIR]
 //
-// Each mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an in-process HTTP
-// sink that records every request's Idempotency-Key with a steady_clock receipt time, and runs relay
-// as a child process pointed at that sink. The load generator lives in this process too, so commit
-// times and receipt times come from the same steady_clock. Waits on remote work are condition waits
-// with deadlines; the only timed sleeps are the load generator's pacing (steady mode) and the idle
-// period that idle mode exists to measure.
+// Each mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an in-process
+// HTTP sink that records every request's Idempotency-Key with a steady_clock receipt time, and runs
+// relay as a child process pointed at that sink. The load generator lives in this process too, so
+// commit times and receipt times come from the same steady_clock. Waits on remote work are
+// condition waits with deadlines; the only timed sleeps are the load generator's pacing (steady
+// mode) and the idle period that idle mode exists to measure.
 //
 // Everything competes for the same cores: relay, PostgreSQL, the sink and the load generator. The
 // summary shows each one's CPU so that the numbers can be read with that in mind.
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <httplib.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -32,7 +36,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -41,6 +44,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <pqxx/pqxx>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -49,10 +53,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <fmt/format.h>
-#include <httplib.h>
-#include <pqxx/pqxx>
-
 extern char** environ;
 
 namespace {
@@ -60,7 +60,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Ns = std::int64_t;  // steady_clock nanoseconds
 
-Ns now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
+Ns now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
 double ns_to_ms(double ns) { return ns / 1e6; }
 double ns_to_s(double ns) { return ns / 1e9; }
 
@@ -84,9 +87,9 @@ struct Options {
   int app_threads = 8;
   int lanes = 64;
   int relay_batch = 500;
-  int timeout = 600;                 // deadline for any one wait on relay, seconds
-  int sink_keep_alive_timeout = 300; // seconds the sink keeps an idle keep-alive connection open
-  int sink_backlog = 1024;           // the sink's listen backlog (cpp-httplib's own is 5)
+  int timeout = 600;                  // deadline for any one wait on relay, seconds
+  int sink_keep_alive_timeout = 300;  // seconds the sink keeps an idle keep-alive connection open
+  int sink_backlog = 1024;            // the sink's listen backlog (cpp-httplib's own is 5)
   std::string work_dir;
 };
 
@@ -129,7 +132,8 @@ Options parse_options(int argc, char** argv) {
       {"--lanes", [&](const std::string& v) { o.lanes = std::stoi(v); }},
       {"--relay-batch", [&](const std::string& v) { o.relay_batch = std::stoi(v); }},
       {"--timeout", [&](const std::string& v) { o.timeout = std::stoi(v); }},
-      {"--sink-keep-alive-timeout", [&](const std::string& v) { o.sink_keep_alive_timeout = std::stoi(v); }},
+      {"--sink-keep-alive-timeout",
+       [&](const std::string& v) { o.sink_keep_alive_timeout = std::stoi(v); }},
       {"--sink-backlog", [&](const std::string& v) { o.sink_backlog = std::stoi(v); }},
       {"--work-dir", [&](const std::string& v) { o.work_dir = v; }},
   };
@@ -165,7 +169,8 @@ Options parse_options(int argc, char** argv) {
       std::exit(2);
     }
   }
-  const std::vector<std::string> modes = {"throughput", "steady", "idle", "app-cost", "raw-http", "all"};
+  const std::vector<std::string> modes = {"throughput", "steady",   "idle",
+                                          "app-cost",   "raw-http", "all"};
   if (std::find(modes.begin(), modes.end(), o.mode) == modes.end()) {
     std::cerr << "relay_bench: unknown mode " << o.mode << "\n\n" << kUsage;
     std::exit(2);
@@ -178,8 +183,9 @@ Options parse_options(int argc, char** argv) {
     std::cerr << "relay_bench: --relay is required\n\n" << kUsage;
     std::exit(2);
   }
-  if (o.events < 1 || o.keys < 1 || o.batch < 1 || o.rate < 1 || o.seconds < 1 || o.idle_seconds < 0 ||
-      o.app_seconds < 1 || o.app_threads < 1 || o.lanes < 1 || o.relay_batch < 1 || o.timeout < 1) {
+  if (o.events < 1 || o.keys < 1 || o.batch < 1 || o.rate < 1 || o.seconds < 1 ||
+      o.idle_seconds < 0 || o.app_seconds < 1 || o.app_threads < 1 || o.lanes < 1 ||
+      o.relay_batch < 1 || o.timeout < 1) {
     std::cerr << "relay_bench: numeric options must be positive\n";
     std::exit(2);
   }
@@ -193,7 +199,9 @@ struct Uuid {
   bool operator==(const Uuid&) const = default;
 };
 struct UuidHash {
-  size_t operator()(const Uuid& u) const { return std::hash<std::uint64_t>{}(u.hi * 0x9E3779B97F4A7C15ULL ^ u.lo); }
+  size_t operator()(const Uuid& u) const {
+    return std::hash<std::uint64_t>{}(u.hi * 0x9E3779B97F4A7C15ULL ^ u.lo);
+  }
 };
 
 std::optional<Uuid> parse_uuid(std::string_view s) {
@@ -202,13 +210,20 @@ std::optional<Uuid> parse_uuid(std::string_view s) {
   for (char c : s) {
     if (c == '-') continue;
     int v;
-    if (c >= '0' && c <= '9') v = c - '0';
-    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-    else return std::nullopt;
-    if (digits < 16) u.hi = (u.hi << 4) | static_cast<std::uint64_t>(v);
-    else if (digits < 32) u.lo = (u.lo << 4) | static_cast<std::uint64_t>(v);
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      v = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v = c - 'A' + 10;
+    else
+      return std::nullopt;
+    if (digits < 16)
+      u.hi = (u.hi << 4) | static_cast<std::uint64_t>(v);
+    else if (digits < 32)
+      u.lo = (u.lo << 4) | static_cast<std::uint64_t>(v);
+    else
+      return std::nullopt;
     ++digits;
   }
   if (digits != 32) return std::nullopt;
@@ -246,10 +261,12 @@ Percentiles percentiles(std::vector<Ns> v) {
   return p;
 }
 
-std::string fmt_ms(double ms) { return ms < 10 ? fmt::format("{:.2f} ms", ms) : fmt::format("{:.1f} ms", ms); }
+std::string fmt_ms(double ms) {
+  return ms < 10 ? fmt::format("{:.2f} ms", ms) : fmt::format("{:.1f} ms", ms);
+}
 std::string fmt_pct(const Percentiles& p) {
-  return fmt::format("p50 {}  p95 {}  p99 {}  max {}  (n={})", fmt_ms(p.p50), fmt_ms(p.p95), fmt_ms(p.p99),
-                     fmt_ms(p.max), p.n);
+  return fmt::format("p50 {}  p95 {}  p99 {}  max {}  (n={})", fmt_ms(p.p50), fmt_ms(p.p95),
+                     fmt_ms(p.p99), fmt_ms(p.max), p.n);
 }
 
 // ---- summary ------------------------------------------------------------------------------------
@@ -257,12 +274,15 @@ std::string fmt_pct(const Percentiles& p) {
 struct Section {
   std::string title;
   std::vector<std::pair<std::string, std::string>> rows;
-  void add(std::string label, std::string value) { rows.emplace_back(std::move(label), std::move(value)); }
+  void add(std::string label, std::string value) {
+    rows.emplace_back(std::move(label), std::move(value));
+  }
 };
 
 void print_section(const Section& s, size_t width) {
   std::cout << "\n[" << s.title << "]\n";
-  for (const auto& [label, value] : s.rows) std::cout << "  " << fmt::format("{:<{}}", label, width) << "  " << value << "\n";
+  for (const auto& [label, value] : s.rows)
+    std::cout << "  " << fmt::format("{:<{}}", label, width) << "  " << value << "\n";
   std::cout.flush();
 }
 
@@ -334,14 +354,18 @@ std::optional<double> postgres_cpu_seconds(pid_t postmaster) {
 double self_cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto tv = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
 double thread_cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_THREAD, &ru);
-  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto tv = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
@@ -391,8 +415,10 @@ void add_cpu_rows(Section& sec, const CpuDelta& d) {
   sec.add("  postgres CPU (all backends)", fmt_cpu(d.postgres, d.wall));
   sec.add("  bench CPU (sink + load gen)", fmt_cpu(d.bench, d.wall));
   const double cores = d.machine_total > 0 && d.wall > 0 ? d.machine_total / d.wall : 0;
-  sec.add("  machine busy", d.machine_total > 0 ? fmt::format("{:.0f}% of {:.0f} cores", 100.0 * d.machine_busy / d.machine_total, cores)
-                                                : std::string("n/a"));
+  sec.add("  machine busy", d.machine_total > 0
+                                ? fmt::format("{:.0f}% of {:.0f} cores",
+                                              100.0 * d.machine_busy / d.machine_total, cores)
+                                : std::string("n/a"));
   if (d.relay && d.postgres && d.machine_total > 0) {
     // Whatever else ran on the machine meanwhile (other builds and tests skew every number here).
     const double others = std::max(0.0, d.machine_busy - *d.relay - *d.postgres - d.bench);
@@ -419,7 +445,8 @@ class Child {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, fd, 1);
     posix_spawn_file_actions_adddup2(&fa, fd, 2);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // not our sockets, not our database connections
+    posix_spawn_file_actions_addclosefrom_np(&fa,
+                                             3);  // not our sockets, not our database connections
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -455,7 +482,8 @@ class Child {
   // Waits for the child to exit until the deadline; true once it has been reaped.
   bool wait_exit(Clock::time_point deadline) {
     while (alive()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) return false;
       if (pidfd_ >= 0) {
         pollfd p{pidfd_, POLLIN, 0};
@@ -510,11 +538,15 @@ class Sink {
   Sink(int threads, size_t expected, int keep_alive_timeout, int backlog) {
     records_.reserve(expected + expected / 4 + 1024);
     first_.reserve(expected + 1024);
-    svr_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-    svr_.set_tcp_nodelay(true);                       // else ~40 ms per request (Nagle + delayed ACK)
-    svr_.set_keep_alive_max_count(size_t{1} << 30);   // default 5: a reconnect every 5 requests
+    svr_.new_task_queue = [threads] {
+      return new httplib::ThreadPool(static_cast<size_t>(threads));
+    };
+    svr_.set_tcp_nodelay(true);  // else ~40 ms per request (Nagle + delayed ACK)
+    svr_.set_keep_alive_max_count(size_t{1} << 30);  // default 5: a reconnect every 5 requests
     svr_.set_keep_alive_timeout(keep_alive_timeout);
-    svr_.Post("/events", [this](const httplib::Request& req, httplib::Response& res) { on_request(req, res); });
+    svr_.Post("/events", [this](const httplib::Request& req, httplib::Response& res) {
+      on_request(req, res);
+    });
     svr_.set_socket_options([this](int sock) {
       httplib::default_socket_options(sock);
       listen_fd_ = sock;
@@ -524,7 +556,8 @@ class Sink {
     // cpp-httplib 0.11 listens with a backlog of 5: when relay opens its lanes' connections at
     // once, SYNs beyond the accept queue are dropped and those lanes connect only after the 1 s
     // SYN retransmit, stalling the pipeline. A second listen() on the bound socket raises it.
-    if (backlog > 5 && listen_fd_ >= 0 && ::listen(listen_fd_, backlog) != 0) fail("sink: listen() failed");
+    if (backlog > 5 && listen_fd_ >= 0 && ::listen(listen_fd_, backlog) != 0)
+      fail("sink: listen() failed");
     thread_ = std::thread([this] { svr_.listen_after_bind(); });
     // The socket already listens (connections queue in the backlog); wait only so that stop() below
     // is never called before listen_after_bind() marked the server running.
@@ -640,13 +673,15 @@ std::string url_with_database(const std::string& url, const std::string& db) {
 }
 
 constexpr const char* kPublishOne =
-    "SELECT relay.publish($1, $2, jsonb_build_object('seq', $3::bigint, 'pad', repeat('x', 72)))::text";
+    "SELECT relay.publish($1, $2, jsonb_build_object('seq', $3::bigint, 'pad', repeat('x', "
+    "72)))::text";
 // ~100-byte payloads: {"pad": "xxx...", "seq": 12345}
 constexpr const char* kPublishBatch =
     "SELECT relay.publish('bench.event', 'k' || (i % $3::bigint), "
     "jsonb_build_object('seq', i, 'pad', repeat('x', 72)))::text "
     "FROM generate_series($1::bigint, $2::bigint) AS i";
-constexpr const char* kPublishApp = "SELECT relay.publish('bench.app', 'k' || $1::bigint, '{}'::jsonb)";
+constexpr const char* kPublishApp =
+    "SELECT relay.publish('bench.app', 'k' || $1::bigint, '{}'::jsonb)";
 
 struct Published {
   Uuid id;
@@ -654,7 +689,8 @@ struct Published {
 };
 
 // One event in its own (autocommit) transaction; `committed` is taken as soon as COMMIT returns.
-Published publish_one(pqxx::connection& c, const std::string& topic, const std::string& key, long long seq) {
+Published publish_one(pqxx::connection& c, const std::string& topic, const std::string& key,
+                      long long seq) {
   pqxx::nontransaction tx(c);
   auto r = tx.exec_prepared("one", topic, key, seq);
   const Ns t = now_ns();
@@ -679,48 +715,64 @@ class Bench {
     setup.add("mode", o_.mode);
     setup.add("machine", fmt::format("{} online CPUs", sysconf(_SC_NPROCESSORS_ONLN)));
     setup.add("relay", o_.relay.empty() ? "-" : o_.relay);
-    setup.add("relay config", fmt::format("max_in_flight (lanes) {}, source.batch_size {}, one subscription, topics [\"*\"]",
-                                          o_.lanes, o_.relay_batch));
-    setup.add("sink", fmt::format("cpp-httplib server, {} threads, nodelay, keep-alive timeout {} s, backlog {}",
-                                  sink_threads(), o_.sink_keep_alive_timeout, o_.sink_backlog));
+    setup.add(
+        "relay config",
+        fmt::format(
+            "max_in_flight (lanes) {}, source.batch_size {}, one subscription, topics [\"*\"]",
+            o_.lanes, o_.relay_batch));
+    setup.add(
+        "sink",
+        fmt::format("cpp-httplib server, {} threads, nodelay, keep-alive timeout {} s, backlog {}",
+                    sink_threads(), o_.sink_keep_alive_timeout, o_.sink_backlog));
     setup.add("work dir (configs, logs)", o_.work_dir);
     if (!o_.database_url.empty()) {
       pqxx::connection admin(o_.database_url);
       pqxx::nontransaction tx(admin);
-      auto r = tx.exec("SELECT pg_backend_pid(), current_setting('server_version'), current_setting('fsync'), "
-                       "current_setting('synchronous_commit')");
+      auto r = tx.exec(
+          "SELECT pg_backend_pid(), current_setting('server_version'), current_setting('fsync'), "
+          "current_setting('synchronous_commit')");
       const pid_t backend = r[0][0].as<int>();
       if (auto f = proc_stat_fields(backend)) postmaster_ = static_cast<pid_t>(std::stol((*f)[1]));
-      setup.add("postgres", fmt::format("{}, fsync={}, synchronous_commit={}{}", r[0][1].c_str(), r[0][2].c_str(),
-                                        r[0][3].c_str(), postmaster_ > 0 ? fmt::format(", postmaster pid {}", postmaster_)
-                                                                         : std::string(" (not local: no CPU figures)")));
+      setup.add("postgres",
+                fmt::format("{}, fsync={}, synchronous_commit={}{}", r[0][1].c_str(),
+                            r[0][2].c_str(), r[0][3].c_str(),
+                            postmaster_ > 0 ? fmt::format(", postmaster pid {}", postmaster_)
+                                            : std::string(" (not local: no CPU figures)")));
     }
     sections_.push_back(setup);
     print_section(setup, label_width(sections_));
 
     std::vector<std::string> modes;
-    if (o_.mode == "all") modes = {"throughput", "raw-http", "steady", "idle", "app-cost"};
-    else modes = {o_.mode};
+    if (o_.mode == "all")
+      modes = {"throughput", "raw-http", "steady", "idle", "app-cost"};
+    else
+      modes = {o_.mode};
 
     int failures = 0;
     for (const auto& m : modes) {
       std::cout << "\n== " << m << " ...\n" << std::flush;
       Section s{m};
       try {
-        if (m == "throughput") throughput(s);
-        else if (m == "raw-http") raw_http(s);
-        else if (m == "steady") steady(s);
-        else if (m == "idle") idle(s);
-        else if (m == "app-cost") app_cost(s);
+        if (m == "throughput")
+          throughput(s);
+        else if (m == "raw-http")
+          raw_http(s);
+        else if (m == "steady")
+          steady(s);
+        else if (m == "idle")
+          idle(s);
+        else if (m == "app-cost")
+          app_cost(s);
         if (m == "raw-http" && relay_events_per_s_ && raw_requests_per_s_) {
           s.add("relay / raw HTTP", fmt::format("{:.2f} ({:.0f} events/s vs {:.0f} requests/s)",
-                                                *relay_events_per_s_ / *raw_requests_per_s_, *relay_events_per_s_,
-                                                *raw_requests_per_s_));
+                                                *relay_events_per_s_ / *raw_requests_per_s_,
+                                                *relay_events_per_s_, *raw_requests_per_s_));
         }
         if (m == "raw-http" && relay_drain_per_s_ && raw_requests_per_s_) {
-          s.add("relay drain / raw HTTP", fmt::format("{:.2f} ({:.0f} events/s vs {:.0f} requests/s)",
-                                                      *relay_drain_per_s_ / *raw_requests_per_s_, *relay_drain_per_s_,
-                                                      *raw_requests_per_s_));
+          s.add("relay drain / raw HTTP",
+                fmt::format("{:.2f} ({:.0f} events/s vs {:.0f} requests/s)",
+                            *relay_drain_per_s_ / *raw_requests_per_s_, *relay_drain_per_s_,
+                            *raw_requests_per_s_));
         }
       } catch (const std::exception& e) {
         ++failures;
@@ -733,7 +785,8 @@ class Bench {
     std::cout << "\n================================ summary ================================";
     const size_t w = label_width(sections_);
     for (const auto& s : sections_) print_section(s, w);
-    std::cout << (failures == 0 ? "\nall modes completed\n" : fmt::format("\n{} mode(s) FAILED\n", failures));
+    std::cout << (failures == 0 ? "\nall modes completed\n"
+                                : fmt::format("\n{} mode(s) FAILED\n", failures));
     return failures == 0 ? 0 : 1;
   }
 
@@ -771,12 +824,15 @@ class Bench {
     {
       const std::string log = fmt::format("{}/{}-migrate.log", o_.work_dir, mode);
       Child migrate({o_.relay, "migrate", "--database-url", env.db_url}, log);
-      if (!migrate.wait_exit(Clock::now() + std::chrono::seconds(120))) fail("relay migrate did not finish in 120 s");
+      if (!migrate.wait_exit(Clock::now() + std::chrono::seconds(120)))
+        fail("relay migrate did not finish in 120 s");
       if (!WIFEXITED(migrate.status()) || WEXITSTATUS(migrate.status()) != 0) {
-        fail(fmt::format("relay migrate failed ({}); {}:\n{}", describe_status(migrate.status()), log, tail_file(log)));
+        fail(fmt::format("relay migrate failed ({}); {}:\n{}", describe_status(migrate.status()),
+                         log, tail_file(log)));
       }
     }
-    env.sink = std::make_unique<Sink>(sink_threads(), expected, o_.sink_keep_alive_timeout, o_.sink_backlog);
+    env.sink = std::make_unique<Sink>(sink_threads(), expected, o_.sink_keep_alive_timeout,
+                                      o_.sink_backlog);
 
     const std::string config = fmt::format("{}/{}.yaml", o_.work_dir, mode);
     {
@@ -813,21 +869,26 @@ class Bench {
         pqxx::nontransaction tx(*env.conn);
         const long dead = tx.exec("SELECT count(*) FROM relay.dead_letter")[0][0].as<long>();
         const long retry = tx.exec("SELECT count(*) FROM relay.delivery")[0][0].as<long>();
-        s.add("outbox rows left / retries / dead letters", fmt::format("{} / {} / {}", left, retry, dead));
+        s.add("outbox rows left / retries / dead letters",
+              fmt::format("{} / {} / {}", left, retry, dead));
       } catch (const std::exception& e) {
         s.add("outbox check", std::string("failed: ") + e.what());
       }
       auto hwm = proc_status_kb(env.relay->pid(), "VmHWM");
-      if (hwm) s.add("relay peak RSS (VmHWM)", fmt::format("{:.1f} MiB", static_cast<double>(*hwm) / 1024.0));
+      if (hwm)
+        s.add("relay peak RSS (VmHWM)",
+              fmt::format("{:.1f} MiB", static_cast<double>(*hwm) / 1024.0));
       const auto t0 = now_ns();
       const std::string how = env.relay->stop(std::chrono::seconds(30));
-      s.add("relay stop (SIGTERM)", fmt::format("{} after {:.0f} ms", how, ns_to_ms(static_cast<double>(now_ns() - t0))));
+      s.add("relay stop (SIGTERM)",
+            fmt::format("{} after {:.0f} ms", how, ns_to_ms(static_cast<double>(now_ns() - t0))));
       s.add("relay log", env.relay->log_path());
       env.relay.reset();
     }
     if (env.sink) {
       s.add("duplicates received", std::to_string(env.sink->duplicates()));
-      if (env.sink->bad() != 0) s.add("requests without a valid Idempotency-Key", std::to_string(env.sink->bad()));
+      if (env.sink->bad() != 0)
+        s.add("requests without a valid Idempotency-Key", std::to_string(env.sink->bad()));
       env.sink->stop();
       env.sink.reset();
     }
@@ -866,10 +927,12 @@ class Bench {
       // Wake up a few times a second only to notice relay dying; the sink notifies on arrival.
       const auto slice = std::min(deadline, Clock::now() + std::chrono::milliseconds(250));
       if (env.sink->wait_distinct(distinct, slice)) return;
-      if (!env.relay->alive()) fail(fmt::format("relay exited ({}) while waiting for {}", describe_status(env.relay->status()), what));
+      if (!env.relay->alive())
+        fail(fmt::format("relay exited ({}) while waiting for {}",
+                         describe_status(env.relay->status()), what));
       if (Clock::now() >= deadline) {
-        fail(fmt::format("timed out after {} s waiting for {}: {} of {} distinct ids received", limit.count(), what,
-                         env.sink->distinct(), distinct));
+        fail(fmt::format("timed out after {} s waiting for {}: {} of {} distinct ids received",
+                         limit.count(), what, env.sink->distinct(), distinct));
       }
     }
   }
@@ -879,8 +942,11 @@ class Bench {
     while (true) {
       const auto slice = std::min(deadline, Clock::now() + std::chrono::milliseconds(250));
       if (env.sink->wait_id(id, slice)) return;
-      if (!env.relay->alive()) fail(fmt::format("relay exited ({}) while waiting for {}", describe_status(env.relay->status()), what));
-      if (Clock::now() >= deadline) fail(fmt::format("timed out after {} s waiting for {}", limit.count(), what));
+      if (!env.relay->alive())
+        fail(fmt::format("relay exited ({}) while waiting for {}",
+                         describe_status(env.relay->status()), what));
+      if (Clock::now() >= deadline)
+        fail(fmt::format("timed out after {} s waiting for {}", limit.count(), what));
     }
   }
 
@@ -896,8 +962,9 @@ class Bench {
   // ---- throughput ----
   void throughput(Section& s) {
     const long n = o_.events;
-    s.add("workload", fmt::format("{} events, {} keys, {} per insert transaction, ~100-byte JSON payloads", n, o_.keys,
-                                  o_.batch));
+    s.add("workload",
+          fmt::format("{} events, {} keys, {} per insert transaction, ~100-byte JSON payloads", n,
+                      o_.keys, o_.batch));
     with_env("throughput", 2 * static_cast<size_t>(n) + 1, s, [&](Env& env) {
       s.add("first event after start", fmt_ms(ns_to_ms(static_cast<double>(warm_up(env)))));
       std::vector<Published> sent;
@@ -921,17 +988,24 @@ class Bench {
       const Ns first_commit = sent.front().committed;
       const double window = ns_to_s(static_cast<double>(last - first_commit));
       relay_events_per_s_ = static_cast<double>(n) / window;
-      s.add("inserts", fmt::format("{:.2f} s ({:.0f} events/s committed); {} already delivered by then",
-                                   ns_to_s(static_cast<double>(inserted - first_commit)),
-                                   static_cast<double>(n) / ns_to_s(static_cast<double>(inserted - first_commit)),
-                                   received_at_insert_end));
-      s.add("THROUGHPUT end to end", fmt::format("{:.0f} events/s  ({} events in {:.2f} s, first commit -> last receipt)",
-                                                 *relay_events_per_s_, n, window));
+      s.add("inserts",
+            fmt::format(
+                "{:.2f} s ({:.0f} events/s committed); {} already delivered by then",
+                ns_to_s(static_cast<double>(inserted - first_commit)),
+                static_cast<double>(n) / ns_to_s(static_cast<double>(inserted - first_commit)),
+                received_at_insert_end));
+      s.add("THROUGHPUT end to end",
+            fmt::format("{:.0f} events/s  ({} events in {:.2f} s, first commit -> last receipt)",
+                        *relay_events_per_s_, n, window));
       s.add("latency commit -> receipt", fmt_pct(percentiles(std::move(lat))));
       const CpuDelta d = c1 - c0;
       add_cpu_rows(s, d);
-      if (d.relay) s.add("relay CPU per 10,000 events", fmt::format("{:.3f} s", *d.relay / static_cast<double>(n) * 1e4));
-      if (d.postgres) s.add("postgres CPU per 10,000 events", fmt::format("{:.3f} s", *d.postgres / static_cast<double>(n) * 1e4));
+      if (d.relay)
+        s.add("relay CPU per 10,000 events",
+              fmt::format("{:.3f} s", *d.relay / static_cast<double>(n) * 1e4));
+      if (d.postgres)
+        s.add("postgres CPU per 10,000 events",
+              fmt::format("{:.3f} s", *d.postgres / static_cast<double>(n) * 1e4));
 
       // Phase 2, relay alone: a backlog of n events is committed while relay is paused (SIGSTOP),
       // then relay resumes and drains it. Nothing competes with relay for the CPU but Postgres and
@@ -953,14 +1027,19 @@ class Bench {
       Ns last2 = 0;
       for (const auto& p : backlog) last2 = std::max(last2, *env.sink->receipt(p.id));
       const double drain = ns_to_s(static_cast<double>(last2 - c2.at));
-      s.add("DRAIN a backlog (relay alone)", fmt::format("{:.0f} events/s  ({} events committed while relay was "
-                                                         "SIGSTOPped, delivered {:.2f} s after SIGCONT)",
-                                                         static_cast<double>(n) / drain, n, drain));
+      s.add("DRAIN a backlog (relay alone)",
+            fmt::format("{:.0f} events/s  ({} events committed while relay was "
+                        "SIGSTOPped, delivered {:.2f} s after SIGCONT)",
+                        static_cast<double>(n) / drain, n, drain));
       relay_drain_per_s_ = static_cast<double>(n) / drain;
       const CpuDelta d2 = c3 - c2;
       add_cpu_rows(s, d2);
-      if (d2.relay) s.add("relay CPU per 10,000 events", fmt::format("{:.3f} s", *d2.relay / static_cast<double>(n) * 1e4));
-      if (d2.postgres) s.add("postgres CPU per 10,000 events", fmt::format("{:.3f} s", *d2.postgres / static_cast<double>(n) * 1e4));
+      if (d2.relay)
+        s.add("relay CPU per 10,000 events",
+              fmt::format("{:.3f} s", *d2.relay / static_cast<double>(n) * 1e4));
+      if (d2.postgres)
+        s.add("postgres CPU per 10,000 events",
+              fmt::format("{:.3f} s", *d2.postgres / static_cast<double>(n) * 1e4));
     });
   }
 
@@ -986,7 +1065,8 @@ class Bench {
       pqxx::nontransaction tx(*env.conn);
       left = tx.exec("SELECT count(*) FROM relay.outbox")[0][0].as<long>();
       if (left == 0 || Clock::now() > deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // re-check interval, bounded by the deadline
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(20));  // re-check interval, bounded by the deadline
     }
     return left;
   }
@@ -994,8 +1074,11 @@ class Bench {
   // ---- raw HTTP ----
   void raw_http(Section& s) {
     const long n = o_.events;
-    s.add("workload", fmt::format("{} POSTs of ~100 bytes, {} client threads (one keep-alive, nodelay Client each), "
-                                  "same sink", n, o_.lanes));
+    s.add("workload",
+          fmt::format(
+              "{} POSTs of ~100 bytes, {} client threads (one keep-alive, nodelay Client each), "
+              "same sink",
+              n, o_.lanes));
     Sink sink(sink_threads(), static_cast<size_t>(n), o_.sink_keep_alive_timeout, o_.sink_backlog);
     const std::string body = "{\"pad\": \"" + std::string(72, 'x') + "\", \"seq\": 12345}";
     std::atomic<long> next{0};
@@ -1025,7 +1108,8 @@ class Bench {
           if (!res || res->status != 200) {
             if (errors++ == 0) {
               std::lock_guard lock(error_mu);
-              first_error = res ? fmt::format("HTTP {}", res->status) : httplib::to_string(res.error());
+              first_error =
+                  res ? fmt::format("HTTP {}", res->status) : httplib::to_string(res.error());
             }
           }
         }
@@ -1046,24 +1130,29 @@ class Bench {
     const CpuSample c1 = sample(nullptr);
     const double secs = ns_to_s(static_cast<double>(last_done.load() - c0.at));
     raw_requests_per_s_ = static_cast<double>(n) / secs;
-    s.add("RAW HTTP rate", fmt::format("{:.0f} requests/s  ({} requests in {:.2f} s, {} errors)", *raw_requests_per_s_, n,
-                                       secs, errors.load()));
+    s.add("RAW HTTP rate", fmt::format("{:.0f} requests/s  ({} requests in {:.2f} s, {} errors)",
+                                       *raw_requests_per_s_, n, secs, errors.load()));
     if (!first_error.empty()) s.add("  first error", first_error);
     const CpuDelta d = c1 - c0;
     s.add("  bench CPU (client + sink)", fmt_cpu(d.bench, d.wall));
     s.add("    of which client threads", fmt_cpu(client_cpu, d.wall));
-    s.add("  CPU per 10,000 requests", fmt::format("client {:.3f} s, sink {:.3f} s", client_cpu / static_cast<double>(n) * 1e4,
-                                                    (d.bench - client_cpu) / static_cast<double>(n) * 1e4));
+    s.add("  CPU per 10,000 requests",
+          fmt::format("client {:.3f} s, sink {:.3f} s", client_cpu / static_cast<double>(n) * 1e4,
+                      (d.bench - client_cpu) / static_cast<double>(n) * 1e4));
     s.add("  postgres CPU (idle cluster)", fmt_cpu(d.postgres, d.wall));
-    s.add("  machine busy", d.machine_total > 0 ? fmt::format("{:.0f}%", 100.0 * d.machine_busy / d.machine_total) : "n/a");
-    s.add("sink distinct ids / duplicates", fmt::format("{} / {}", sink.distinct(), sink.duplicates()));
+    s.add("  machine busy", d.machine_total > 0
+                                ? fmt::format("{:.0f}%", 100.0 * d.machine_busy / d.machine_total)
+                                : "n/a");
+    s.add("sink distinct ids / duplicates",
+          fmt::format("{} / {}", sink.distinct(), sink.duplicates()));
     sink.stop();
   }
 
   // ---- steady ----
   void steady(Section& s) {
     const long total = static_cast<long>(o_.rate) * o_.seconds;
-    s.add("workload", fmt::format("{} events/s for {} s, one event per transaction, {} keys", o_.rate, o_.seconds, o_.keys));
+    s.add("workload", fmt::format("{} events/s for {} s, one event per transaction, {} keys",
+                                  o_.rate, o_.seconds, o_.keys));
     with_env("steady", static_cast<size_t>(total) + 1, s, [&](Env& env) {
       warm_up(env);
       std::vector<Published> sent;
@@ -1077,7 +1166,9 @@ class Bench {
         // Pacing of the load generator: a steady_clock schedule (it is not a wait on relay). When
         // a commit runs late, the next ones go at once until the schedule is caught up.
         std::this_thread::sleep_until(slot);
-        max_behind = std::max<Ns>(max_behind, std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - slot).count());
+        max_behind = std::max<Ns>(
+            max_behind,
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - slot).count());
         sent.push_back(publish_one(*env.conn, "bench.steady", fmt::format("k{}", i % o_.keys), i));
       }
       const Ns published = now_ns();
@@ -1086,28 +1177,33 @@ class Bench {
       std::vector<Ns> lat;
       for (const auto& p : sent) lat.push_back(*env.sink->receipt(p.id) - p.committed);
       const double pub_s = ns_to_s(static_cast<double>(published - sent.front().committed));
-      s.add("published", fmt::format("{} events in {:.2f} s ({:.0f}/s achieved; generator at most {} behind schedule)",
-                                     total, pub_s, static_cast<double>(total - 1) / pub_s,
-                                     fmt_ms(ns_to_ms(static_cast<double>(max_behind)))));
+      s.add("published",
+            fmt::format(
+                "{} events in {:.2f} s ({:.0f}/s achieved; generator at most {} behind schedule)",
+                total, pub_s, static_cast<double>(total - 1) / pub_s,
+                fmt_ms(ns_to_ms(static_cast<double>(max_behind)))));
       s.add("LATENCY commit -> receipt", fmt_pct(percentiles(std::move(lat))));
       const CpuDelta d = c1 - c0;
       add_cpu_rows(s, d);
-      if (d.relay) s.add("relay CPU per 10,000 events", fmt::format("{:.3f} s", *d.relay / static_cast<double>(total) * 1e4));
+      if (d.relay)
+        s.add("relay CPU per 10,000 events",
+              fmt::format("{:.3f} s", *d.relay / static_cast<double>(total) * 1e4));
     });
   }
 
   // ---- idle ----
   void idle(Section& s) {
-    s.add("workload", fmt::format("relay idle {} s, one event; then {} x (idle {} s, one event)", o_.idle_seconds,
-                                  o_.idle_repeats, o_.idle_gap_seconds));
+    s.add("workload", fmt::format("relay idle {} s, one event; then {} x (idle {} s, one event)",
+                                  o_.idle_seconds, o_.idle_repeats, o_.idle_gap_seconds));
     with_env("idle", static_cast<size_t>(o_.idle_repeats) + 2, s, [&](Env& env) {
-      s.add("first event after start (cold lane)", fmt_ms(ns_to_ms(static_cast<double>(warm_up(env)))));
+      s.add("first event after start (cold lane)",
+            fmt_ms(ns_to_ms(static_cast<double>(warm_up(env)))));
       // All lone events use the warm-up's key, so they take the lane whose keep-alive connection is
       // already open: this measures relay's wake-up path, not a TCP connect.
       auto lone = [&](int gap_s, long seq) {
         const CpuSample c0 = sample(env.relay.get());
-        // Being idle for gap_s seconds IS what this mode measures, so a timed sleep to a deadline is
-        // the point here (nothing remote is being waited for).
+        // Being idle for gap_s seconds IS what this mode measures, so a timed sleep to a deadline
+        // is the point here (nothing remote is being waited for).
         std::this_thread::sleep_until(Clock::now() + std::chrono::seconds(gap_s));
         const CpuSample c1 = sample(env.relay.get());
         if (!env.relay->alive()) fail("relay exited while idle");
@@ -1118,7 +1214,8 @@ class Bench {
         return std::make_pair(lat, d);
       };
       auto [lat, d] = lone(o_.idle_seconds, 1);
-      s.add(fmt::format("LONE EVENT after {} s idle", o_.idle_seconds), fmt_ms(ns_to_ms(static_cast<double>(lat))));
+      s.add(fmt::format("LONE EVENT after {} s idle", o_.idle_seconds),
+            fmt_ms(ns_to_ms(static_cast<double>(lat))));
       s.add(fmt::format("  relay CPU while idle {} s", o_.idle_seconds),
             d.relay ? fmt::format("{:.3f} s", *d.relay) : std::string("n/a"));
       s.add(fmt::format("  postgres CPU while idle {} s", o_.idle_seconds),
@@ -1162,7 +1259,8 @@ class Bench {
           long i = 0;
           while (now_ns() < end) {
             pqxx::nontransaction tx(c);  // autocommit: one relay.publish per transaction
-            tx.exec_prepared("app", static_cast<long long>((base + t * 1'000'000'000L + i) % o_.keys));
+            tx.exec_prepared("app",
+                             static_cast<long long>((base + t * 1'000'000'000L + i) % o_.keys));
             ++i;
           }
           commits += i;
@@ -1189,8 +1287,10 @@ class Bench {
   }
 
   void app_cost(Section& s) {
-    s.add("workload", fmt::format("{} connections, each committing one relay.publish per transaction, {} s per run",
-                                  o_.app_threads, o_.app_seconds));
+    s.add("workload",
+          fmt::format(
+              "{} connections, each committing one relay.publish per transaction, {} s per run",
+              o_.app_threads, o_.app_seconds));
     with_env("app-cost", 300'000, s, [&](Env& env) {
       warm_up(env);
       long seq = 0;
@@ -1211,11 +1311,14 @@ class Bench {
       const double drain_b = drain(b, "run B's events");
       const double ra = static_cast<double>(a.commits) / a.seconds;
       const double rb = static_cast<double>(b.commits) / b.seconds;
-      s.add("A: relay running, wake-up trigger present", fmt::format("{:.0f} commits/s  (relay done {:.2f} s after the run)", ra, drain_a));
+      s.add("A: relay running, wake-up trigger present",
+            fmt::format("{:.0f} commits/s  (relay done {:.2f} s after the run)", ra, drain_a));
       add_cpu_rows(s, a.cpu);
-      s.add("B: relay running, trigger dropped", fmt::format("{:.0f} commits/s  (relay done {:.2f} s after the run)", rb, drain_b));
+      s.add("B: relay running, trigger dropped",
+            fmt::format("{:.0f} commits/s  (relay done {:.2f} s after the run)", rb, drain_b));
       add_cpu_rows(s, b.cpu);
-      s.add("APP COST ratio A/B", fmt::format("{:.3f}  ({:+.1f}% commits/s with the trigger)", ra / rb, 100.0 * (ra / rb - 1.0)));
+      s.add("APP COST ratio A/B", fmt::format("{:.3f}  ({:+.1f}% commits/s with the trigger)",
+                                              ra / rb, 100.0 * (ra / rb - 1.0)));
     });
   }
 

@@ -1,11 +1,9 @@
 // Integration: abort-on-queue (cancel, cancel_key), the time horizon (max_age), ordering: none, and
 // fan-out dead letters that name only the failing subscription.
 
-#include <set>
-
-#include <nlohmann/json.hpp>
-
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -16,42 +14,57 @@
 using namespace std::chrono_literals;
 using namespace relay::testing;
 
-TEST_CASE("relay.cancel and relay.cancel_key withdraw undelivered events into the dead letters as cancelled",
-          "[integration][abort]") {
+TEST_CASE(
+    "relay.cancel and relay.cancel_key withdraw undelivered events into the dead letters as "
+    "cancelled",
+    "[integration][abort]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   // Everything is delayed by an hour, so nothing is sent while we cancel.
   const std::string one = db.value(
-      "SELECT relay.publish('order.paid', 'o-1', '{}'::jsonb, '{}'::jsonb, now() + interval '1 hour')::text");
-  db.exec("SELECT relay.publish('order.paid', 'o-2', '{}'::jsonb, '{}'::jsonb, now() + interval '1 hour') "
-          "FROM generate_series(1, 3)");
+      "SELECT relay.publish('order.paid', 'o-1', '{}'::jsonb, '{}'::jsonb, now() + interval '1 "
+      "hour')::text");
+  db.exec(
+      "SELECT relay.publish('order.paid', 'o-2', '{}'::jsonb, '{}'::jsonb, now() + interval '1 "
+      "hour') "
+      "FROM generate_series(1, 3)");
   const std::string keep = db.value("SELECT relay.publish('order.paid', 'o-3', '{}'::jsonb)::text");
   TestRelayConfig cfg;
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return consumer.successful_ids() == std::vector<std::string>{keep}; }, 30s));
+  REQUIRE(
+      wait_until([&] { return consumer.successful_ids() == std::vector<std::string>{keep}; }, 30s));
 
   CHECK(db.value("SELECT relay.cancel('" + one + "')") == "1");
   CHECK(db.value("SELECT relay.cancel('" + one + "')") == "0");  // already withdrawn
   CHECK(db.value("SELECT relay.cancel_key('order.paid', 'o-2')") == "3");
-  CHECK(db.count("relay.outbox") == 0);
+  // The consumer answers before relay records the outcome: wait for the delete to commit.
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
   CHECK(db.count("relay.dead_letter WHERE reason = 'cancelled' AND subscription = '*'") == 4);
   CHECK(db.value("SELECT key FROM relay.dead_letter WHERE event_id = '" + one + "'") == "o-1");
   CHECK(consumer.count() == 1);
 }
 
-TEST_CASE("cancel withdraws a part waiting in relay.delivery for its retry", "[integration][abort]") {
+TEST_CASE("cancel withdraws a part waiting in relay.delivery for its retry",
+          "[integration][abort]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer{Reply{503}};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 100,
-                        .initial_backoff = "30s", .max_backoff = "30s"}};
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .max_attempts = 100,
+                        .initial_backoff = "30s",
+                        .max_backoff = "30s"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE lease_owner IS NULL") == 1; }, 30s));
+  REQUIRE(
+      wait_until([&] { return db.count("relay.delivery WHERE lease_owner IS NULL") == 1; }, 30s));
   CHECK(db.value("SELECT relay.cancel('" + id + "')") == "1");
   CHECK(db.count("relay.delivery") == 0);
-  CHECK(db.value("SELECT subscription || ' ' || reason || ' ' || attempts FROM relay.dead_letter") == "s cancelled 1");
+  CHECK(
+      db.value("SELECT subscription || ' ' || reason || ' ' || attempts FROM relay.dead_letter") ==
+      "s cancelled 1");
 }
 
 TEST_CASE("an event failing for longer than retry.max_age is dead-lettered as retries_exhausted",
@@ -59,8 +72,12 @@ TEST_CASE("an event failing for longer than retry.max_age is dead-lettered as re
   auto db = TestDatabase::create();
   FakeConsumer consumer{Reply{503}};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 1000,
-                        .initial_backoff = "50ms", .max_backoff = "100ms",
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .max_attempts = 1000,
+                        .initial_backoff = "50ms",
+                        .max_backoff = "100ms",
                         .extra = "    circuit_breaker: { failure_threshold: 1000 }\n"}};
   // max_age lives in the retry map: replace it to add the key.
   auto yaml = to_yaml(cfg);
@@ -83,9 +100,14 @@ TEST_CASE("with ordering: none a failing event does not hold back later events o
     return Reply{body["n"] == 0 && !let_first ? 503 : 200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 1000,
-                        .initial_backoff = "20ms", .max_backoff = "50ms",
-                        .extra = "    ordering: none\n    circuit_breaker: { failure_threshold: 1000 }\n"}};
+  cfg.subscriptions = {
+      {.name = "s",
+       .topics = {"*"},
+       .endpoint = consumer.url(),
+       .max_attempts = 1000,
+       .initial_backoff = "20ms",
+       .max_backoff = "50ms",
+       .extra = "    ordering: none\n    circuit_breaker: { failure_threshold: 1000 }\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   for (int n = 0; n < 4; ++n) {
     db.value(fmt::format("SELECT relay.publish('t', 'same-key', '{{\"n\":{}}}'::jsonb)::text", n));
@@ -93,10 +115,12 @@ TEST_CASE("with ordering: none a failing event does not hold back later events o
   REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 3; }, 30s));
   let_first = true;
   REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 4; }, 30s));
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0 && db.count("relay.outbox") == 0; }, 30s));
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.delivery") == 0 && db.count("relay.outbox") == 0; }, 30s));
 }
 
-TEST_CASE("fan-out: one failing subscription dead-letters only its own part", "[integration][abort]") {
+TEST_CASE("fan-out: one failing subscription dead-letters only its own part",
+          "[integration][abort]") {
   auto db = TestDatabase::create();
   FakeConsumer good;
   FakeConsumer strict{Reply{422}};
@@ -105,8 +129,10 @@ TEST_CASE("fan-out: one failing subscription dead-letters only its own part", "[
                        {.name = "strict", .topics = {"*"}, .endpoint = strict.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 30s));
-  CHECK(db.value("SELECT subscription || ' ' || reason || ' ' || last_status FROM relay.dead_letter") ==
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 30s));
+  CHECK(db.value(
+            "SELECT subscription || ' ' || reason || ' ' || last_status FROM relay.dead_letter") ==
         "strict non_retryable_status 422");
   CHECK(good.successful_ids() == std::vector<std::string>{id});
   CHECK(strict.count() == 1);

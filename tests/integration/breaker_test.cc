@@ -2,13 +2,12 @@
 // letters and costs the consumer only the half-open probes; other subscriptions keep flowing;
 // Retry-After spaces retries; rate limits hold.
 
-#include <csignal>
-#include <set>
-
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -23,9 +22,10 @@ namespace {
 
 std::set<std::string> publish(TestDatabase& db, const std::string& topic, int n) {
   std::set<std::string> ids;
-  for (auto& r : db.rows(fmt::format(
-           "SELECT relay.publish('{}', 'k' || (i % 10), jsonb_build_object('i', i))::text FROM generate_series(1, {}) i",
-           topic, n))) {
+  for (auto& r :
+       db.rows(fmt::format("SELECT relay.publish('{}', 'k' || (i % 10), jsonb_build_object('i', "
+                           "i))::text FROM generate_series(1, {}) i",
+                           topic, n))) {
     ids.insert(r[0]);
   }
   return ids;
@@ -49,9 +49,15 @@ TEST_CASE("a consumer down for a while then back: zero dead letters, only probes
   }};
   TestRelayConfig cfg;
   // Without the breaker, max_attempts 4 would dead-letter every event within a second.
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 4,
-                        .initial_backoff = "10ms", .max_backoff = "50ms", .max_in_flight = 4,
-                        .extra = "    circuit_breaker: { failure_threshold: 3, open_for: 300ms, max_open_for: 300ms }\n"}};
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .max_attempts = 4,
+                        .initial_backoff = "10ms",
+                        .max_backoff = "50ms",
+                        .max_in_flight = 4,
+                        .extra = "    circuit_breaker: { failure_threshold: 3, open_for: 300ms, "
+                                 "max_open_for: 300ms }\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const auto ids = publish(db, "order.paid", 50);
 
@@ -61,12 +67,14 @@ TEST_CASE("a consumer down for a while then back: zero dead letters, only probes
   down = false;
   const auto down_for = std::chrono::steady_clock::now() - down_since;
 
-  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }, 60s));
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }, 60s));
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(as_set(consumer.successful_ids()) == ids);
   // Before opening: up to failure_threshold plus what the 4 lanes had on the wire. After: one probe
   // per open period (300ms).
-  const auto periods = std::chrono::duration_cast<std::chrono::milliseconds>(down_for).count() / 300 + 1;
+  const auto periods =
+      std::chrono::duration_cast<std::chrono::milliseconds>(down_for).count() / 300 + 1;
   INFO("requests while down: " << requests_while_down.load() << ", open periods: " << periods);
   CHECK(requests_while_down.load() <= 3 + 4 + periods);
 }
@@ -78,7 +86,8 @@ TEST_CASE("one subscription down does not stop another, and gets everything afte
   FakeConsumer a{[&](const ReceivedRequest&) { return Reply{a_down ? 503 : 200}; }};
   FakeConsumer b;
   TestRelayConfig cfg;
-  const std::string breaker = "    circuit_breaker: { failure_threshold: 3, open_for: 200ms, max_open_for: 400ms }\n";
+  const std::string breaker =
+      "    circuit_breaker: { failure_threshold: 3, open_for: 200ms, max_open_for: 400ms }\n";
   cfg.subscriptions = {
       {.name = "a", .topics = {"*"}, .endpoint = a.url(), .max_attempts = 3, .extra = breaker},
       {.name = "b", .topics = {"*"}, .endpoint = b.url(), .max_attempts = 3, .extra = breaker}};
@@ -97,14 +106,22 @@ TEST_CASE("one subscription down does not stop another, and gets everything afte
 TEST_CASE("a flapping consumer gets every event with no dead letter", "[integration][breaker]") {
   auto db = TestDatabase::create();
   // Up for 20 requests, down for 20, and so on.
-  FakeConsumer consumer{[](const ReceivedRequest& r) { return Reply{(r.sequence / 20) % 2 == 0 ? 200 : 502}; }};
+  FakeConsumer consumer{
+      [](const ReceivedRequest& r) { return Reply{(r.sequence / 20) % 2 == 0 ? 200 : 502}; }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 30,
-                        .initial_backoff = "10ms", .max_backoff = "50ms",
-                        .extra = "    circuit_breaker: { failure_threshold: 4, open_for: 50ms, max_open_for: 200ms }\n"}};
+  cfg.subscriptions = {
+      {.name = "s",
+       .topics = {"*"},
+       .endpoint = consumer.url(),
+       .max_attempts = 30,
+       .initial_backoff = "10ms",
+       .max_backoff = "50ms",
+       .extra =
+           "    circuit_breaker: { failure_threshold: 4, open_for: 50ms, max_open_for: 200ms }\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const auto ids = publish(db, "order.paid", 300);
-  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }, 120s));
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }, 120s));
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(as_set(consumer.successful_ids()) == ids);
 }
@@ -114,11 +131,15 @@ TEST_CASE("Retry-After on 429 spaces the retry at least that long, capped by max
   auto db = TestDatabase::create();
   FakeConsumer consumer{[](const ReceivedRequest& r) {
     if (r.sequence == 0) return Reply{.status = 429, .headers = {{"Retry-After", "1"}}};
-    if (r.sequence == 1) return Reply{.status = 503, .headers = {{"Retry-After", "3600"}}};  // capped
+    if (r.sequence == 1)
+      return Reply{.status = 503, .headers = {{"Retry-After", "3600"}}};  // capped
     return Reply{200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .initial_backoff = "1ms",
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .initial_backoff = "1ms",
                         .max_backoff = "1500ms"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
@@ -126,7 +147,8 @@ TEST_CASE("Retry-After on 429 spaces the retry at least that long, capped by max
   const auto r = consumer.requests();
   REQUIRE(r.size() == 3);
   CHECK(r[1].received_at - r[0].received_at >= 1s);  // honoured Retry-After: 1
-  // Retry-After: 3600 was capped at max_backoff (1.5s): the third request came, and not before the cap.
+  // Retry-After: 3600 was capped at max_backoff (1.5s): the third request came, and not before the
+  // cap.
   CHECK(r[2].received_at - r[1].received_at >= 1500ms);
 }
 
@@ -134,7 +156,9 @@ TEST_CASE("rate_limit spaces requests to a subscription", "[integration][breaker
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(),
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
                         .extra = "    rate_limit: { events_per_second: 20, burst: 1 }\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   publish(db, "t", 21);
@@ -144,15 +168,20 @@ TEST_CASE("rate_limit spaces requests to a subscription", "[integration][breaker
   CHECK(r.back().received_at - r.front().received_at >= 950ms);
 }
 
-TEST_CASE("the ops listener shows the breaker opening and closing in /status, and answers the probes",
-          "[integration][breaker][ops]") {
+TEST_CASE(
+    "the ops listener shows the breaker opening and closing in /status, and answers the probes",
+    "[integration][breaker][ops]") {
   auto db = TestDatabase::create();
   std::atomic<bool> down{true};
   FakeConsumer consumer{[&](const ReceivedRequest&) { return Reply{down ? 503 : 200}; }};
   const int ops_port = FakeConsumer::unused_port();
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "billing", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 50,
-                        .extra = "    circuit_breaker: { failure_threshold: 2, open_for: 300ms, max_open_for: 300ms }\n"}};
+  cfg.subscriptions = {{.name = "billing",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .max_attempts = 50,
+                        .extra = "    circuit_breaker: { failure_threshold: 2, open_for: 300ms, "
+                                 "max_open_for: 300ms }\n"}};
   cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
@@ -177,11 +206,13 @@ TEST_CASE("the ops listener shows the breaker opening and closing in /status, an
   CHECK(doc["subscriptions"][0]["name"] == "billing");
   CHECK(doc["subscriptions"][0]["breaker"]["trips"].get<int>() >= 1);
   down = false;
-  REQUIRE(wait_until([&] { return breaker_state() == "closed" && db.count("relay.delivery") == 0; }, 30s));
+  REQUIRE(wait_until([&] { return breaker_state() == "closed" && db.count("relay.delivery") == 0; },
+                     30s));
   CHECK(db.count("relay.dead_letter") == 0);
 }
 
-TEST_CASE("max_in_flight bounds the concurrent requests to a subscription", "[integration][breaker]") {
+TEST_CASE("max_in_flight bounds the concurrent requests to a subscription",
+          "[integration][breaker]") {
   auto db = TestDatabase::create();
   std::mutex mu;
   std::condition_variable cv;
@@ -198,7 +229,8 @@ TEST_CASE("max_in_flight bounds the concurrent requests to a subscription", "[in
     return Reply{200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_in_flight = 3}};
+  cfg.subscriptions = {
+      {.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_in_flight = 3}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const auto ids = publish(db, "t", 30);  // 10 keys: enough to fill every lane
   {

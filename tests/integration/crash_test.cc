@@ -2,10 +2,9 @@
 // checked by counting rows and received ids: nothing committed is lost, duplicates only ever carry
 // an id that was already delivered.
 
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <set>
-
-#include <catch2/catch.hpp>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -30,12 +29,15 @@ std::set<std::string> publish_many(TestDatabase& db, int n, int per_txn = 500) {
   return ids;
 }
 
-bool all_done(TestDatabase& db) { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }
+bool all_done(TestDatabase& db) {
+  return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0;
+}
 
 }  // namespace
 
-TEST_CASE("SIGKILL in the middle of a 10,000-event run loses nothing and duplicates only delivered ids",
-          "[integration][crash]") {
+TEST_CASE(
+    "SIGKILL in the middle of a 10,000-event run loses nothing and duplicates only delivered ids",
+    "[integration][crash]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   TestRelayConfig cfg;
@@ -90,7 +92,11 @@ TEST_CASE("SIGTERM during slow deliveries exits 0 within shutdown_timeout and lo
   };
   TestRelayConfig cfg;
   cfg.shutdown_timeout = "3s";
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .timeout = "30s", .max_in_flight = 4}};
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .timeout = "30s",
+                        .max_in_flight = 4}};
   const auto ids = publish_many(db, 200, 200);
 
   std::optional<int> exit_code;
@@ -104,7 +110,8 @@ TEST_CASE("SIGTERM during slow deliveries exits 0 within shutdown_timeout and lo
   release_all();
   REQUIRE(exit_code.has_value());
   CHECK(*exit_code == 0);
-  // Its claims were released and no attempt was charged: nothing is dead, nothing is scheduled late.
+  // Its claims were released and no attempt was charged: nothing is dead, nothing is scheduled
+  // late.
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(db.count("relay.outbox WHERE lease_owner IS NOT NULL") == 0);
   CHECK(db.count("relay.delivery WHERE lease_owner IS NOT NULL") == 0);
@@ -140,14 +147,19 @@ TEST_CASE("two relays on one outbox never deliver the same event twice while bot
   CHECK(b.wait_exit(20s) == 0);
 }
 
-TEST_CASE("retry state lives in Postgres: a relay restarted after failures continues the attempt count",
-          "[integration][crash]") {
+TEST_CASE(
+    "retry state lives in Postgres: a relay restarted after failures continues the attempt count",
+    "[integration][crash]") {
   auto db = TestDatabase::create();
   std::atomic<bool> healthy{false};
   FakeConsumer consumer{[&](const ReceivedRequest&) { return Reply{healthy ? 200 : 503}; }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_attempts = 50,
-                        .initial_backoff = "50ms", .max_backoff = "100ms"}};
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .max_attempts = 50,
+                        .initial_backoff = "50ms",
+                        .max_backoff = "100ms"}};
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});

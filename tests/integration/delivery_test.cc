@@ -1,11 +1,10 @@
 // Integration: events committed to the outbox reach real HTTP consumers, or the dead-letter table.
 // Real PostgreSQL (the CTest fixture's cluster), the real relay binary, consumers on loopback.
 
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <map>
 #include <set>
-
-#include <catch2/catch.hpp>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -42,15 +41,17 @@ std::map<std::string, Published> publish_mixed(TestDatabase& db, int n) {
 
 }  // namespace
 
-TEST_CASE("10,000 events over several topics and keys reach each matching subscription exactly once",
-          "[integration][delivery]") {
+TEST_CASE(
+    "10,000 events over several topics and keys reach each matching subscription exactly once",
+    "[integration][delivery]") {
   auto db = TestDatabase::create();
   FakeConsumer orders, mixed, invoices;
   TestRelayConfig cfg;
   cfg.batch_size = 500;
-  cfg.subscriptions = {{.name = "orders", .topics = {"order.*"}, .endpoint = orders.url()},
-                       {.name = "mixed", .topics = {"order.paid", "user.*"}, .endpoint = mixed.url()},
-                       {.name = "invoices", .topics = {"invoice.*"}, .endpoint = invoices.url()}};
+  cfg.subscriptions = {
+      {.name = "orders", .topics = {"order.*"}, .endpoint = orders.url()},
+      {.name = "mixed", .topics = {"order.paid", "user.*"}, .endpoint = mixed.url()},
+      {.name = "invoices", .topics = {"invoice.*"}, .endpoint = invoices.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
   const auto events = publish_mixed(db, 10'000);
@@ -62,11 +63,13 @@ TEST_CASE("10,000 events over several topics and keys reach each matching subscr
     if (e.topic == "invoice.sent") want_invoices.insert(id);
   }
   const size_t total = want_orders.size() + want_mixed.size() + want_invoices.size();
-  REQUIRE(wait_until([&] { return orders.count() + mixed.count() + invoices.count() >= total; }, 120s));
+  REQUIRE(
+      wait_until([&] { return orders.count() + mixed.count() + invoices.count() >= total; }, 120s));
   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 30s));
 
   // Exactly once each: as many requests as distinct ids, and the right ids.
-  auto check = [&](FakeConsumer& consumer, const std::set<std::string>& want, const std::string& sub) {
+  auto check = [&](FakeConsumer& consumer, const std::set<std::string>& want,
+                   const std::string& sub) {
     const auto ids = consumer.received_ids();
     CHECK(ids.size() == want.size());
     CHECK(std::set<std::string>(ids.begin(), ids.end()) == want);
@@ -99,17 +102,21 @@ TEST_CASE("10,000 events over several topics and keys reach each matching subscr
   CHECK(relay.wait_exit(20s) == 0);
 }
 
-TEST_CASE("a consumer that fails twice then succeeds gets the event on the third attempt, with no dead letter",
-          "[integration][delivery]") {
+TEST_CASE(
+    "a consumer that fails twice then succeeds gets the event on the third attempt, with no dead "
+    "letter",
+    "[integration][delivery]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer{[](const ReceivedRequest& r) { return Reply{r.sequence < 2 ? 503 : 200}; }};
   TestRelayConfig cfg;
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
-  const std::string id = db.value("SELECT relay.publish('order.paid', '42', '{\"n\":1}'::jsonb)::text");
+  const std::string id =
+      db.value("SELECT relay.publish('order.paid', '42', '{\"n\":1}'::jsonb)::text");
   REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 30s));
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0 && db.count("relay.outbox") == 0; }, 10s));
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.delivery") == 0 && db.count("relay.outbox") == 0; }, 10s));
 
   const auto requests = consumer.requests();
   REQUIRE(requests.size() == 3);
@@ -120,8 +127,9 @@ TEST_CASE("a consumer that fails twice then succeeds gets the event on the third
   CHECK(db.count("relay.dead_letter") == 0);
 }
 
-TEST_CASE("a 400 answer dead-letters the event at once with the status, the body and the whole event",
-          "[integration][delivery]") {
+TEST_CASE(
+    "a 400 answer dead-letters the event at once with the status, the body and the whole event",
+    "[integration][delivery]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer{Reply{.status = 400, .body = "{\"error\":\"amount missing\"}"}};
   TestRelayConfig cfg;
@@ -129,12 +137,15 @@ TEST_CASE("a 400 answer dead-letters the event at once with the status, the body
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
   const std::string id = db.value(
-      "SELECT relay.publish('order.refunded', 'o-7', '{\"order\":7}'::jsonb, '{\"x-tenant\":\"acme\"}'::jsonb)::text");
+      "SELECT relay.publish('order.refunded', 'o-7', '{\"order\":7}'::jsonb, "
+      "'{\"x-tenant\":\"acme\"}'::jsonb)::text");
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 30s));
 
   auto row = db.rows(
-      "SELECT event_id::text, subscription, reason, attempts::text, last_status::text, last_response, topic, key, "
-      "convert_from(payload, 'UTF8'), content_type, headers->>'x-tenant' FROM relay.dead_letter")[0];
+      "SELECT event_id::text, subscription, reason, attempts::text, last_status::text, "
+      "last_response, topic, key, "
+      "convert_from(payload, 'UTF8'), content_type, headers->>'x-tenant' FROM relay.dead_letter")
+                 [0];
   CHECK(row[0] == id);
   CHECK(row[1] == "strict");
   CHECK(row[2] == "non_retryable_status");
@@ -163,7 +174,9 @@ TEST_CASE("a consumer that is down dead-letters the event as retries_exhausted a
 
   const std::string id = db.value("SELECT relay.publish('order.paid', '1', '{}'::jsonb)::text");
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 30s));
-  auto row = db.rows("SELECT event_id::text, reason, attempts::text, last_status IS NULL, last_error FROM relay.dead_letter")[0];
+  auto row = db.rows(
+      "SELECT event_id::text, reason, attempts::text, last_status IS NULL, last_error FROM "
+      "relay.dead_letter")[0];
   CHECK(row[0] == id);
   CHECK(row[1] == "retries_exhausted");
   CHECK(row[2] == "4");
@@ -185,11 +198,16 @@ TEST_CASE("a consumer that times out is retried, then dead-lettered, with the ev
     return Reply{200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "slow", .topics = {"*"}, .endpoint = slow.url(), .max_attempts = 2, .timeout = "300ms"}};
+  cfg.subscriptions = {{.name = "slow",
+                        .topics = {"*"},
+                        .endpoint = slow.url(),
+                        .max_attempts = 2,
+                        .timeout = "300ms"}};
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
     db.value("SELECT relay.publish('order.paid', '1', '{}'::jsonb)::text");
-    const bool dead = wait_until([&] { return db.count("relay.dead_letter WHERE reason = 'retries_exhausted'") == 1; }, 30s);
+    const bool dead = wait_until(
+        [&] { return db.count("relay.dead_letter WHERE reason = 'retries_exhausted'") == 1; }, 30s);
     {
       std::lock_guard lock(mu);
       release = true;
@@ -200,8 +218,9 @@ TEST_CASE("a consumer that times out is retried, then dead-lettered, with the ev
   }
 }
 
-TEST_CASE("events whose topic no subscription matches are dead-lettered as no_subscription, not dropped",
-          "[integration][delivery]") {
+TEST_CASE(
+    "events whose topic no subscription matches are dead-lettered as no_subscription, not dropped",
+    "[integration][delivery]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   TestRelayConfig cfg;
@@ -209,7 +228,8 @@ TEST_CASE("events whose topic no subscription matches are dead-lettered as no_su
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value("SELECT relay.publish('user.signup', 'u1', '{}'::jsonb)::text");
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 30s));
-  CHECK(db.value("SELECT event_id::text || ' ' || reason FROM relay.dead_letter") == id + " no_subscription");
+  CHECK(db.value("SELECT event_id::text || ' ' || reason FROM relay.dead_letter") ==
+        id + " no_subscription");
   CHECK(consumer.count() == 0);
 }
 
@@ -221,7 +241,8 @@ TEST_CASE("a delayed event is not delivered before deliver_after", "[integration
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   // One event due in 2 s, then one due now: the second must arrive first.
   const std::string later = db.value(
-      "SELECT relay.publish('t', 'a', '{}'::jsonb, '{}'::jsonb, now() + interval '2 seconds')::text");
+      "SELECT relay.publish('t', 'a', '{}'::jsonb, '{}'::jsonb, now() + interval '2 "
+      "seconds')::text");
   const std::string now_id = db.value("SELECT relay.publish('t', 'b', '{}'::jsonb)::text");
   REQUIRE(wait_until([&] { return consumer.count() == 2; }, 30s));
   CHECK(consumer.received_ids() == std::vector<std::string>{now_id, later});
@@ -240,20 +261,25 @@ TEST_CASE("an oversized payload is dead-lettered as payload_too_large without be
   const std::string big = db.value(
       "SELECT relay.publish('t', 'k', jsonb_build_object('pad', repeat('x', 2000)))::text");
   const std::string small = db.value("SELECT relay.publish('t', 'k2', '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1 && consumer.count() == 1; }, 30s));
-  CHECK(db.value("SELECT event_id::text || ' ' || reason FROM relay.dead_letter") == big + " payload_too_large");
+  REQUIRE(
+      wait_until([&] { return db.count("relay.dead_letter") == 1 && consumer.count() == 1; }, 30s));
+  CHECK(db.value("SELECT event_id::text || ' ' || reason FROM relay.dead_letter") ==
+        big + " payload_too_large");
   CHECK(consumer.received_ids() == std::vector<std::string>{small});
 }
 
-TEST_CASE("an expired event is dead-lettered as expired and never sent", "[integration][delivery]") {
+TEST_CASE("an expired event is dead-lettered as expired and never sent",
+          "[integration][delivery]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   TestRelayConfig cfg;
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value(
-      "SELECT relay.publish('t', 'k', '{}'::jsonb, '{}'::jsonb, NULL, now() - interval '1 second')::text");
+      "SELECT relay.publish('t', 'k', '{}'::jsonb, '{}'::jsonb, NULL, now() - interval '1 "
+      "second')::text");
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 30s));
-  CHECK(db.value("SELECT event_id::text || ' ' || reason FROM relay.dead_letter") == id + " expired");
+  CHECK(db.value("SELECT event_id::text || ' ' || reason FROM relay.dead_letter") ==
+        id + " expired");
   CHECK(consumer.count() == 0);
 }

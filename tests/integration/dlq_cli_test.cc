@@ -55,7 +55,8 @@ std::string golden_path(const std::string& name) {
 
 void check_golden(const std::string& name, const std::string& actual) {
   const std::string path = golden_path(name);
-  if (const char* update = std::getenv("RELAY_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
+  if (const char* update = std::getenv("RELAY_UPDATE_GOLDEN");
+      update != nullptr && *update == '1') {
     std::ofstream(path, std::ios::binary) << actual;
   }
   const std::string expected = read_file(path);
@@ -100,7 +101,8 @@ std::vector<long long> ids_of(const Json& list) {
 // A fingerprint of every table a dry run must not touch.
 std::string fingerprint(TestDatabase& db) {
   return db.value(
-      "SELECT md5(coalesce((SELECT string_agg(d::text, '|' ORDER BY id) FROM relay.dead_letter d), '') || '#' || "
+      "SELECT md5(coalesce((SELECT string_agg(d::text, '|' ORDER BY id) FROM relay.dead_letter d), "
+      "'') || '#' || "
       "coalesce((SELECT string_agg(x::text, '|' ORDER BY id) FROM relay.delivery x), '') || '#' || "
       "coalesce((SELECT string_agg(o::text, '|' ORDER BY id) FROM relay.outbox o), ''))");
 }
@@ -109,7 +111,8 @@ struct RealDeadLetters {
   std::string json_id, binary_id, other_id;  // event ids
 };
 
-// Runs relay against a consumer that answers 400 until three events are dead-lettered, then stops it.
+// Runs relay against a consumer that answers 400 until three events are dead-lettered, then stops
+// it.
 RealDeadLetters produce_real_dead_letters(TestDatabase& db) {
   FakeConsumer strict{Reply{.status = 400, .body = "{\"error\":\"amount missing\"}"}};
   TestRelayConfig cfg;
@@ -117,10 +120,13 @@ RealDeadLetters produce_real_dead_letters(TestDatabase& db) {
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   RealDeadLetters out;
   out.json_id = db.value(
-      "SELECT relay.publish('order.paid', 'o-1', '{\"order\": 1}'::jsonb, '{\"x-tenant\": \"acme\"}'::jsonb)::text");
-  out.binary_id =
-      db.value("SELECT relay.publish('order.blob', 'o-2', '\\x00ff10'::bytea, 'application/octet-stream')::text");
-  out.other_id = db.value("SELECT relay.publish('order.shipped', NULL, '{\"order\": 3}'::jsonb)::text");
+      "SELECT relay.publish('order.paid', 'o-1', '{\"order\": 1}'::jsonb, '{\"x-tenant\": "
+      "\"acme\"}'::jsonb)::text");
+  out.binary_id = db.value(
+      "SELECT relay.publish('order.blob', 'o-2', '\\x00ff10'::bytea, "
+      "'application/octet-stream')::text");
+  out.other_id =
+      db.value("SELECT relay.publish('order.shipped', NULL, '{\"order\": 3}'::jsonb)::text");
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 3; }, 30s));
   relay.signal(SIGTERM);
   REQUIRE(relay.wait_exit(20s) == 0);
@@ -155,10 +161,12 @@ TEST_CASE("dlq list --output json describes dead letters from real failed delive
   CHECK(j.at("payload") == "{\"order\": 1}");
   CHECK(j.at("payload_base64") == "eyJvcmRlciI6IDF9");
   CHECK(j.at("replayed_at").is_null());
-  CHECK(j.at("failed_at").get<std::string>().size() == std::string("2024-05-01T12:00:00.000000Z").size());
-  for (const char* field : {"id", "event_id", "subscription", "topic", "key", "reason", "attempts", "last_status",
-                            "last_error", "last_response", "created_at", "failed_at", "replayed_at", "content_type",
-                            "headers", "payload", "payload_base64"}) {
+  CHECK(j.at("failed_at").get<std::string>().size() ==
+        std::string("2024-05-01T12:00:00.000000Z").size());
+  for (const char* field :
+       {"id", "event_id", "subscription", "topic", "key", "reason", "attempts", "last_status",
+        "last_error", "last_response", "created_at", "failed_at", "replayed_at", "content_type",
+        "headers", "payload", "payload_base64"}) {
     CHECK(j.contains(field));
   }
 
@@ -174,16 +182,19 @@ TEST_CASE("dlq list --output json describes dead letters from real failed delive
   REQUIRE(page1.at("next_after").is_number());
   const auto cursor = page1.at("next_after").get<long long>();
   CHECK(cursor == ids_of(page1).back());
-  const Json page2 = json_of(dlq(db, {"list", "--output", "json", "--limit", "2", "--after", std::to_string(cursor)}));
+  const Json page2 = json_of(
+      dlq(db, {"list", "--output", "json", "--limit", "2", "--after", std::to_string(cursor)}));
   CHECK(page2.at("dead_letters").size() == 1);
   CHECK(page2.at("next_after").is_null());
   CHECK(ids_of(page2).front() > cursor);
 }
 
-TEST_CASE("dlq show prints everything about a real dead letter, payload pretty-printed", "[integration][dlq]") {
+TEST_CASE("dlq show prints everything about a real dead letter, payload pretty-printed",
+          "[integration][dlq]") {
   auto db = TestDatabase::create();
   const auto real = produce_real_dead_letters(db);
-  const std::string id = db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + real.json_id + "'");
+  const std::string id =
+      db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + real.json_id + "'");
 
   auto r = dlq(db, {"show", id});
   INFO(r.output);
@@ -215,7 +226,9 @@ TEST_CASE("dlq show prints everything about a real dead letter, payload pretty-p
 TEST_CASE("dlq stats counts real dead letters by subscription and reason", "[integration][dlq]") {
   auto db = TestDatabase::create();
   produce_real_dead_letters(db);
-  db.exec("UPDATE relay.dead_letter SET replayed_at = now() WHERE id = (SELECT min(id) FROM relay.dead_letter)");
+  db.exec(
+      "UPDATE relay.dead_letter SET replayed_at = now() WHERE id = (SELECT min(id) FROM "
+      "relay.dead_letter)");
   const Json s = json_of(dlq(db, {"stats", "--output", "json"}));
   REQUIRE(s.at("groups").size() == 1);
   CHECK(s.at("groups")[0].at("subscription") == "strict");
@@ -227,7 +240,8 @@ TEST_CASE("dlq stats counts real dead letters by subscription and reason", "[int
   CHECK(s.at("oldest_failed_at").get<std::string>() <= s.at("newest_failed_at").get<std::string>());
 }
 
-TEST_CASE("dlq list, show and stats print tables that match the golden files", "[integration][dlq][golden]") {
+TEST_CASE("dlq list, show and stats print tables that match the golden files",
+          "[integration][dlq][golden]") {
   auto db = TestDatabase::create();
   insert_fixed_dead_letters(db);
 
@@ -250,7 +264,8 @@ TEST_CASE("dlq list, show and stats print tables that match the golden files", "
   auto show_escapes = dlq(db, {"show", "6"});
   REQUIRE(show_escapes.code == 0);
   check_golden("dlq_show_control_characters.txt", show_escapes.output);
-  CHECK(show_escapes.output.find('\x1b') == std::string::npos);  // no raw escape reaches the terminal
+  CHECK(show_escapes.output.find('\x1b') ==
+        std::string::npos);  // no raw escape reaches the terminal
   CHECK(list.output.find('\x1b') == std::string::npos);
 
   auto stats = dlq(db, {"stats"});
@@ -262,7 +277,8 @@ TEST_CASE("dlq list, show and stats print tables that match the golden files", "
   CHECK(none.output == "no dead letters match (reason expired)\n");
 }
 
-TEST_CASE("dlq filters combine, and --since/--until take durations and timestamps", "[integration][dlq]") {
+TEST_CASE("dlq filters combine, and --since/--until take durations and timestamps",
+          "[integration][dlq]") {
   auto db = TestDatabase::create();
   insert_fixed_dead_letters(db);
   auto ids = [&](std::vector<std::string> args) {
@@ -273,7 +289,8 @@ TEST_CASE("dlq filters combine, and --since/--until take durations and timestamp
   CHECK(ids({"--subscription", "billing"}) == V{1, 2, 6});
   CHECK(ids({"--topic", "order.*"}) == V{1, 2, 3, 6});
   CHECK(ids({"--topic", "order.pai?"}) == V{1, 3, 6});
-  CHECK(ids({"--subscription", "billing", "--topic", "order.*", "--reason", "non_retryable_status"}) == V{1, 6});
+  CHECK(ids({"--subscription", "billing", "--topic", "order.*", "--reason",
+             "non_retryable_status"}) == V{1, 6});
   CHECK(ids({"--subscription", "billing", "--topic", "order.*", "--since", "1h"}) == V{1, 6});
   CHECK(ids({"--subscription", "billing", "--since", "1h", "--key", "42"}) == V{1});
   CHECK(ids({"--key", "k-ü"}) == V{3});
@@ -309,10 +326,11 @@ TEST_CASE("dlq filters are parameters: quotes, LIKE wildcards and SQL in them ma
   CHECK(count({"--topic", "it's"}) == 1);
   CHECK(count({"--topic", "%"}) == 0);
 
-  for (const std::vector<std::string>& attack : {std::vector<std::string>{"--topic", "x'; drop table relay.outbox; --"},
-                                                 {"--subscription", "' OR 1=1 --"},
-                                                 {"--reason", "x\"; DELETE FROM relay.dead_letter; --"},
-                                                 {"--key", "'); DROP TABLE relay.dead_letter; --"}}) {
+  for (const std::vector<std::string>& attack :
+       {std::vector<std::string>{"--topic", "x'; drop table relay.outbox; --"},
+        {"--subscription", "' OR 1=1 --"},
+        {"--reason", "x\"; DELETE FROM relay.dead_letter; --"},
+        {"--key", "'); DROP TABLE relay.dead_letter; --"}}) {
     auto r = dlq(db, {"list", attack[0], attack[1]});
     INFO(r.output);
     CHECK(r.code == 0);
@@ -333,13 +351,15 @@ TEST_CASE("dlq --dry-run counts and lists but changes nothing", "[integration][d
   auto replay_all = dlq(db, {"replay", "--all", "--dry-run"});
   INFO(replay_all.output);
   CHECK(replay_all.code == 0);
-  CHECK(replay_all.output.find("5 unreplayed dead letters match") != std::string::npos);  // id 3 was replayed
+  CHECK(replay_all.output.find("5 unreplayed dead letters match") !=
+        std::string::npos);  // id 3 was replayed
   CHECK(replay_all.output.find("dry run: nothing replayed") != std::string::npos);
 
   auto replay_ids = dlq(db, {"replay", "1", "3", "--dry-run"});
   INFO(replay_ids.output);
   CHECK(replay_ids.code == 0);
-  CHECK(replay_ids.output.find("would replay 1: event 00000000-0000-4000-8000-000000000001 to subscription billing") !=
+  CHECK(replay_ids.output.find(
+            "would replay 1: event 00000000-0000-4000-8000-000000000001 to subscription billing") !=
         std::string::npos);
   CHECK(replay_ids.output.find("3: already replayed") != std::string::npos);
 
@@ -360,14 +380,16 @@ TEST_CASE("dlq --dry-run counts and lists but changes nothing", "[integration][d
   CHECK(fingerprint(db) == before);
 }
 
-TEST_CASE("dlq purge: bulk forms refuse without --yes when stdin is not a terminal, ids and --yes delete",
-          "[integration][dlq]") {
+TEST_CASE(
+    "dlq purge: bulk forms refuse without --yes when stdin is not a terminal, ids and --yes delete",
+    "[integration][dlq]") {
   auto db = TestDatabase::create();
   insert_fixed_dead_letters(db);
   const std::string before = fingerprint(db);
 
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"purge", "--all"}, {"purge", "--older-than", "1d"}, {"replay", "--all"}}) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"purge", "--all"},
+                                               {"purge", "--older-than", "1d"},
+                                               {"replay", "--all"}}) {
     auto r = dlq(db, args);  // run_cli gives the child /dev/null as stdin
     INFO(r.output);
     CHECK(r.code == 2);
@@ -394,8 +416,10 @@ TEST_CASE("dlq purge: bulk forms refuse without --yes when stdin is not a termin
   CHECK(db.count("relay.dead_letter") == 0);
 }
 
-TEST_CASE("dlq rejects bad input with exit 2 and an unreachable database with exit 1, hiding the password",
-          "[integration][dlq]") {
+TEST_CASE(
+    "dlq rejects bad input with exit 2 and an unreachable database with exit 1, hiding the "
+    "password",
+    "[integration][dlq]") {
   auto db = TestDatabase::create();
   struct Case {
     std::vector<std::string> args;
@@ -428,8 +452,10 @@ TEST_CASE("dlq rejects bad input with exit 2 and an unreachable database with ex
 
   const int port = FakeConsumer::unused_port();
   std::string out;
-  const int code = RelayProcess::run_cli(
-      {"dlq", "list", "--database-url", fmt::format("postgresql://alice:sekrit-pw@127.0.0.1:{}/db", port)}, &out);
+  const int code =
+      RelayProcess::run_cli({"dlq", "list", "--database-url",
+                             fmt::format("postgresql://alice:sekrit-pw@127.0.0.1:{}/db", port)},
+                            &out);
   INFO(out);
   CHECK(code == 1);
   CHECK(out.find("database unreachable") != std::string::npos);

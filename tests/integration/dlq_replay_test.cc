@@ -106,8 +106,10 @@ class CliChild {
 
 }  // namespace
 
-TEST_CASE("dlq replay sends a dead letter again to its one subscription under the original Idempotency-Key",
-          "[integration][dlq][replay]") {
+TEST_CASE(
+    "dlq replay sends a dead letter again to its one subscription under the original "
+    "Idempotency-Key",
+    "[integration][dlq][replay]") {
   auto db = TestDatabase::create();
   FakeConsumer billing{Reply{.status = 400, .body = "rejected"}};
   FakeConsumer audit;
@@ -117,13 +119,20 @@ TEST_CASE("dlq replay sends a dead letter again to its one subscription under th
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
   const std::string e1 = db.value(
-      "SELECT relay.publish('order.paid', '42', '{\"n\": 1}'::jsonb, '{\"x-tenant\": \"acme\"}'::jsonb)::text");
-  const std::string e2 = db.value("SELECT relay.publish('order.paid', '43', '{\"n\": 2}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 2 && audit.successful_ids().size() == 2; }, 30s));
+      "SELECT relay.publish('order.paid', '42', '{\"n\": 1}'::jsonb, '{\"x-tenant\": "
+      "\"acme\"}'::jsonb)::text");
+  const std::string e2 =
+      db.value("SELECT relay.publish('order.paid', '43', '{\"n\": 2}'::jsonb)::text");
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.dead_letter") == 2 && audit.successful_ids().size() == 2; },
+      30s));
   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
-  const std::string dl1 = db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + e1 + "'");
-  const std::string dl2 = db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + e2 + "'");
-  CHECK(db.value("SELECT string_agg(DISTINCT subscription, ',') FROM relay.dead_letter") == "billing");
+  const std::string dl1 =
+      db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + e1 + "'");
+  const std::string dl2 =
+      db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + e2 + "'");
+  CHECK(db.value("SELECT string_agg(DISTINCT subscription, ',') FROM relay.dead_letter") ==
+        "billing");
 
   billing.set_handler([](const ReceivedRequest&) { return Reply{200}; });  // the consumer is fixed
   auto r = dlq(db, {"replay", dl1});
@@ -171,10 +180,12 @@ TEST_CASE("dlq replay --all replays what the filters select, once, while a relay
   auto db = TestDatabase::create();
   FakeConsumer billing{Reply{.status = 422}};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "billing", .topics = {"order.*", "refund.*"}, .endpoint = billing.url()}};
+  cfg.subscriptions = {
+      {.name = "billing", .topics = {"order.*", "refund.*"}, .endpoint = billing.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.exec(
-      "SELECT relay.publish(CASE WHEN i % 2 = 0 THEN 'order.paid' ELSE 'refund.sent' END, 'k' || i, "
+      "SELECT relay.publish(CASE WHEN i % 2 = 0 THEN 'order.paid' ELSE 'refund.sent' END, 'k' || "
+      "i, "
       "jsonb_build_object('i', i)) FROM generate_series(1, 20) i");
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 20; }, 30s));
   billing.set_handler([](const ReceivedRequest&) { return Reply{200}; });
@@ -195,8 +206,9 @@ TEST_CASE("dlq replay --all replays what the filters select, once, while a relay
   CHECK(billing.successful_ids().size() == 10);
 }
 
-TEST_CASE("dlq replay of a cancelled or unrouted event puts it back in the outbox for every subscription",
-          "[integration][dlq][replay]") {
+TEST_CASE(
+    "dlq replay of a cancelled or unrouted event puts it back in the outbox for every subscription",
+    "[integration][dlq][replay]") {
   auto db = TestDatabase::create();
   FakeConsumer a, b;
   TestRelayConfig cfg;
@@ -206,31 +218,40 @@ TEST_CASE("dlq replay of a cancelled or unrouted event puts it back in the outbo
 
   // Cancelled while delayed, before any delivery: one dead letter for subscription '*'.
   const std::string cancelled = db.value(
-      "SELECT relay.publish('order.paid', '7', '{\"n\": 7}'::jsonb, '{}'::jsonb, now() + interval '1 hour')::text");
+      "SELECT relay.publish('order.paid', '7', '{\"n\": 7}'::jsonb, '{}'::jsonb, now() + interval "
+      "'1 hour')::text");
   CHECK(db.value("SELECT relay.cancel('" + cancelled + "')") == "1");
   const std::string dl = db.value("SELECT id FROM relay.dead_letter WHERE subscription = '*'");
   REQUIRE_FALSE(dl.empty());
   // No subscription matches this topic: dead-lettered as '(none)'.
-  const std::string unrouted = db.value("SELECT relay.publish('nobody.listens', NULL, '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter WHERE subscription = '(none)'") == 1; }, 30s));
-  const std::string dl_none = db.value("SELECT id FROM relay.dead_letter WHERE subscription = '(none)'");
+  const std::string unrouted =
+      db.value("SELECT relay.publish('nobody.listens', NULL, '{}'::jsonb)::text");
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.dead_letter WHERE subscription = '(none)'") == 1; }, 30s));
+  const std::string dl_none =
+      db.value("SELECT id FROM relay.dead_letter WHERE subscription = '(none)'");
 
   auto r = dlq(db, {"replay", dl, dl_none});
   INFO(r.output);
   REQUIRE(r.code == 0);
-  CHECK(r.output.find("replayed " + dl + ": event " + cancelled + " queued for the outbox") != std::string::npos);
+  CHECK(r.output.find("replayed " + dl + ": event " + cancelled + " queued for the outbox") !=
+        std::string::npos);
   // Delivered now (the replay does not keep the delay) to both subscriptions, same id.
   REQUIRE(wait_until([&] { return count_of(a.successful_ids(), cancelled) == 1; }, 30s));
   REQUIRE(wait_until([&] { return count_of(b.successful_ids(), cancelled) == 1; }, 30s));
   // Still nobody wants the unrouted one: it comes back as a new dead letter, same event id.
   REQUIRE(wait_until(
-      [&] { return db.count("relay.dead_letter WHERE event_id = '" + unrouted + "' AND replayed_at IS NULL") == 1; },
+      [&] {
+        return db.count("relay.dead_letter WHERE event_id = '" + unrouted +
+                        "' AND replayed_at IS NULL") == 1;
+      },
       30s));
   CHECK(db.count("relay.dead_letter WHERE event_id = '" + unrouted + "'") == 2);
 }
 
 TEST_CASE(
-    "dlq replay --all of 5,000 dead letters interrupted by SIGINT stops between batches, every row replayed or "
+    "dlq replay --all of 5,000 dead letters interrupted by SIGINT stops between batches, every row "
+    "replayed or "
     "untouched",
     "[integration][dlq][replay]") {
   auto db = TestDatabase::create();
@@ -252,7 +273,9 @@ TEST_CASE(
   const bool reached = wait_until(
       [&] {
         return db.count("relay.dead_letter WHERE replayed_at IS NOT NULL") == 2500 &&
-               db.count("pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'") == 1;
+               db.count(
+                   "pg_stat_activity WHERE datname = current_database() AND wait_event_type = "
+                   "'Lock'") == 1;
       },
       60s);
   child.signal(SIGINT);
@@ -262,13 +285,17 @@ TEST_CASE(
   INFO(child.output());
   REQUIRE(code.has_value());
   CHECK(*code == 130);
-  CHECK(child.output().find("interrupted: replayed 3000 dead letters of 5000") != std::string::npos);
+  CHECK(child.output().find("interrupted: replayed 3000 dead letters of 5000") !=
+        std::string::npos);
 
   auto consistent = [&] {
     // Replayed <=> has its delivery row (same event id, same subscription, attempts reset).
-    CHECK(db.count("relay.dead_letter d WHERE (d.replayed_at IS NOT NULL) <> EXISTS (SELECT 1 FROM relay.delivery x "
-                   "WHERE x.event_id = d.event_id AND x.subscription = d.subscription AND x.attempts = 0 "
-                   "AND x.outbox_id = d.outbox_id AND x.payload = d.payload)") == 0);
+    CHECK(
+        db.count(
+            "relay.dead_letter d WHERE (d.replayed_at IS NOT NULL) <> EXISTS (SELECT 1 FROM "
+            "relay.delivery x "
+            "WHERE x.event_id = d.event_id AND x.subscription = d.subscription AND x.attempts = 0 "
+            "AND x.outbox_id = d.outbox_id AND x.payload = d.payload)") == 0);
   };
   consistent();
   CHECK(db.count("relay.dead_letter WHERE replayed_at IS NOT NULL") == 3000);

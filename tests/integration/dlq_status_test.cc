@@ -58,7 +58,8 @@ std::string squash_spaces(const std::string& s) {
 void check_golden(const std::string& name, const std::string& actual) {
   const std::string here = __FILE__;
   const std::string path = here.substr(0, here.rfind('/')) + "/golden/" + name;
-  if (const char* update = std::getenv("RELAY_UPDATE_GOLDEN"); update != nullptr && *update == '1') {
+  if (const char* update = std::getenv("RELAY_UPDATE_GOLDEN");
+      update != nullptr && *update == '1') {
     std::ofstream(path, std::ios::binary) << actual;
   }
   INFO("golden file " << path << " (regenerate with RELAY_UPDATE_GOLDEN=1)");
@@ -143,7 +144,8 @@ constexpr const char* kOpsStatus = R"({
 }  // namespace
 
 TEST_CASE(
-    "dlq/status: relay status shows backlog, retries and dead letters, and says when the ops listener is unreachable",
+    "dlq/status: relay status shows backlog, retries and dead letters, and says when the ops "
+    "listener is unreachable",
     "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   insert_backlog(db);
@@ -153,10 +155,12 @@ TEST_CASE(
   auto r = status({"--database-url", db.url(), "--ops-url", ops});
   INFO(r.output);
   CHECK(r.code == 0);  // the ops part is best effort
-  CHECK(r.output.find("ops listener: not reachable at " + ops + " (breaker states unknown") != std::string::npos);
+  CHECK(r.output.find("ops listener: not reachable at " + ops + " (breaker states unknown") !=
+        std::string::npos);
   check_golden("status_ops_unreachable.txt", replace_all(r.output, std::to_string(port), "PORT"));
 
-  auto j = Json::parse(status({"--database-url", db.url(), "--ops-url", ops, "--output", "json"}).output);
+  auto j = Json::parse(
+      status({"--database-url", db.url(), "--ops-url", ops, "--output", "json"}).output);
   CHECK(j.at("outbox").at("pending") == 5);
   CHECK(j.at("ops").at("reachable") == false);
   CHECK(j.at("ops").at("url") == ops);
@@ -172,8 +176,10 @@ TEST_CASE(
   CHECK(subs.at("(none)").at("dead_letters") == 1);
 }
 
-TEST_CASE("dlq/status: relay status shows breaker state, in-flight requests and rate limits from the ops listener",
-          "[integration][dlq][status]") {
+TEST_CASE(
+    "dlq/status: relay status shows breaker state, in-flight requests and rate limits from the ops "
+    "listener",
+    "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   insert_backlog(db);
   FakeOpsListener ops(kOpsStatus);
@@ -185,7 +191,8 @@ TEST_CASE("dlq/status: relay status shows breaker state, in-flight requests and 
   CHECK(ops.hits() == 1);
   check_golden("status_ops.txt", replace_all(r.output, std::to_string(ops.port()), "PORT"));
 
-  auto j = Json::parse(status({"--database-url", db.url(), "--ops-url", url, "--output", "json"}).output);
+  auto j = Json::parse(
+      status({"--database-url", db.url(), "--ops-url", url, "--output", "json"}).output);
   CHECK(j.at("ops").at("reachable") == true);
   CHECK(j.at("ops").at("owner") == "app-7:4242:9f");
   for (const auto& s : j.at("subscriptions")) {
@@ -199,15 +206,17 @@ TEST_CASE("dlq/status: relay status shows breaker state, in-flight requests and 
 }
 
 TEST_CASE(
-    "dlq/status: relay status takes the ops URL from ops.listen in --config and lists every configured subscription",
+    "dlq/status: relay status takes the ops URL from ops.listen in --config and lists every "
+    "configured subscription",
     "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   insert_backlog(db);
   FakeOpsListener ops(kOpsStatus);
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "billing", .topics = {"order.*"}, .endpoint = "http://127.0.0.1:9/e"},
-                       {.name = "search", .topics = {"user.*", "order.paid"}, .endpoint = "http://127.0.0.1:9/e"},
-                       {.name = "idle", .topics = {"nothing.*"}, .endpoint = "http://127.0.0.1:9/e"}};
+  cfg.subscriptions = {
+      {.name = "billing", .topics = {"order.*"}, .endpoint = "http://127.0.0.1:9/e"},
+      {.name = "search", .topics = {"user.*", "order.paid"}, .endpoint = "http://127.0.0.1:9/e"},
+      {.name = "idle", .topics = {"nothing.*"}, .endpoint = "http://127.0.0.1:9/e"}};
   cfg.extra = fmt::format("ops:\n  listen: 0.0.0.0:{}\n", ops.port());
   TempDir dir;
   const std::string path = dir.write("relay.yaml", to_yaml(cfg));
@@ -216,26 +225,30 @@ TEST_CASE(
   INFO(r.output);
   REQUIRE(r.code == 0);
   CHECK(ops.hits() == 1);  // 0.0.0.0 became 127.0.0.1
-  CHECK(r.output.find(fmt::format("ops listener: http://127.0.0.1:{} (relay 0.1.0", ops.port())) != std::string::npos);
+  CHECK(r.output.find(fmt::format("ops listener: http://127.0.0.1:{} (relay 0.1.0", ops.port())) !=
+        std::string::npos);
   const std::string squashed = squash_spaces(r.output);
   CHECK(squashed.find(" order.paid 4 3 1 1 2m billing, search\n") != std::string::npos);
   CHECK(squashed.find(" user.signup 1 1 0 0 1h search\n") != std::string::npos);
   CHECK(squashed.find(" idle 0 - - 0 - 0 - - -\n") != std::string::npos);
 }
 
-TEST_CASE("dlq/status: relay status counts the retries of a real relay delivering to a failing consumer",
-          "[integration][dlq][status]") {
+TEST_CASE(
+    "dlq/status: relay status counts the retries of a real relay delivering to a failing consumer",
+    "[integration][dlq][status]") {
   auto db = TestDatabase::create();
   FakeConsumer failing{Reply{.status = 503}};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "flaky", .topics = {"*"}, .endpoint = failing.url(), .max_attempts = 1000}};
+  cfg.subscriptions = {
+      {.name = "flaky", .topics = {"*"}, .endpoint = failing.url(), .max_attempts = 1000}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.exec("SELECT relay.publish('order.paid', 'k' || i, '{}'::jsonb) FROM generate_series(1, 5) i");
-  REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE subscription = 'flaky'") == 5; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE subscription = 'flaky'") == 5; },
+                     30s));
 
   std::string out;
-  REQUIRE(RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"}, &out, 60s,
-                                {{"DATABASE_URL", db.url()}}) == 0);
+  REQUIRE(RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"},
+                                &out, 60s, {{"DATABASE_URL", db.url()}}) == 0);
   INFO(out);
   const Json j = Json::parse(out);
   REQUIRE(j.at("subscriptions").size() == 1);
@@ -273,8 +286,8 @@ subscriptions:
   const bool open = wait_until(
       [&] {
         std::string out;
-        if (RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"}, &out, 30s,
-                                  {{"DATABASE_URL", db.url()}}) != 0) {
+        if (RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"},
+                                  &out, 30s, {{"DATABASE_URL", db.url()}}) != 0) {
           return false;
         }
         doc = Json::parse(out, nullptr, false);
@@ -294,7 +307,8 @@ subscriptions:
                                 {{"DATABASE_URL", db.url()}}) == 0);
   INFO(table);
   CHECK(squash_spaces(table).find(" open (half-open in ") != std::string::npos);
-  CHECK(table.find(fmt::format("ops listener: http://127.0.0.1:{} (relay ", ops_port)) != std::string::npos);
+  CHECK(table.find(fmt::format("ops listener: http://127.0.0.1:{} (relay ", ops_port)) !=
+        std::string::npos);
   relay.signal(SIGTERM);
   CHECK(relay.wait_exit(20s) == 0);
 }
@@ -304,12 +318,14 @@ TEST_CASE("dlq/status: relay status reports an unreachable database with exit 1 
   const int port = FakeConsumer::unused_port();
   std::string out;
   const int code = RelayProcess::run_cli(
-      {"status", "--database-url", fmt::format("postgresql://ops:hunter2@127.0.0.1:{}/app", port)}, &out);
+      {"status", "--database-url", fmt::format("postgresql://ops:hunter2@127.0.0.1:{}/app", port)},
+      &out);
   INFO(out);
   CHECK(code == 1);
   CHECK(out.find("database unreachable") != std::string::npos);
   CHECK(out.find(std::to_string(port)) != std::string::npos);
   CHECK(out.find("hunter2") == std::string::npos);
-  CHECK(RelayProcess::run_cli({"status", "--database-url", "postgresql://x@127.0.0.1/db", "--ops-url", "ftp://x"},
-                              nullptr) == 2);
+  CHECK(RelayProcess::run_cli(
+            {"status", "--database-url", "postgresql://x@127.0.0.1/db", "--ops-url", "ftp://x"},
+            nullptr) == 2);
 }

@@ -2,14 +2,12 @@
 // several relays sharing the outbox (one of them SIGKILLed). Checked at the consumer: for every
 // key, the sequence of first successful receipts is exactly the publish order.
 
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-
-#include <nlohmann/json.hpp>
-
-#include <catch2/catch.hpp>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
@@ -25,7 +23,8 @@ namespace {
 constexpr int kKeys = 50;
 constexpr int kPerKey = 200;
 
-// Publishes kPerKey events for each of kKeys keys, interleaved, in id order n = 0..kPerKey-1 per key.
+// Publishes kPerKey events for each of kKeys keys, interleaved, in id order n = 0..kPerKey-1 per
+// key.
 void publish_ordered(TestDatabase& db) {
   for (int n0 = 0; n0 < kPerKey; n0 += 20) {
     db.exec(fmt::format(
@@ -79,18 +78,22 @@ void check_order(FakeConsumer& consumer) {
 TestRelayConfig flaky_config(const FakeConsumer& consumer) {
   TestRelayConfig cfg;
   cfg.lease = "3s";
-  cfg.subscriptions = {{.name = "ordered",
-                        .topics = {"order.*"},
-                        .endpoint = consumer.url(),
-                        .max_attempts = 100,
-                        .initial_backoff = "5ms",
-                        .max_backoff = "50ms",
-                        .max_in_flight = 16,
-                        .extra = "    circuit_breaker: { failure_threshold: 8, open_for: 50ms, max_open_for: 200ms }\n"}};
+  cfg.subscriptions = {
+      {.name = "ordered",
+       .topics = {"order.*"},
+       .endpoint = consumer.url(),
+       .max_attempts = 100,
+       .initial_backoff = "5ms",
+       .max_backoff = "50ms",
+       .max_in_flight = 16,
+       .extra =
+           "    circuit_breaker: { failure_threshold: 8, open_for: 50ms, max_open_for: 200ms }\n"}};
   return cfg;
 }
 
-bool drained(TestDatabase& db) { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0; }
+bool drained(TestDatabase& db) {
+  return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0;
+}
 
 }  // namespace
 
@@ -105,7 +108,8 @@ TEST_CASE("50 keys x 200 events through a consumer failing 30% arrive in order p
   CHECK(db.count("relay.dead_letter") == 0);
 }
 
-TEST_CASE("per-key order survives a relay killed and restarted in the middle", "[integration][ordering]") {
+TEST_CASE("per-key order survives a relay killed and restarted in the middle",
+          "[integration][ordering]") {
   auto db = TestDatabase::create();
   FlakyConsumer flaky;
   publish_ordered(db);
@@ -149,16 +153,20 @@ TEST_CASE("on_dead_letter block holds a key's later events until the dead letter
     return Reply{200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {{.name = "strict", .topics = {"*"}, .endpoint = consumer.url(),
+  cfg.subscriptions = {{.name = "strict",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
                         .extra = "    on_dead_letter: block\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   for (int n = 0; n < 5; ++n) {
     for (int k = 1; k <= 2; ++k) {
-      db.value(fmt::format("SELECT relay.publish('t', 'key-{}', '{{\"k\":{},\"n\":{}}}'::jsonb)::text", k, k, n));
+      db.value(fmt::format(
+          "SELECT relay.publish('t', 'key-{}', '{{\"k\":{},\"n\":{}}}'::jsonb)::text", k, k, n));
     }
   }
   // key-2 flows; key-1's head is dead-lettered and its 4 successors wait.
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 30s));
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 30s));
   REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 5; }, 30s));
   CHECK(db.count("relay.delivery WHERE key = 'key-1'") == 4);
   // Replaying the head (as `relay dlq replay` does) lets the key go, in order.
@@ -186,7 +194,8 @@ TEST_CASE("on_dead_letter skip lets the next event of a key go after its head is
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   for (int n = 0; n < 4; ++n) {
-    db.value(fmt::format("SELECT relay.publish('t', 'key-1', '{{\"k\":1,\"n\":{}}}'::jsonb)::text", n));
+    db.value(
+        fmt::format("SELECT relay.publish('t', 'key-1', '{{\"k\":1,\"n\":{}}}'::jsonb)::text", n));
   }
   REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 3; }, 30s));
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1 && drained(db); }, 30s));

@@ -2,10 +2,10 @@
 // Builds relay.yaml text for integration tests: small backoffs and short leases so failure paths
 // finish in seconds, without sleeping in the test.
 
+#include <fmt/format.h>
+
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace relay::testing {
 
@@ -39,11 +39,13 @@ inline std::string to_yaml(const TestRelayConfig& c) {
       c.batch_size, c.poll_interval, c.lease, c.shutdown_timeout);
   for (const auto& s : c.subscriptions) {
     std::string topics;
-    for (size_t i = 0; i < s.topics.size(); ++i) topics += fmt::format("{}\"{}\"", i ? ", " : "", s.topics[i]);
+    for (size_t i = 0; i < s.topics.size(); ++i)
+      topics += fmt::format("{}\"{}\"", i ? ", " : "", s.topics[i]);
     out += fmt::format(
         "  - name: {}\n    topics: [{}]\n    endpoint: {}\n    timeout: {}\n    max_in_flight: {}\n"
         "    retry: {{ max_attempts: {}, initial_backoff: {}, max_backoff: {} }}\n",
-        s.name, topics, s.endpoint, s.timeout, s.max_in_flight, s.max_attempts, s.initial_backoff, s.max_backoff);
+        s.name, topics, s.endpoint, s.timeout, s.max_in_flight, s.max_attempts, s.initial_backoff,
+        s.max_backoff);
     out += s.extra;
   }
   out += c.extra;

@@ -1,5 +1,6 @@
-// relay_config_keys: prints every key path relay.yaml accepts, one per line ("subscriptions[].name").
-// Used by check_schema.py to compare schema/relay.schema.json with the parser's own key tables.
+// relay_config_keys: prints every key path relay.yaml accepts, one per line
+// ("subscriptions[].name"). Used by check_schema.py to compare schema/relay.schema.json with the
+// parser's own key tables.
 
 #include <iostream>
 

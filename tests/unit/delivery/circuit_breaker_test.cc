@@ -12,7 +12,8 @@ config::CircuitBreakerConfig breaker_config() {
 }
 }  // namespace
 
-TEST_CASE("breaker opens after consecutive failures and admits one probe after open_for", "[delivery]") {
+TEST_CASE("breaker opens after consecutive failures and admits one probe after open_for",
+          "[delivery]") {
   ManualClock clock;
   delivery::CircuitBreaker breaker(breaker_config(), clock);
   for (int i = 0; i < 3; ++i) {
@@ -24,7 +25,8 @@ TEST_CASE("breaker opens after consecutive failures and admits one probe after o
   clock.advance(29s);
   CHECK_FALSE(breaker.allow_request());
   clock.advance(1s);
-  CHECK(breaker.admit() == delivery::CircuitBreaker::Admission::kProbe);  // the single half-open probe
+  CHECK(breaker.admit() ==
+        delivery::CircuitBreaker::Admission::kProbe);  // the single half-open probe
   CHECK(breaker.state() == State::kHalfOpen);
   CHECK_FALSE(breaker.allow_request());  // no second probe while the first is out
   breaker.record_success();
@@ -45,7 +47,8 @@ TEST_CASE("a success resets the consecutive failure count", "[delivery]") {
   CHECK(breaker.state() == State::kOpen);
 }
 
-TEST_CASE("a failed probe re-opens the breaker for twice as long, capped by max_open_for", "[delivery]") {
+TEST_CASE("a failed probe re-opens the breaker for twice as long, capped by max_open_for",
+          "[delivery]") {
   ManualClock clock;
   delivery::CircuitBreaker breaker(breaker_config(), clock);
   for (int i = 0; i < 3; ++i) breaker.record_failure();

@@ -1,8 +1,7 @@
 #include "relay/delivery/rate_limiter.h"
 
-#include <thread>
-
 #include <catch2/catch.hpp>
+#include <thread>
 
 using namespace relay;
 using namespace std::chrono_literals;

@@ -4,7 +4,8 @@
 
 using namespace relay;
 
-TEST_CASE("an event goes to every subscription with a matching glob, once each, in config order", "[dispatch]") {
+TEST_CASE("an event goes to every subscription with a matching glob, once each, in config order",
+          "[dispatch]") {
   std::vector<config::SubscriptionConfig> subs(3);
   subs[0].name = "orders";
   subs[0].topics = {"order.*"};

@@ -19,22 +19,30 @@ config::RetryConfig retry_config() {
 }
 
 DeliveryOutcome retryable(int status, std::optional<Millis> retry_after = std::nullopt) {
-  return DeliveryOutcome{.kind = DeliveryOutcome::Kind::kRetryable, .status = status, .error = "HTTP 503",
-                         .response_snippet = "busy", .retry_after = retry_after};
+  return DeliveryOutcome{.kind = DeliveryOutcome::Kind::kRetryable,
+                         .status = status,
+                         .error = "HTTP 503",
+                         .response_snippet = "busy",
+                         .retry_after = retry_after};
 }
 
 }  // namespace
 
 TEST_CASE("a 2xx outcome is delivered", "[dispatch]") {
   Backoff b({}, 1);
-  auto p = decide({.kind = DeliveryOutcome::Kind::kDelivered, .status = 204}, 1, Millis(0), retry_config(), b);
+  auto p = decide({.kind = DeliveryOutcome::Kind::kDelivered, .status = 204}, 1, Millis(0),
+                  retry_config(), b);
   CHECK(p.kind == Kind::kDelivered);
   CHECK(p.attempts == 1);
 }
 
-TEST_CASE("a final outcome is dead-lettered as non_retryable_status with its status and body", "[dispatch]") {
+TEST_CASE("a final outcome is dead-lettered as non_retryable_status with its status and body",
+          "[dispatch]") {
   Backoff b({}, 1);
-  auto p = decide({.kind = DeliveryOutcome::Kind::kFinal, .status = 400, .error = "HTTP 400", .response_snippet = "bad"},
+  auto p = decide({.kind = DeliveryOutcome::Kind::kFinal,
+                   .status = 400,
+                   .error = "HTTP 400",
+                   .response_snippet = "bad"},
                   1, Millis(0), retry_config(), b);
   CHECK(p.kind == Kind::kDeadLetter);
   CHECK(p.reason == "non_retryable_status");
