@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
 
@@ -159,16 +160,6 @@ DeadLetter read_dead_letter(const pqxx::row& r) {
   return d;
 }
 
-std::string pg_array(const std::vector<std::int64_t>& ids) {
-  std::string out = "{";
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  out += '}';
-  return out;
-}
-
 std::vector<std::int64_t> select_ids(pqxx::work& txn, const DeadLetterFilter& filter, int batch) {
   auto rows = exec_filtered(
       txn,
@@ -183,7 +174,7 @@ std::vector<std::int64_t> select_ids(pqxx::work& txn, const DeadLetterFilter& fi
 BatchResult replay_in(pqxx::work& txn, const std::vector<std::int64_t>& ids) {
   BatchResult out;
   if (ids.empty()) return out;
-  const std::string array = pg_array(ids);
+  const std::string array = bigint_array(ids);
   // Lock in id order first: two replays running at once then queue behind each other instead of
   // deadlocking, and the second one sees replayed_at set by the first.
   auto locked = txn.exec_params(
@@ -312,7 +303,7 @@ Result<BatchResult> DeadLetterStore::purge(const std::vector<std::int64_t>& ids)
     BatchResult out;
     for (const auto& r :
          txn.exec_params("DELETE FROM relay.dead_letter WHERE id = ANY($1::bigint[]) RETURNING id",
-                         pg_array(ids))) {
+                         bigint_array(ids))) {
       out.purged.push_back(r[0].as<std::int64_t>());
     }
     std::sort(out.purged.begin(), out.purged.end());
@@ -330,7 +321,7 @@ Result<BatchResult> DeadLetterStore::purge_next(const DeadLetterFilter& filter, 
     if (out.ids.empty()) return out;
     for (const auto& r :
          txn.exec_params("DELETE FROM relay.dead_letter WHERE id = ANY($1::bigint[]) RETURNING id",
-                         pg_array(out.ids))) {
+                         bigint_array(out.ids))) {
       out.purged.push_back(r[0].as<std::int64_t>());
     }
     std::sort(out.purged.begin(), out.purged.end());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
 #include "relay/store/wakeup.h"
@@ -125,38 +126,14 @@ Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first) {
 
 }  // namespace
 
-static std::string text_array(const std::vector<std::string>& names) {
-  std::string out = "{";
-  for (size_t i = 0; i < names.size(); ++i) out += (i ? "," : "") + names[i];
-  return out + "}";
-}
-
-// Parses a text[] in Postgres' output form. Subscription names are [a-z0-9_.-]+ (config checks),
-// so they are never quoted.
-static std::vector<std::string> parse_text_array(const std::string& text) {
-  std::vector<std::string> out;
-  if (text.size() < 2) return out;
-  std::string cur;
-  for (size_t i = 1; i + 1 < text.size(); ++i) {
-    if (text[i] == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else if (text[i] != '"') {
-      cur += text[i];
-    }
-  }
-  if (!cur.empty()) out.push_back(cur);
-  return out;
-}
-
 PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Millis lease,
                                std::vector<std::string> subscriptions,
                                std::vector<std::string> ordered, std::vector<std::string> blocking)
     : owner_(std::move(owner)),
       lease_(lease),
-      subscriptions_(text_array(subscriptions)),
-      ordered_(text_array(ordered)),
-      blocking_(text_array(blocking)) {
+      subscriptions_(name_array(subscriptions)),
+      ordered_(name_array(ordered)),
+      blocking_(name_array(blocking)) {
   conn_ = std::make_unique<PgConnection>(std::move(database_url), [this](pqxx::connection& c) {
     c.prepare("claim_outbox", kClaimOutbox);
     c.prepare("claim_deliveries", kClaimDeliveries);
@@ -205,7 +182,7 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
       for (const auto& row : rows) {
         ClaimedEvent c;
         c.event = read_event(row, row[0].as<std::int64_t>(), 1);
-        c.held_for = parse_text_array(row[9].as<std::string>());
+        c.held_for = parse_name_array(row[9].as<std::string>());
         out.push_back(std::move(c));
       }
       // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
@@ -219,7 +196,7 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
 
 Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
     int limit, const std::vector<std::string>& subscriptions) {
-  const std::string names = text_array(subscriptions);
+  const std::string names = name_array(subscriptions);
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
       auto rows =

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
 
@@ -71,16 +72,6 @@ constexpr const char* kPromoteNext = R"(
 constexpr const char* kReleaseDeliveries =
     "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) "
     "AND lease_owner = $2";
-
-std::string pg_array(const std::vector<std::int64_t>& ids) {
-  std::string out = "{";
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  out += '}';
-  return out;
-}
 
 // Response bodies and error texts come from the network: make them valid UTF-8 without NULs so a
 // text column accepts them (invalid bytes become U+FFFD), and cap the length in bytes.
@@ -172,9 +163,9 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
       }
       outbox_done.push_back(o.outbox_id);
     }
-    if (!outbox_done.empty()) txn.exec_prepared("delete_outbox", pg_array(outbox_done), owner_);
+    if (!outbox_done.empty()) txn.exec_prepared("delete_outbox", bigint_array(outbox_done), owner_);
     if (!outbox_release.empty())
-      txn.exec_prepared("release_outbox", pg_array(outbox_release), owner_);
+      txn.exec_prepared("release_outbox", bigint_array(outbox_release), owner_);
 
     std::vector<std::int64_t> deliveries_done, deliveries_release;
     std::set<std::pair<std::string, std::string>>
@@ -214,7 +205,7 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
     if (!deliveries_done.empty()) {
       std::set<std::pair<std::string, std::string>> keys;
       for (const auto& row :
-           txn.exec_prepared("delete_deliveries", pg_array(deliveries_done), owner_)) {
+           txn.exec_prepared("delete_deliveries", bigint_array(deliveries_done), owner_)) {
         if (row[1].is_null()) continue;
         keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
       }
@@ -229,7 +220,7 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
       }
     }
     if (!deliveries_release.empty())
-      txn.exec_prepared("release_deliveries", pg_array(deliveries_release), owner_);
+      txn.exec_prepared("release_deliveries", bigint_array(deliveries_release), owner_);
   });
   if (!result && result.error().code == ErrorCode::kUnavailable) conn_->reset();
   return result;
