@@ -1,6 +1,8 @@
 #include "relay/app/relay_runner.h"
 
 #include <fmt/format.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <signal.h>
 
 #include <condition_variable>
@@ -14,8 +16,10 @@
 #include "relay/common/log.h"
 #include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
+#include "relay/dispatch/dispatch_stats.h"
 #include "relay/dispatch/dispatcher.h"
 #include "relay/ops/ops_server.h"
+#include "relay/store/metrics_store.h"
 #include "relay/store/migrations.h"
 #include "relay/store/transaction.h"
 
@@ -129,6 +133,29 @@ std::string status_json(const dispatch::Dispatcher* d, bool schema_ok) {
   return doc.dump();
 }
 
+// Refreshes the database gauges (backlog, oldest due age, dead letters) every few seconds on its
+// own connection, so a slow query never holds up the pipeline or a scrape.
+void poll_database_metrics(const std::string& url, Clock& clock, dispatch::DispatchStats& stats,
+                           std::stop_token stop) {
+  constexpr Millis kEvery{5000};
+  store::PgMetricsReader reader(url);
+  while (!stop.stop_requested()) {
+    auto snap = reader.read(dispatch::DispatchStats::kMaxTopics);
+    if (snap) {
+      std::vector<dispatch::DispatchStats::TopicBacklogSample> topics;
+      for (auto& t : snap->topics)
+        topics.push_back({.topic = t.topic,
+                          .pending = t.pending,
+                          .oldest_age_seconds = t.oldest_due_age_seconds});
+      stats.set_backlog(topics);
+      stats.set_dead_letters(snap->dead_letters);
+    } else {
+      stats.database_error("metrics");
+    }
+    clock.sleep_until(clock.now() + kEvery, stop);
+  }
+}
+
 }  // namespace
 
 int run_relay(const config::Config& config, const std::string& database_url) {
@@ -146,6 +173,16 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   // its database.
   std::atomic<const dispatch::Dispatcher*> running{nullptr};
   std::atomic<bool> schema_ok{false};
+  prometheus::Registry registry;
+  std::vector<std::string> subscription_names;
+  for (const auto& s : config.subscriptions) subscription_names.push_back(s.name);
+  dispatch::DispatchStats stats(registry, subscription_names, kVersion);
+  auto readiness = [&running, &schema_ok]() -> std::string {
+    if (!schema_ok.load()) return "waiting for the database or its schema";
+    const dispatch::Dispatcher* d = running.load();
+    if (d == nullptr) return "starting";
+    return d->status().database_ok ? "" : "database unavailable";
+  };
   std::unique_ptr<ops::OpsServer> ops_server;
   if (!config.ops.listen.empty()) {
     const Millis wedged_after = std::max(Millis(60'000), config.source.lease);
@@ -158,11 +195,10 @@ int run_relay(const config::Config& config, const std::string& database_url) {
                                       format_duration(std::chrono::duration_cast<Millis>(age))
                                 : "";
     };
-    cb.readiness = [&running, &schema_ok]() -> std::string {
-      if (!schema_ok.load()) return "waiting for the database or its schema";
-      const dispatch::Dispatcher* d = running.load();
-      if (d == nullptr) return "starting";
-      return d->status().database_ok ? "" : "database unavailable";
+    cb.readiness = readiness;
+    cb.metrics_text = [&registry, &stats, &readiness] {
+      stats.set_ready(readiness().empty());  // relay_ready mirrors /readyz
+      return prometheus::TextSerializer().Serialize(registry.Collect());
     };
     cb.status_json = [&running, &schema_ok] {
       return status_json(running.load(), schema_ok.load());
@@ -188,13 +224,17 @@ int run_relay(const config::Config& config, const std::string& database_url) {
         auto s = delivery::HttplibSender::create(sub, clock);
         if (!s) return s.error();
         return std::unique_ptr<delivery::HttpSender>(std::move(*s));
-      });
+      },
+      stats);
   if (!dispatcher) {
     log.error("cannot start", {{"error", dispatcher.error().message}});
     return 2;
   }
   (*dispatcher)->start();
   running = dispatcher->get();
+  std::jthread metrics_poller([&database_url, &clock, &stats](std::stop_token st) {
+    poll_database_metrics(database_url, clock, stats, st);
+  });
 
   {
     std::mutex mu;
@@ -203,6 +243,8 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     cv.wait(lock, stop.get_token(), [] { return false; });
   }
 
+  metrics_poller.request_stop();
+  metrics_poller.join();
   // Leave a fifth of shutdown_timeout (at most 5s) to record outcomes and release claims after
   // in-flight deliveries are cut off.
   const auto begin = clock.now();

@@ -26,7 +26,7 @@ CircuitBreaker::Admission CircuitBreaker::admit() {
       return Admission::kAllowed;
     case State::kOpen:
       if (clock_.now() < probe_at_) return Admission::kRejected;
-      state_ = State::kHalfOpen;
+      transition_locked(State::kHalfOpen);
       probe_out_ = true;
       return Admission::kProbe;
     case State::kHalfOpen:
@@ -39,7 +39,7 @@ CircuitBreaker::Admission CircuitBreaker::admit() {
 
 void CircuitBreaker::record_success() {
   std::lock_guard lock(mu_);
-  state_ = State::kClosed;
+  transition_locked(State::kClosed);
   consecutive_failures_ = 0;
   probe_out_ = false;
   period_ = config_.open_for;  // a healthy endpoint earns the short period back
@@ -59,10 +59,16 @@ void CircuitBreaker::record_failure() {
   }
 }
 
+void CircuitBreaker::transition_locked(State to) {
+  const State from = state_;
+  state_ = to;
+  if (from != to && on_transition_) on_transition_(from, to, trips_);
+}
+
 void CircuitBreaker::open_locked() {
-  state_ = State::kOpen;
   probe_out_ = false;
   ++trips_;
+  transition_locked(State::kOpen);
   probe_at_ = clock_.now() + period_;
   period_ = std::min(config_.max_open_for, period_ * 2);
 }

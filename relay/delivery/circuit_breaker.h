@@ -5,6 +5,7 @@
 // While open, relay sends nothing to the endpoint and spends no retry attempts (the caller defers
 // its work instead). Thread-safe: the lanes of a subscription share one breaker.
 
+#include <functional>
 #include <mutex>
 
 #include "relay/common/clock.h"
@@ -48,7 +49,14 @@ class CircuitBreaker {
   State state() const;
   Snapshot snapshot() const;
 
+  // Called on every state change (closed->open, open->half_open, half_open->open|closed) with the
+  // trip count after it, under the breaker's lock: keep it short (a log line, a counter) and do not
+  // call back into the breaker. REQUIRES: set before the breaker is shared between threads.
+  using TransitionFn = std::function<void(State from, State to, long long trips)>;
+  void set_on_transition(TransitionFn fn) { on_transition_ = std::move(fn); }
+
  private:
+  void transition_locked(State to);
   void open_locked();
 
   const config::CircuitBreakerConfig config_;
@@ -60,6 +68,7 @@ class CircuitBreaker {
   Millis period_;                 // guarded by mu_: the next open period
   Clock::TimePoint probe_at_{};   // guarded by mu_
   bool probe_out_ = false;        // guarded by mu_
+  TransitionFn on_transition_;
 };
 
 const char* to_string(CircuitBreaker::State state);

@@ -42,13 +42,15 @@ constexpr size_t kMaxRecordBatch = 1000;
 
 }  // namespace
 
-Dispatcher::Dispatcher(const config::Config& config, std::string database_url, Clock& clock)
+Dispatcher::Dispatcher(const config::Config& config, std::string database_url, Clock& clock,
+                       DispatchStats& stats)
     : config_(config),
       database_url_(std::move(database_url)),
       clock_(clock),
       owner_(make_owner_id()),
       matcher_(config_.subscriptions),
       max_in_flight_items_(2 * config.source.batch_size),
+      stats_(stats),
       source_(database_url_, owner_, config.source.lease,
               subscription_names(config, any_subscription),
               subscription_names(config, ordered_subscription),
@@ -63,13 +65,41 @@ Dispatcher::Dispatcher(const config::Config& config, std::string database_url, C
 
 Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& config,
                                                        std::string database_url, Clock& clock,
-                                                       const SenderFactory& make_sender) {
-  std::unique_ptr<Dispatcher> d(new Dispatcher(config, std::move(database_url), clock));
+                                                       const SenderFactory& make_sender,
+                                                       DispatchStats& stats) {
+  std::unique_ptr<Dispatcher> d(new Dispatcher(config, std::move(database_url), clock, stats));
   const size_t queue_capacity = static_cast<size_t>(d->max_in_flight_items_) + 1;
   for (const auto& sub : d->config_.subscriptions) {
     auto lanes = std::make_unique<SubscriptionLanes>();
     lanes->config = &sub;
     lanes->breaker = std::make_unique<delivery::CircuitBreaker>(sub.circuit_breaker, clock);
+    // One log line per state change (never per failed attempt); runs under the breaker's lock.
+    SubscriptionLanes* sl = lanes.get();
+    Dispatcher* self = d.get();
+    lanes->breaker->set_on_transition([self, sl](delivery::CircuitBreaker::State from,
+                                                 delivery::CircuitBreaker::State to,
+                                                 long long trips) {
+      using State = delivery::CircuitBreaker::State;
+      const std::string& name = sl->config->name;
+      self->stats_.breaker_transition(name, to);
+      const auto now = self->clock_.now();
+      if (from == State::kClosed) {
+        sl->opened_at = now;
+        sl->deferred = 0;
+        self->log_.warn("breaker opened",
+                        {{"subscription", name}, {"trips", std::to_string(trips)}});
+      } else if (to == State::kClosed) {
+        const auto open = std::chrono::duration_cast<Millis>(now - sl->opened_at.load());
+        self->log_.info("breaker closed", {{"subscription", name},
+                                           {"trips", std::to_string(trips)},
+                                           {"was_open_for", format_duration(open)},
+                                           {"deferred", std::to_string(sl->deferred.load())}});
+      } else {
+        // open <-> half_open while the outage lasts: the periodic summary covers it at info.
+        self->log_.debug(to == State::kHalfOpen ? "breaker half-open" : "breaker re-opened",
+                         {{"subscription", name}, {"trips", std::to_string(trips)}});
+      }
+    });
     if (sub.rate_limit)
       lanes->limiter = std::make_unique<delivery::RateLimiter>(*sub.rate_limit, clock);
     for (int i = 0; i < sub.max_in_flight; ++i) {
@@ -107,6 +137,22 @@ void Dispatcher::start() {
 
 void Dispatcher::kick_source() { (void)eventfd_write(kick_fd_, 1); }
 
+void Dispatcher::log_open_breakers() {
+  constexpr Millis kSummaryEvery{60'000};
+  const auto now = clock_.now();
+  for (auto& s : subscriptions_) {
+    if (s->breaker->state() == delivery::CircuitBreaker::State::kClosed) continue;
+    const auto opened = s->opened_at.load();
+    if (now - opened < kSummaryEvery || now - s->last_summary < kSummaryEvery) continue;
+    s->last_summary = now;
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - opened).count();
+    log_.warn(fmt::format("subscription {} breaker open for {} s; {} deferred", s->config->name,
+                          secs, s->deferred.load()),
+              {{"subscription", s->config->name},
+               {"trips", std::to_string(s->breaker->snapshot().trips)}});
+  }
+}
+
 // Waits out a database outage: 100ms doubling to 5s. Returns false on stop.
 bool Dispatcher::wait_backoff(int failures, std::stop_token stop) {
   const Millis delay =
@@ -137,6 +183,7 @@ void Dispatcher::run_source(std::stop_token stop) {
   std::stop_callback wake_on_stop(stop, [this] { kick_source(); });
 
   auto on_db_error = [&](const Error& e, const char* what) {
+    stats_.database_error(what);
     if (db_failures == 0)
       log_.warn("database unavailable", {{"during", what}, {"error", e.message}});
     database_ok_ = false;
@@ -156,6 +203,7 @@ void Dispatcher::run_source(std::stop_token stop) {
     }
 
     source_heartbeat_ = clock_.now();
+    log_open_breakers();
     ++claim_seq_;
     int room = max_in_flight_items_ - in_flight_items_.load();
     int found = 0;
@@ -194,6 +242,7 @@ void Dispatcher::run_source(std::stop_token stop) {
       database_ok_ = true;
       if (db_failures > 0) {
         log_.info("database available again");
+        stats_.database_reconnect();
         db_failures = 0;
       }
     }
@@ -384,6 +433,7 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
     part.kind = Kind::kDeferred;
     part.retry_in = std::max(Millis(250), sub.breaker->time_until_probe());
     part.last_error = "circuit breaker open";
+    ++sub.deferred;
     hold_key();
     return part;
   }
@@ -395,6 +445,7 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
   ++sub.in_flight;
   delivery::DeliveryOutcome outcome = lane.sender->send(e, attempt_no);
   --sub.in_flight;
+  stats_.attempt(cfg.name, outcome, e.created_at, clock_.wall_now());
   if (hard_stop_ && outcome.kind != delivery::DeliveryOutcome::Kind::kDelivered) {
     part.kind = Kind::kAborted;  // cut off by shutdown: not the consumer's fault, not an attempt
     hold_key();
@@ -485,6 +536,7 @@ void Dispatcher::run_recorder(std::stop_token stop) {
       auto r = store.record(batch);
       if (r) break;
       if (db_failures == 0) log_.warn("cannot record outcomes", {{"error", r.error().message}});
+      stats_.database_error("record");
       ++db_failures;
       if (!wait_backoff(db_failures, stop)) {
         record_failed_ = true;
@@ -496,6 +548,7 @@ void Dispatcher::run_recorder(std::stop_token stop) {
     }
     if (db_failures > 0 && !record_failed_) {
       log_.info("recording outcomes again");
+      stats_.database_reconnect();
       db_failures = 0;
     }
 
@@ -503,12 +556,16 @@ void Dispatcher::run_recorder(std::stop_token stop) {
       switch (p.kind) {
         case store::PartOutcome::Kind::kDelivered:
           ++counters_.delivered;
+          stats_.outcome(p.subscription, DispatchStats::Outcome::kDelivered);
           break;
         case store::PartOutcome::Kind::kRetry:
           ++counters_.retries_scheduled;
+          stats_.outcome(p.subscription, DispatchStats::Outcome::kRetryScheduled);
           break;
         case store::PartOutcome::Kind::kDeadLetter:
           ++counters_.dead_lettered;
+          stats_.outcome(p.subscription, DispatchStats::Outcome::kDeadLettered);
+          stats_.dead_letter_created(p.subscription, p.reason);
           break;
         case store::PartOutcome::Kind::kAborted:
         case store::PartOutcome::Kind::kDeferred:

@@ -28,6 +28,7 @@
 #include "relay/delivery/circuit_breaker.h"
 #include "relay/delivery/rate_limiter.h"
 #include "relay/delivery/sender.h"
+#include "relay/dispatch/dispatch_stats.h"
 #include "relay/dispatch/matcher.h"
 #include "relay/store/outbox_source.h"
 #include "relay/store/outcome_store.h"
@@ -63,10 +64,12 @@ struct DispatcherCounters {
 class Dispatcher {
  public:
   // Builds one sender per lane (max_in_flight lanes per subscription) with `make_sender`.
-  // Returns the factory's error (e.g. a bad endpoint) if any sender cannot be built.
+  // Returns the factory's error (e.g. a bad endpoint) if any sender cannot be built. `stats` must
+  // outlive the dispatcher and have series for every configured subscription.
   static Result<std::unique_ptr<Dispatcher>> create(const config::Config& config,
                                                     std::string database_url, Clock& clock,
-                                                    const SenderFactory& make_sender);
+                                                    const SenderFactory& make_sender,
+                                                    DispatchStats& stats);
   ~Dispatcher();
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
@@ -117,10 +120,15 @@ class Dispatcher {
     std::unique_ptr<delivery::CircuitBreaker> breaker;
     std::unique_ptr<delivery::RateLimiter> limiter;  // null: unlimited
     std::atomic<int> in_flight{0};
+    // Parts deferred because the breaker was open, since it last opened (for the summary log).
+    std::atomic<long long> deferred{0};
+    std::atomic<Clock::TimePoint> opened_at{};  // when it last left kClosed
+    Clock::TimePoint last_summary{};            // source thread only
     std::vector<std::unique_ptr<Lane>> lanes;
   };
 
-  Dispatcher(const config::Config& config, std::string database_url, Clock& clock);
+  Dispatcher(const config::Config& config, std::string database_url, Clock& clock,
+             DispatchStats& stats);
 
   void run_source(std::stop_token stop);
   void run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop);
@@ -136,6 +144,8 @@ class Dispatcher {
   std::vector<std::string> sendable_subscriptions(Millis& next_probe) const;
   void push_result(TaskResult&& result);
   void kick_source();
+  // Source thread: one summary line per subscription whose breaker stays open, every minute.
+  void log_open_breakers();
   bool wait_backoff(int failures, std::stop_token stop);
 
   // Constant after construction.
@@ -146,6 +156,7 @@ class Dispatcher {
   const Matcher matcher_;
   const int max_in_flight_items_;
   const Logger log_{"dispatch"};
+  DispatchStats& stats_;
 
   store::PgOutboxSource source_;  // used by the source thread only (and by shutdown() after it)
   BoundedQueue<TaskResult> results_;

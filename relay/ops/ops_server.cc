@@ -50,6 +50,13 @@ Result<std::unique_ptr<OpsServer>> OpsServer::start(const std::string& listen,
     res.set_content(self->callbacks_.status_json ? self->callbacks_.status_json() : "{}",
                     "application/json");
   });
+  srv.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+    if (!self->callbacks_.metrics_text) {
+      res.status = 404;
+      return;
+    }
+    res.set_content(self->callbacks_.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+  });
 
   if (port == 0) {
     port = srv.bind_to_any_port(host);

@@ -1,7 +1,7 @@
 #pragma once
-// OpsServer: relay's operations listener (ops.listen): GET /healthz, /readyz and /status. It owns
-// one cpp-httplib server thread and only calls the callbacks it is given, so it depends on no
-// other component. Thread-safe: the callbacks run on the server's worker threads.
+// OpsServer: relay's operations listener (ops.listen): GET /healthz, /readyz, /status and /metrics.
+// It owns one cpp-httplib server thread and only calls the callbacks it is given, so it depends on
+// no other component. Thread-safe: the callbacks run on the server's worker threads.
 
 #include <functional>
 #include <memory>
@@ -23,6 +23,8 @@ struct OpsCallbacks {
   std::function<std::string()> readiness;
   // The /status JSON document.
   std::function<std::string()> status_json;
+  // The /metrics body in the Prometheus text exposition format (0.0.4). Unset: 404.
+  std::function<std::string()> metrics_text;
 };
 
 class OpsServer {

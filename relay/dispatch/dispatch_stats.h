@@ -1,0 +1,91 @@
+#pragma once
+// DispatchStats: the pipeline's Prometheus metrics (STYLE.md section 7), built from a Registry&
+// and updated by the source, the lanes, the recorder and the runner's database poller. Series of
+// every configured subscription are created up front (so increase() sees the first event). Label
+// values are bounded: subscription names from the config, fixed outcome/class/reason sets, and at
+// most kMaxTopics topics (the rest summed under topic="_other").
+//
+// Thread-safe: prometheus-cpp metrics are atomic; the per-topic gauges are guarded by a mutex.
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "relay/delivery/circuit_breaker.h"
+#include "relay/delivery/outcome.h"
+
+namespace relay::dispatch {
+
+class DispatchStats {
+ public:
+  static constexpr size_t kMaxTopics = 100;
+
+  DispatchStats(prometheus::Registry& registry, const std::vector<std::string>& subscriptions,
+                const std::string& version);
+  DispatchStats(const DispatchStats&) = delete;
+  DispatchStats& operator=(const DispatchStats&) = delete;
+
+  enum class Outcome { kDelivered, kRetryScheduled, kDeadLettered };
+  void outcome(const std::string& subscription, Outcome outcome);
+  void dead_letter_created(const std::string& subscription, const std::string& reason);
+  // One HTTP request was sent: attempts, response class, and latency (created_at -> now) on 2xx.
+  void attempt(const std::string& subscription, const delivery::DeliveryOutcome& outcome,
+               std::chrono::system_clock::time_point created_at,
+               std::chrono::system_clock::time_point now);
+  void breaker_transition(const std::string& subscription, delivery::CircuitBreaker::State to);
+  void database_error(const std::string& operation);
+  void database_reconnect();
+  void set_ready(bool ready);
+
+  struct TopicBacklogSample {
+    std::string topic;
+    std::int64_t pending = 0;
+    double oldest_age_seconds = 0;  // of the oldest due row; 0 if none
+  };
+  // Replaces the per-topic backlog gauges: topics no longer present read 0.
+  void set_backlog(const std::vector<TopicBacklogSample>& topics);
+  void set_dead_letters(const std::map<std::string, std::int64_t>& by_subscription);
+
+ private:
+  struct Sub {
+    prometheus::Counter* delivered = nullptr;
+    prometheus::Counter* retry_scheduled = nullptr;
+    prometheus::Counter* dead_lettered = nullptr;
+    prometheus::Counter* attempts = nullptr;
+    prometheus::Histogram* latency = nullptr;
+    prometheus::Counter* http[5] = {};  // 2xx 3xx 4xx 5xx error
+    prometheus::Gauge* breaker_state = nullptr;
+    prometheus::Gauge* dead_letters = nullptr;
+  };
+  Sub* find(const std::string& subscription);
+
+  prometheus::Family<prometheus::Counter>& deliveries_;
+  prometheus::Family<prometheus::Counter>& attempts_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Counter>& http_;
+  prometheus::Family<prometheus::Gauge>& breaker_state_;
+  prometheus::Family<prometheus::Counter>& breaker_transitions_;
+  prometheus::Family<prometheus::Counter>& dead_letters_created_;
+  prometheus::Family<prometheus::Gauge>& dead_letters_;
+  prometheus::Family<prometheus::Counter>& database_errors_;
+  prometheus::Counter& database_reconnects_;
+  prometheus::Gauge& ready_;
+  prometheus::Family<prometheus::Gauge>& backlog_;
+  prometheus::Family<prometheus::Gauge>& oldest_age_;
+
+  std::map<std::string, Sub> subs_;  // constant after construction
+
+  std::mutex mu_;
+  std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> topics_;  // guarded
+};
+
+}  // namespace relay::dispatch

@@ -1,0 +1,60 @@
+#include "relay/store/metrics_store.h"
+
+#include <algorithm>
+
+#include "relay/store/pg_connection.h"
+#include "relay/store/transaction.h"
+
+namespace relay::store {
+namespace {
+
+constexpr const char* kOutbox = R"(
+  SELECT topic, count(*),
+         COALESCE(extract(epoch FROM now() - min(created_at)
+                  FILTER (WHERE deliver_after IS NULL OR deliver_after <= now())), 0)::float8
+    FROM relay.outbox GROUP BY topic ORDER BY count(*) DESC, topic)";
+
+constexpr const char* kDeadLetters = R"(
+  SELECT subscription, count(*) FROM relay.dead_letter WHERE replayed_at IS NULL
+   GROUP BY subscription)";
+
+}  // namespace
+
+PgMetricsReader::PgMetricsReader(std::string database_url)
+    : conn_(std::make_unique<PgConnection>(std::move(database_url))) {}
+
+PgMetricsReader::~PgMetricsReader() = default;
+
+Result<MetricsSnapshot> PgMetricsReader::read(size_t max_topics) {
+  auto c = conn_->get();
+  if (!c) {
+    conn_->reset();
+    return c.error();
+  }
+  auto r = run_transaction(**c, [&](pqxx::work& txn) {
+    MetricsSnapshot snap;
+    MetricsSnapshot::Topic other{.topic = "_other"};
+    bool any_other = false;
+    for (const auto& row : txn.exec(kOutbox)) {
+      MetricsSnapshot::Topic t{.topic = row[0].as<std::string>(),
+                               .pending = row[1].as<std::int64_t>(),
+                               .oldest_due_age_seconds = std::max(0.0, row[2].as<double>())};
+      if (snap.topics.size() < max_topics && t.topic != "_other") {
+        snap.topics.push_back(std::move(t));
+      } else {
+        any_other = true;
+        other.pending += t.pending;
+        other.oldest_due_age_seconds =
+            std::max(other.oldest_due_age_seconds, t.oldest_due_age_seconds);
+      }
+    }
+    if (any_other) snap.topics.push_back(std::move(other));
+    for (const auto& row : txn.exec(kDeadLetters))
+      snap.dead_letters[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    return snap;
+  });
+  if (!r && r.error().code == ErrorCode::kUnavailable) conn_->reset();
+  return r;
+}
+
+}  // namespace relay::store
