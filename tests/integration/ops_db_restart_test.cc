@@ -70,14 +70,15 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
       if (!id.empty()) committed.insert(id);
     } catch (const std::exception&) {
       ++failed_publishes;
-      std::this_thread::sleep_for(20ms);
+      std::this_thread::sleep_for(20ms);  // ok-sleep: paces the app's retries while the DB is down
     }
   };
   auto publish_for = [&](std::chrono::milliseconds d) {
     const auto end = std::chrono::steady_clock::now() + d;
     while (std::chrono::steady_clock::now() < end) {
       publish_one();
-      std::this_thread::sleep_for(5ms);
+      std::this_thread::sleep_for(
+          5ms);  // ok-sleep: the load generator's pace, not a wait for relay
     }
   };
 
