@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "relay/common/duration.h"
@@ -51,7 +52,12 @@ struct SubscriptionConfig {
   Millis connect_timeout{2000};     // TCP connect timeout, 1ms..1m
   int max_in_flight = 64;           // concurrent requests to this endpoint, 1..4096
   RetryConfig retry;
-  std::string signing_secret;              // optional; "whsec_<base64>" or raw; empty = unsigned
+  // Key "signing_secret": one string or a list (rotation: one signature per secret, in this order).
+  // Each is "whsec_<base64>" or raw. Empty = unsigned (a single empty string also means unsigned).
+  std::vector<std::string> signing_secrets;
+  // Key "headers": extra request headers (name -> value) in file order. Names are HTTP tokens and
+  // never relay's own headers; values have no CR/LF/NUL. Values may be secrets: never log them.
+  std::vector<std::pair<std::string, std::string>> headers;
   std::int64_t max_response_bytes = 4096;  // response body kept for the dead letter, 0..1MiB
   std::string ordering = "per_key";        // per_key | none
   std::string on_dead_letter =

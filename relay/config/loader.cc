@@ -16,8 +16,10 @@
 #include <system_error>
 #include <utility>
 
+#include "relay/common/base64.h"
 #include "relay/common/check.h"
 #include "relay/common/duration.h"
+#include "relay/common/http_header.h"
 #include "relay/config/interpolate.h"
 
 namespace relay::config {
@@ -38,6 +40,7 @@ enum class Shape {
   kList,        // a list of scalars
   kMap,         // a map with its own key table
   kListOfMaps,  // a list of maps, each with the same key table
+  kStringMap,   // a map of free-form names to strings (subscriptions[].headers); no key table
 };
 
 struct KeySpec {
@@ -62,14 +65,17 @@ constexpr KeySpec kSubscriptionKeys[] = {
     {"connect_timeout"},
     {"max_in_flight"},
     {"retry", Shape::kMap, kRetryKeys},
-    {"signing_secret"},
+    {"signing_secret"},  // a string or a list of strings
     {"max_response_bytes"},
     {"ordering"},
     {"on_dead_letter"},
     {"circuit_breaker", Shape::kMap, kCircuitBreakerKeys},
     {"rate_limit", Shape::kMap, kRateLimitKeys},
+    {"headers", Shape::kStringMap},
 };
-constexpr std::string_view kSubscriptionUnsupported[] = {"batch", "headers", "tls"};
+constexpr std::string_view kSubscriptionUnsupported[] = {"batch", "tls"};
+constexpr std::size_t kMaxHeaders = 32;
+constexpr std::size_t kMaxHeaderValueBytes = 4096;
 constexpr KeySpec kLimitsKeys[] = {{"max_payload_bytes"}};
 constexpr KeySpec kLogKeys[] = {{"level"}, {"format"}};
 constexpr KeySpec kOpsKeys[] = {{"listen"}};
@@ -347,6 +353,9 @@ class Parser {
   void parse_retry(const Field& field, RetryConfig& out);
   void parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out);
   void parse_rate_limit(const Field& field, std::optional<RateLimitConfig>& out);
+  void parse_signing_secrets(const Field& field, std::vector<std::string>& out);
+  std::optional<std::string> signing_secret(const Field& field);
+  void parse_headers(const Field& field, std::vector<std::pair<std::string, std::string>>& out);
 
   std::string file_;
   const EnvLookup& env_;
@@ -620,7 +629,8 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
   read_duration(fields.find("connect_timeout"), 1ms, 1min, out.connect_timeout);
   read_int(fields.find("max_in_flight"), 1, 4096, out.max_in_flight);
   if (const Field* f = fields.find("retry")) parse_retry(*f, out.retry);
-  read_string(fields.find("signing_secret"), out.signing_secret);
+  if (const Field* f = fields.find("signing_secret"))
+    parse_signing_secrets(*f, out.signing_secrets);
   read_int(fields.find("max_response_bytes"), 0, kMiB, out.max_response_bytes);
   read_enum(fields.find("ordering"), kOrderings, {}, out.ordering);
   read_enum(fields.find("on_dead_letter"), kOnDeadLetter, {}, out.on_dead_letter);
@@ -628,6 +638,115 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
     parse_circuit_breaker(*f, out.circuit_breaker);
   }
   if (const Field* f = fields.find("rate_limit")) parse_rate_limit(*f, out.rate_limit);
+  if (const Field* f = fields.find("headers")) parse_headers(*f, out.headers);
+}
+
+// One secret, checked as the signer will use it (so `relay check-config` catches a bad whsec_),
+// or nullopt after reporting the problem. Messages never quote the secret.
+std::optional<std::string> Parser::signing_secret(const Field& field) {
+  auto secret = text(field, "a string");
+  if (!secret) return std::nullopt;
+  if (auto key = decode_signing_secret(*secret); !key) {
+    error(field.mark(), field.path, key.error().message);
+    return std::nullopt;
+  }
+  return secret;
+}
+
+// A string (empty = unsigned, so ${SECRET:-} can turn signing off) or a non-empty list of
+// non-empty strings: one signature per secret, in this order, for rotation.
+void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>& out) {
+  if (field.value.IsSequence()) {
+    if (field.value.size() == 0) {
+      error(field.mark(), field.path,
+            "must list at least one secret (omit signing_secret to send unsigned requests)");
+      return;
+    }
+    std::vector<std::string> secrets;
+    bool ok = true;
+    std::size_t index = 0;
+    for (auto it = field.value.begin(); it != field.value.end(); ++it, ++index) {
+      const YAML::Node node = *it;
+      const Field item{fmt::format("{}[{}]", field.path, index), node.Mark(), node};
+      auto secret = signing_secret(item);
+      if (secret) secrets.push_back(std::move(*secret));
+      ok = ok && secret.has_value();
+    }
+    if (ok) out = std::move(secrets);
+    return;
+  }
+  if (!field.value.IsScalar()) {
+    error(field.mark(), field.path,
+          fmt::format("expected a string or a list of strings, got {}", describe(field.value)));
+    return;
+  }
+  auto v = text(field, "a string");
+  if (!v) return;
+  if (v->empty()) {
+    out.clear();
+    return;
+  }
+  if (auto secret = signing_secret(field)) out = {std::move(*secret)};
+}
+
+// headers: {Name: value, ...}. Names are not interpolated; values are. Values are often
+// credentials (Authorization), so no message quotes one.
+void Parser::parse_headers(const Field& field,
+                           std::vector<std::pair<std::string, std::string>>& out) {
+  if (field.value.IsNull()) return;
+  if (!field.value.IsMap()) {
+    error(field.mark(), field.path,
+          fmt::format("expected a map of header names to values, got {}", describe(field.value)));
+    return;
+  }
+  if (field.value.size() > kMaxHeaders) {
+    error(field.key_mark, field.path,
+          fmt::format("at most {} headers, got {}", kMaxHeaders, field.value.size()));
+    return;
+  }
+  std::vector<std::pair<std::string, int>> seen;  // name -> 1-based line
+  for (auto it = field.value.begin(); it != field.value.end(); ++it) {
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (!key.IsScalar()) {
+      error(key.Mark(), field.path,
+            fmt::format("header names must be plain strings, got {}", describe(key)));
+      continue;
+    }
+    const std::string& name = key.Scalar();
+    const Field item{join_path(field.path, name), key.Mark(), value};
+    if (!is_http_token(name)) {
+      error(
+          key.Mark(), item.path,
+          fmt::format("invalid header name \"{}\": use letters, digits and !#$%&'*+-.^_`|~", name));
+      continue;
+    }
+    if (is_relay_reserved_header(name)) {
+      error(key.Mark(), item.path, fmt::format("{} is set by relay", name));
+      continue;
+    }
+    const auto first = std::find_if(seen.begin(), seen.end(),
+                                    [&](const auto& s) { return iequals_ascii(s.first, name); });
+    if (first != seen.end()) {
+      error(key.Mark(), item.path,
+            fmt::format("duplicate header '{}' (first defined at line {})", name, first->second));
+      continue;
+    }
+    seen.emplace_back(name, key.Mark().line + 1);
+    auto v = text(item, "a string");
+    if (!v) continue;
+    if (!is_http_field_value(*v)) {
+      error(item.mark(), item.path,
+            "header value must not contain CR, LF, NUL or other control characters");
+      continue;
+    }
+    if (v->size() > kMaxHeaderValueBytes) {
+      error(item.mark(), item.path,
+            fmt::format("header value is {} bytes; at most {}", v->size(), kMaxHeaderValueBytes));
+      continue;
+    }
+    out.emplace_back(name, std::move(*v));
+  }
 }
 
 void Parser::parse_topics(const Field& field, std::vector<std::string>& out) {

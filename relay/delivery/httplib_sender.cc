@@ -134,14 +134,15 @@ Result<std::unique_ptr<HttplibSender>> HttplibSender::create(const config::Subsc
                     may_have_credentials ? std::string("(with user@ credentials)")
                                          : fmt::format("\"{}\"", sub.endpoint))};
   }
-  std::optional<Signer> signer;
-  if (!sub.signing_secret.empty()) {
-    auto created = Signer::create(sub.signing_secret);
+  std::vector<Signer> signers;
+  for (std::size_t i = 0; i < sub.signing_secrets.size(); ++i) {
+    auto created = Signer::create(sub.signing_secrets[i]);
     if (!created) {
       return Error{ErrorCode::kInvalidArgument,
-                   fmt::format("subscription \"{}\": {}", sub.name, created.error().message)};
+                   fmt::format("subscription \"{}\": signing_secret[{}]: {}", sub.name, i,
+                               created.error().message)};
     }
-    signer.emplace(std::move(*created));
+    signers.push_back(std::move(*created));
   }
   auto client = std::make_unique<httplib::Client>(endpoint->host, endpoint->port);
   client->set_keep_alive(true);
@@ -154,16 +155,16 @@ Result<std::unique_ptr<HttplibSender>> HttplibSender::create(const config::Subsc
   client->set_read_timeout(sub.timeout);
   client->set_write_timeout(sub.timeout);
   return std::unique_ptr<HttplibSender>(
-      new HttplibSender(sub, clock, endpoint->path, std::move(client), std::move(signer)));
+      new HttplibSender(sub, clock, endpoint->path, std::move(client), std::move(signers)));
 }
 
 HttplibSender::HttplibSender(const config::SubscriptionConfig& sub, Clock& clock, std::string path,
-                             std::unique_ptr<httplib::Client> client, std::optional<Signer> signer)
+                             std::unique_ptr<httplib::Client> client, std::vector<Signer> signers)
     : sub_(sub),
       clock_(clock),
       path_(std::move(path)),
       client_(std::move(client)),
-      signer_(std::move(signer)) {}
+      signers_(std::move(signers)) {}
 
 HttplibSender::~HttplibSender() = default;
 
@@ -171,7 +172,8 @@ void HttplibSender::stop() { client_->stop(); }
 
 DeliveryOutcome HttplibSender::send(const Event& event, int attempt) {
   try {
-    OutgoingRequest out = build_request(event, sub_.name, attempt, clock_.wall_now(), signer_);
+    OutgoingRequest out =
+        build_request(event, sub_.name, attempt, clock_.wall_now(), signers_, sub_.headers);
     httplib::Request req;
     req.method = "POST";
     req.path = path_;

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "relay/common/clock.h"
 #include "relay/common/result.h"
@@ -31,13 +32,13 @@ class HttplibSender final : public HttpSender {
 
  private:
   HttplibSender(const config::SubscriptionConfig& sub, Clock& clock, std::string path,
-                std::unique_ptr<httplib::Client> client, std::optional<Signer> signer);
+                std::unique_ptr<httplib::Client> client, std::vector<Signer> signers);
 
   const config::SubscriptionConfig sub_;
   Clock& clock_;
   const std::string path_;
   std::unique_ptr<httplib::Client> client_;
-  const std::optional<Signer> signer_;
+  const std::vector<Signer> signers_;  // one per signing secret, in config order
 };
 
 }  // namespace relay::delivery

@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <nlohmann/json.hpp>
 #include <string_view>
+
+#include "relay/common/http_header.h"
 
 namespace relay::delivery {
 namespace {
@@ -39,64 +42,10 @@ std::string rfc3339_millis(std::chrono::system_clock::time_point tp) {
                      hms.subseconds().count());
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
-
-// Headers relay owns: an app header may not replace or duplicate them, or a consumer could be
-// made to see a forged signature, id or framing.
-bool is_reserved(std::string_view name) {
-  constexpr std::array<std::string_view, 7> kExact = {"idempotency-key",
-                                                      "content-type",
-                                                      "content-length",
-                                                      "host",
-                                                      "transfer-encoding",
-                                                      "connection",
-                                                      "te"};
-  constexpr std::array<std::string_view, 3> kPrefixes = {"webhook-", "ce-", "relay-"};
-  for (auto n : kExact) {
-    if (iequals(name, n)) return true;
-  }
-  for (auto p : kPrefixes) {
-    if (istarts_with(name, p)) return true;
-  }
-  return false;
-}
-
-// RFC 9110 §5.6.2 token.
-bool is_token(std::string_view name) {
-  if (name.empty()) return false;
-  for (unsigned char c : name) {
-    if (std::isalnum(c)) continue;
-    if (std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos)
-      continue;
-    return false;
-  }
-  return true;
-}
-
-// RFC 9110 §5.5 field-value: visible characters, SP, HTAB and obs-text; no CR, LF, NUL or other
-// controls (header injection).
-bool is_field_value(std::string_view value) {
-  for (unsigned char c : value) {
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-  }
-  return true;
-}
-
 // The app's extra headers from outbox.headers (a JSON object of strings). Anything malformed is
-// skipped, never fatal: one bad row must not stop delivery of the event.
-void append_app_headers(std::string_view headers_json,
+// skipped, never fatal: one bad row must not stop delivery of the event. A header the
+// subscription sets (same name, any case) is skipped too: the operator's value wins.
+void append_app_headers(std::string_view headers_json, HeaderList subscription_headers,
                         std::vector<std::pair<std::string, std::string>>& headers) {
   try {
     const auto json =
@@ -105,7 +54,12 @@ void append_app_headers(std::string_view headers_json,
     for (const auto& [name, value] : json.items()) {
       if (!value.is_string()) continue;
       const auto& text = value.get_ref<const std::string&>();
-      if (!is_token(name) || is_reserved(name) || !is_field_value(text)) continue;
+      if (!is_http_token(name) || is_relay_reserved_header(name) || !is_http_field_value(text))
+        continue;
+      const bool set_by_subscription =
+          std::any_of(subscription_headers.begin(), subscription_headers.end(),
+                      [&](const auto& h) { return iequals_ascii(h.first, name); });
+      if (set_by_subscription) continue;
       headers.emplace_back(name, text);
     }
   } catch (const nlohmann::json::exception&) {
@@ -117,12 +71,12 @@ void append_app_headers(std::string_view headers_json,
 
 OutgoingRequest build_request(const Event& event, const std::string& subscription, int attempt,
                               std::chrono::system_clock::time_point now,
-                              const std::optional<Signer>& signer) {
+                              std::span<const Signer> signers, HeaderList subscription_headers) {
   const long long timestamp =
       std::chrono::floor<std::chrono::seconds>(now.time_since_epoch()).count();
   OutgoingRequest req;
   // content_type comes from the outbox row; a value that could split the header block is replaced.
-  req.content_type = is_field_value(event.content_type) && !event.content_type.empty()
+  req.content_type = is_http_field_value(event.content_type) && !event.content_type.empty()
                          ? event.content_type
                          : "application/octet-stream";
   req.body = event.payload;
@@ -130,8 +84,15 @@ OutgoingRequest build_request(const Event& event, const std::string& subscriptio
   h.emplace_back("Idempotency-Key", event.event_id);
   h.emplace_back("webhook-id", event.event_id);
   h.emplace_back("webhook-timestamp", std::to_string(timestamp));
-  if (signer)
-    h.emplace_back("webhook-signature", signer->sign(event.event_id, timestamp, event.payload));
+  if (!signers.empty()) {
+    // Standard Webhooks rotation: one "v1,<sig>" per secret, space-separated, in config order.
+    std::string signature;
+    for (const Signer& signer : signers) {
+      if (!signature.empty()) signature += ' ';
+      signature += signer.sign(event.event_id, timestamp, event.payload);
+    }
+    h.emplace_back("webhook-signature", std::move(signature));
+  }
   h.emplace_back("ce-specversion", "1.0");
   h.emplace_back("ce-id", percent_encode(event.event_id));
   h.emplace_back("ce-type", percent_encode(event.topic));
@@ -140,7 +101,13 @@ OutgoingRequest build_request(const Event& event, const std::string& subscriptio
   if (event.key) h.emplace_back("ce-subject", percent_encode(*event.key));
   h.emplace_back("relay-attempt", std::to_string(attempt));
   h.emplace_back("relay-subscription", subscription);
-  append_app_headers(event.headers_json, h);
+  // The subscription's headers (validated at config load: token names, no CR/LF/NUL, never relay's
+  // own), then the app's. Re-checked here so a hand-built SubscriptionConfig cannot inject.
+  for (const auto& [name, value] : subscription_headers) {
+    if (is_http_token(name) && !is_relay_reserved_header(name) && is_http_field_value(value))
+      h.emplace_back(name, value);
+  }
+  append_app_headers(event.headers_json, subscription_headers, h);
   return req;
 }
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,12 +20,18 @@ struct OutgoingRequest {
   std::string body;
 };
 
+using HeaderList = std::span<const std::pair<std::string, std::string>>;
+
 // Headers: Idempotency-Key, webhook-id (both = event_id), webhook-timestamp (attempt time, unix
-// seconds), webhook-signature when `signer` is set, ce-specversion 1.0, ce-id, ce-type (topic),
+// seconds), webhook-signature when `signers` is not empty (one "v1,<sig>" per signer, in order,
+// space-separated: secret rotation), ce-specversion 1.0, ce-id, ce-type (topic),
 // ce-source ("relay/<subscription>"), ce-time (created_at, RFC 3339 UTC), ce-subject (key, when
-// set), relay-attempt, relay-subscription.
+// set), relay-attempt, relay-subscription; then `subscription_headers` (the subscription's
+// `headers`), then the event's app headers. Neither may set relay's own headers; when both set the
+// same name (case-insensitive) the subscription's value wins and the app's is dropped.
 OutgoingRequest build_request(const Event& event, const std::string& subscription, int attempt,
                               std::chrono::system_clock::time_point now,
-                              const std::optional<Signer>& signer);
+                              std::span<const Signer> signers,
+                              HeaderList subscription_headers = {});
 
 }  // namespace relay::delivery

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "relay/common/base64.h"
 #include "relay/common/result.h"
 
 namespace relay::delivery {
@@ -24,8 +25,8 @@ class Signer {
   std::string key_;
 };
 
-std::string base64_encode(std::string_view bytes);
-// Returns nullopt-like error for invalid input.
-Result<std::string> base64_decode(std::string_view text);
+// Kept here for existing callers; the implementation lives in relay/common/base64.h.
+using relay::base64_decode;
+using relay::base64_encode;
 
 }  // namespace relay::delivery

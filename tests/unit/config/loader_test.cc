@@ -134,7 +134,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   CHECK(billing.retry.initial_backoff == 100ms);
   CHECK(billing.retry.max_backoff == 1min);
   CHECK(billing.retry.max_age == 2h);
-  CHECK(billing.signing_secret == "whsec_c2VjcmV0");
+  CHECK(billing.signing_secrets == std::vector<std::string>{"whsec_c2VjcmV0"});
   CHECK(billing.max_response_bytes == 0);
   const auto& audit = c.subscriptions[1];
   CHECK(audit.name == "audit.log-2_x");
@@ -163,7 +163,8 @@ TEST_CASE("keys left out take the documented defaults", "[config]") {
   CHECK(s.retry.initial_backoff == 500ms);
   CHECK(s.retry.max_backoff == 10min);
   CHECK(s.retry.max_age == 24h);
-  CHECK(s.signing_secret.empty());
+  CHECK(s.signing_secrets.empty());
+  CHECK(s.headers.empty());
   CHECK(s.max_response_bytes == 4096);
   CHECK(s.ordering == "per_key");
   CHECK(s.on_dead_letter == "skip");
@@ -214,7 +215,7 @@ TEST_CASE("${VAR:-default} takes the default when VAR is unset and the value whe
 TEST_CASE("$${ in a value is a literal ${", "[config]") {
   const Config c =
       config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: \"ab$${cd}\""}));
-  CHECK(c.subscriptions[0].signing_secret == "ab${cd}");
+  CHECK(c.subscriptions[0].signing_secrets == std::vector<std::string>{"ab${cd}"});
 }
 
 TEST_CASE("the example relay.yaml loads given DATABASE_URL", "[config]") {
@@ -300,7 +301,7 @@ TEST_CASE("top-level keys from DESIGN.md not built yet are rejected as not suppo
 
 TEST_CASE("subscription keys from DESIGN.md not built yet are rejected as not supported",
           "[config]") {
-  for (const std::string key : {"batch", "headers", "tls"}) {
+  for (const std::string key : {"batch", "tls"}) {
     CAPTURE(key);
     check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    " + key + ": x"})), 5, 5,
                 "subscriptions[0]." + key, key + " is not supported in this version");
@@ -510,19 +511,153 @@ TEST_CASE("a variable's value is validated like a literal", "[config]") {
 }
 
 TEST_CASE("signing_secret errors never echo the secret", "[config]") {
-  const ConfigError type =
+  const ConfigError list_item =
       only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: [whsec_topsecret]"}));
-  check_error(type, 5, 21, "subscriptions[0].signing_secret", "expected a string, got a list");
-  CHECK_THAT(type.to_string(), !Catch::Contains("topsecret"));
+  check_error(list_item, 5, 22, "subscriptions[0].signing_secret[0]", "invalid base64");
+  CHECK_THAT(list_item.to_string(), !Catch::Contains("topsecret"));
 
   const ConfigError map =
       only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: {whsec_topsecret: 1}"}));
+  check_error(map, 5, 21, "subscriptions[0].signing_secret",
+              "expected a string or a list of strings, got a map");
   CHECK_THAT(map.to_string(), !Catch::Contains("topsecret"));
 
   const ConfigError bad_ref =
       only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: \"topsecret${X\""}));
   check_error(bad_ref, 5, 21, "subscriptions[0].signing_secret", "unterminated");
   CHECK_THAT(bad_ref.to_string(), !Catch::Contains("topsecret"));
+}
+
+TEST_CASE("signing_secret is one string or a list of secrets in order", "[config]") {
+  const Config one = config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: raw"}));
+  CHECK(one.subscriptions[0].signing_secrets == std::vector<std::string>{"raw"});
+
+  // Empty (e.g. ${SECRET:-} unset) means unsigned.
+  const Config none =
+      config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: ${SECRET:-}"}), env_of({}));
+  CHECK(none.subscriptions[0].signing_secrets.empty());
+
+  const Config two =
+      config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret:", "      - ${NEW}",
+                      "      - whsec_c2VjcmV0", "      - raw"}),
+                env_of({{"NEW", "whsec_bmV3LXNlY3JldA=="}}));
+  CHECK(two.subscriptions[0].signing_secrets ==
+        std::vector<std::string>{"whsec_bmV3LXNlY3JldA==", "whsec_c2VjcmV0", "raw"});
+}
+
+TEST_CASE("a bad whsec_ secret is a config error at its position", "[config]") {
+  const std::string secret = "whsec_c2Vj!!!";
+  const ConfigError single =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: " + secret}));
+  check_error(single, 5, 21, "subscriptions[0].signing_secret", "whsec_ part is invalid base64");
+  CHECK_THAT(single.to_string(), !Catch::Contains("c2Vj"));
+
+  // The second item of a block list, given through the environment.
+  const ConfigError item =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret:", "      - whsec_c2VjcmV0",
+                       "      - ${OLD}"}),
+                 env_of({{"OLD", secret}}));
+  check_error(item, 7, 9, "subscriptions[0].signing_secret[1]", "invalid base64");
+  CHECK_THAT(item.to_string(), !Catch::Contains("c2Vj"));
+
+  const ConfigError empty_key =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: [raw, whsec_]"}));
+  check_error(empty_key, 5, 27, "subscriptions[0].signing_secret[1]", "whsec_ key is empty");
+
+  const ConfigError empty_item =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: [raw, \"\"]"}));
+  check_error(empty_item, 5, 27, "subscriptions[0].signing_secret[1]", "signing secret is empty");
+
+  const ConfigError empty_list =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: []"}));
+  check_error(empty_list, 5, 21, "subscriptions[0].signing_secret", "at least one secret");
+
+  const ConfigError nested =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: [[topsecret]]"}));
+  check_error(nested, 5, 22, "subscriptions[0].signing_secret[0]", "expected a string, got a list");
+  CHECK_THAT(nested.to_string(), !Catch::Contains("topsecret"));
+}
+
+TEST_CASE("headers are read in order with interpolated values", "[config]") {
+  const Config c = config_of(
+      yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      Authorization: \"Bearer ${TOKEN}\"",
+            "      X-Tenant: acme", "      X-Empty: \"\""}),
+      env_of({{"TOKEN", "t0k"}}));
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  CHECK(c.subscriptions[0].headers ==
+        Headers{{"Authorization", "Bearer t0k"}, {"X-Tenant", "acme"}, {"X-Empty", ""}});
+  // A null map (all entries commented out) is no headers.
+  CHECK(config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "#     X-A: b"}))
+            .subscriptions[0]
+            .headers.empty());
+}
+
+TEST_CASE("headers reject bad names and values without echoing values", "[config]") {
+  const ConfigError not_map = only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    headers: [a, b]"}));
+  check_error(not_map, 5, 14, "subscriptions[0].headers",
+              "expected a map of header names to values, got a list");
+
+  const ConfigError bad_name =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      \"X Bad\": v"}));
+  check_error(bad_name, 6, 7, "subscriptions[0].headers.X Bad", "invalid header name \"X Bad\"");
+
+  const ConfigError crlf =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3,
+                       "    headers:", "      Authorization: \"Bearer s3cr3t\\r\\nX-Evil: 1\""}));
+  check_error(crlf, 6, 22, "subscriptions[0].headers.Authorization",
+              "must not contain CR, LF, NUL");
+  CHECK_THAT(crlf.to_string(), !Catch::Contains("s3cr3t"));
+
+  const ConfigError via_env =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      X-Token: ${TOKEN}"}),
+                 env_of({{"TOKEN", std::string("s3cr3t\0x", 8)}}));
+  check_error(via_env, 6, 16, "subscriptions[0].headers.X-Token", "must not contain CR, LF, NUL");
+  CHECK_THAT(via_env.to_string(), !Catch::Contains("s3cr3t"));
+
+  const ConfigError too_long =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      X-Big: ${BIG}"}),
+                 env_of({{"BIG", std::string(4097, 'q')}}));
+  check_error(too_long, 6, 14, "subscriptions[0].headers.X-Big", "4097 bytes; at most 4096");
+  CHECK_THAT(too_long.to_string(), !Catch::Contains("qqqq"));
+  CHECK(config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      X-Big: ${BIG}"}),
+                  env_of({{"BIG", std::string(4096, 'q')}}))
+            .subscriptions[0]
+            .headers[0]
+            .second.size() == 4096);
+
+  const ConfigError dup = only_error(
+      yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      X-A: 1", "      x-a: 2"}));
+  check_error(dup, 7, 7, "subscriptions[0].headers.x-a",
+              "duplicate header 'x-a' (first defined at line 6)");
+
+  const ConfigError not_string =
+      only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      X-A: {b: c}"}));
+  check_error(not_string, 6, 12, "subscriptions[0].headers.X-A", "expected a string, got a map");
+}
+
+TEST_CASE("headers cannot set relay's own headers", "[config]") {
+  for (const std::string name :
+       {"Idempotency-Key", "webhook-signature", "Webhook-Id", "CE-Type", "ce-id", "relay-attempt",
+        "Relay-Anything", "content-type", "Content-Length", "HOST", "Transfer-Encoding",
+        "connection", "TE"}) {
+    CAPTURE(name);
+    const ConfigError e =
+        only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      " + name + ": x"}));
+    check_error(e, 6, 7, "subscriptions[0].headers." + name, name + " is set by relay");
+  }
+  // Near misses are fine.
+  CHECK(config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    headers:", "      TE2: x",
+                        "      X-Relay-Note: y", "      Hosts: z"}))
+            .subscriptions[0]
+            .headers.size() == 3);
+}
+
+TEST_CASE("at most 32 headers", "[config]") {
+  std::string text = yaml({kSub0, kSub1, kSub2, kSub3, "    headers:"});
+  for (int i = 0; i < 32; ++i) text += "      X-H" + std::to_string(i) + ": v\n";
+  CHECK(config_of(text).subscriptions[0].headers.size() == 32);
+  text += "      X-H32: v\n";
+  check_error(only_error(text), 5, 5, "subscriptions[0].headers", "at most 32 headers, got 33");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -790,6 +925,7 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "subscriptions[].rate_limit",
                                    "subscriptions[].rate_limit.events_per_second",
                                    "subscriptions[].rate_limit.burst",
+                                   "subscriptions[].headers",
                                    "limits",
                                    "limits.max_payload_bytes",
                                    "log",

@@ -153,7 +153,7 @@ TEST_CASE("a 200 is delivered and the consumer sees the contract headers and bod
   REQUIRE(server.running());
   ManualClock clock;  // wall time 1700000000
   auto sub = subscription(server.url("/hooks?tenant=acme"));
-  sub.signing_secret = "raw-secret";
+  sub.signing_secrets = {"raw-secret"};
   auto sender = make_sender(sub, clock);
 
   const auto outcome = sender->send(sample_event(), 1);
@@ -357,7 +357,7 @@ TEST_CASE("create accepts http endpoints with and without port and path", "[deli
 TEST_CASE("create rejects a whsec_ secret that is not base64", "[delivery]") {
   ManualClock clock;
   auto sub = subscription("http://example.com/");
-  sub.signing_secret = "whsec_!!!";
+  sub.signing_secrets = {"whsec_!!!"};
   const auto sender = HttplibSender::create(sub, clock);
   REQUIRE_FALSE(sender.has_value());
   CHECK(sender.error().code == ErrorCode::kInvalidArgument);

@@ -1,8 +1,14 @@
 #include "relay/delivery/request_builder.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
+#include <sstream>
+#include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using relay::Event;
@@ -35,6 +41,27 @@ std::string only(const OutgoingRequest& req, std::string_view name) {
   return v.front();
 }
 
+// Independent of relay's Signer and base64: OpenSSL's one-shot HMAC() and EVP_EncodeBlock.
+std::string expected_signature(const std::string& key, const std::string& id, long long ts,
+                               const std::string& body) {
+  const std::string content = id + "." + std::to_string(ts) + "." + body;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  REQUIRE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+               reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac,
+               &len) != nullptr);
+  unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(b64, mac, static_cast<int>(len));
+  return "v1," + std::string(reinterpret_cast<const char*>(b64), static_cast<size_t>(n));
+}
+
+std::vector<std::string> split_spaces(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string part; in >> part;) out.push_back(part);
+  return out;
+}
+
 Event sample_event() {
   Event e;
   e.outbox_id = 42;
@@ -56,10 +83,10 @@ const std::chrono::system_clock::time_point kNow =
 TEST_CASE("a request carries every contract header with the event's values", "[delivery]") {
   const auto signer = Signer::create("raw-secret");
   REQUIRE(signer.has_value());
-  const std::optional<Signer> maybe_signer = *signer;
+  const std::vector<Signer> signers = {*signer};
   const Event event = sample_event();
 
-  const auto req = build_request(event, "billing", 3, kNow, maybe_signer);
+  const auto req = build_request(event, "billing", 3, kNow, signers);
 
   CHECK(req.body == event.payload);
   CHECK(req.content_type == "application/json");
@@ -80,7 +107,7 @@ TEST_CASE("a request carries every contract header with the event's values", "[d
 }
 
 TEST_CASE("an unsigned subscription sends no webhook-signature", "[delivery]") {
-  const auto req = build_request(sample_event(), "billing", 1, kNow, std::nullopt);
+  const auto req = build_request(sample_event(), "billing", 1, kNow, {});
   CHECK(values(req, "webhook-signature").empty());
   CHECK(only(req, "webhook-id") == sample_event().event_id);
 }
@@ -88,25 +115,23 @@ TEST_CASE("an unsigned subscription sends no webhook-signature", "[delivery]") {
 TEST_CASE("an event without a key has no ce-subject", "[delivery]") {
   Event event = sample_event();
   event.key.reset();
-  const auto req = build_request(event, "billing", 1, kNow, std::nullopt);
+  const auto req = build_request(event, "billing", 1, kNow, {});
   CHECK(values(req, "ce-subject").empty());
 }
 
 TEST_CASE("the request's content type is the event's", "[delivery]") {
   Event event = sample_event();
   event.content_type = "application/x-protobuf";
-  CHECK(build_request(event, "billing", 1, kNow, std::nullopt).content_type ==
-        "application/x-protobuf");
+  CHECK(build_request(event, "billing", 1, kNow, {}).content_type == "application/x-protobuf");
   event.content_type = "text/plain\r\nX-Injected: 1";
-  CHECK(build_request(event, "billing", 1, kNow, std::nullopt).content_type ==
-        "application/octet-stream");
+  CHECK(build_request(event, "billing", 1, kNow, {}).content_type == "application/octet-stream");
 }
 
 TEST_CASE("ce-time before 1970 still formats the right second", "[delivery]") {
   Event event = sample_event();
   event.created_at =
       std::chrono::sys_days{std::chrono::year{1969} / 12 / 31} + 23h + 59min + 59s + 500ms;
-  CHECK(only(build_request(event, "billing", 1, kNow, std::nullopt), "ce-time") ==
+  CHECK(only(build_request(event, "billing", 1, kNow, {}), "ce-time") ==
         "1969-12-31T23:59:59.500Z");
 }
 
@@ -116,7 +141,7 @@ TEST_CASE("ce attribute values are percent-encoded for space, quote, percent and
   event.key = "caf\xc3\xa9 \"100%\"";  // café "100%"
   event.topic = "order\r\nX-Injected: yes";
 
-  const auto req = build_request(event, "billing", 1, kNow, std::nullopt);
+  const auto req = build_request(event, "billing", 1, kNow, {});
 
   CHECK(only(req, "ce-subject") == "caf%C3%A9%20%22100%25%22");
   CHECK(only(req, "ce-type") == "order%0D%0AX-Injected:%20yes");
@@ -128,7 +153,7 @@ TEST_CASE("the app's extra headers are added", "[delivery]") {
   event.headers_json =
       R"({"X-Tenant": "acme", "traceparent": "00-abc-def-01", "Authorization": "Bearer t"})";
 
-  const auto req = build_request(event, "billing", 1, kNow, std::nullopt);
+  const auto req = build_request(event, "billing", 1, kNow, {});
 
   CHECK(only(req, "X-Tenant") == "acme");
   CHECK(only(req, "traceparent") == "00-abc-def-01");
@@ -146,7 +171,7 @@ TEST_CASE("app headers cannot override or duplicate relay's own headers", "[deli
     "host": "evil.example", "Transfer-Encoding": "chunked", "Connection": "close", "X-Ok": "kept"
   })";
 
-  const auto req = build_request(event, "billing", 2, kNow, *signer);
+  const auto req = build_request(event, "billing", 2, kNow, std::vector<Signer>{*signer});
 
   CHECK(only(req, "Idempotency-Key") == event.event_id);
   CHECK(only(req, "webhook-signature") == signer->sign(event.event_id, 1700000000, event.payload));
@@ -170,7 +195,7 @@ TEST_CASE("app headers with CR, LF or invalid name characters are dropped", "[de
     "X Space": "v", "X:Colon": "v", "X-\u00e9": "v", "": "v", "X-Good": "v\tw"
   })";
 
-  const auto req = build_request(event, "billing", 1, kNow, std::nullopt);
+  const auto req = build_request(event, "billing", 1, kNow, {});
 
   for (const char* absent :
        {"X-Split", "X-Injected", "X-Lf", "X-Nul", "X Space", "X:Colon", "X-\xc3\xa9", ""}) {
@@ -188,11 +213,79 @@ TEST_CASE("malformed or non-string app headers are skipped without failing the r
     INFO("headers_json " << json);
     Event event = sample_event();
     event.headers_json = json;
-    const auto req = build_request(event, "billing", 1, kNow, std::nullopt);
+    const auto req = build_request(event, "billing", 1, kNow, {});
     CHECK(req.headers.size() == 11);  // exactly relay's own (unsigned)
     CHECK(values(req, "X-A").empty());
   }
   Event mixed = sample_event();
   mixed.headers_json = R"({"X-Num": 5, "X-Str": "kept"})";
-  CHECK(only(build_request(mixed, "billing", 1, kNow, std::nullopt), "X-Str") == "kept");
+  CHECK(only(build_request(mixed, "billing", 1, kNow, {}), "X-Str") == "kept");
+}
+
+TEST_CASE("two secrets give two signatures, each verifiable on its own", "[delivery]") {
+  // whsec_ + base64("first-key-0123456789abcdef") and a raw secret.
+  const std::string first_key = "first-key-0123456789abcdef";
+  const auto first = Signer::create("whsec_Zmlyc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=");
+  const auto second = Signer::create("raw second secret");
+  REQUIRE(first.has_value());
+  REQUIRE(second.has_value());
+  const std::vector<Signer> signers = {*first, *second};
+  Event event = sample_event();
+  // Non-ASCII body: UTF-8 text plus bytes that are not UTF-8 at all, and a NUL.
+  constexpr char kBody[] = "{\"name\":\"J\xc3\xbcrgen \xe2\x82\xac\"}\x00\xff\xfe\x80";
+  event.payload = std::string(kBody, sizeof kBody - 1);
+  REQUIRE(event.payload.size() == 26);
+
+  for (const auto now : {kNow, kNow + 37s}) {  // the timestamp is the attempt's own
+    const long long ts = std::chrono::floor<std::chrono::seconds>(now.time_since_epoch()).count();
+    const auto req = build_request(event, "billing", 1, now, signers);
+    CHECK(only(req, "webhook-timestamp") == std::to_string(ts));
+    const auto parts = split_spaces(only(req, "webhook-signature"));
+    REQUIRE(parts.size() == 2);
+    CHECK(only(req, "webhook-signature") == parts[0] + " " + parts[1]);  // one space, no padding
+    CHECK(parts[0] == expected_signature(first_key, event.event_id, ts, event.payload));
+    CHECK(parts[1] == expected_signature("raw second secret", event.event_id, ts, event.payload));
+    CHECK(parts[0] != parts[1]);
+    CHECK(req.body == event.payload);
+  }
+}
+
+TEST_CASE("subscription headers are sent and win over the event's headers of the same name",
+          "[delivery]") {
+  Event event = sample_event();
+  event.headers_json = R"({"authorization": "Bearer from-app", "X-App": "a", "X-Tenant": "app"})";
+  const std::vector<std::pair<std::string, std::string>> sub_headers = {
+      {"Authorization", "Bearer op-token"}, {"X-Tenant", "acme"}};
+
+  const auto req = build_request(event, "billing", 1, kNow, {}, sub_headers);
+
+  CHECK(only(req, "Authorization") == "Bearer op-token");
+  CHECK(only(req, "X-Tenant") == "acme");
+  CHECK(only(req, "X-App") == "a");
+  // Subscription headers come right after relay's own, before the app's.
+  const auto pos = [&](std::string_view name) {
+    return std::find_if(req.headers.begin(), req.headers.end(),
+                        [&](const auto& h) { return iequals(h.first, name); }) -
+           req.headers.begin();
+  };
+  CHECK(pos("relay-subscription") < pos("Authorization"));
+  CHECK(pos("Authorization") < pos("X-Tenant"));
+  CHECK(pos("X-Tenant") < pos("X-App"));
+}
+
+TEST_CASE("subscription headers cannot inject or override relay's headers even unvalidated",
+          "[delivery]") {
+  const std::vector<std::pair<std::string, std::string>> sub_headers = {
+      {"webhook-id", "forged"},
+      {"Content-Length", "0"},
+      {"X-Split", "a\r\nX-Injected: 1"},
+      {"Bad Name", "v"},
+      {"X-Ok", "kept"}};
+  const auto req = build_request(sample_event(), "billing", 1, kNow, {}, sub_headers);
+  CHECK(only(req, "webhook-id") == sample_event().event_id);
+  CHECK(values(req, "Content-Length").empty());
+  CHECK(values(req, "X-Split").empty());
+  CHECK(values(req, "X-Injected").empty());
+  CHECK(values(req, "Bad Name").empty());
+  CHECK(only(req, "X-Ok") == "kept");
 }
