@@ -490,7 +490,8 @@ class Child {
         (void)::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
       } else {
         // No pidfd (old kernel): re-check the exit status a few times a second until the deadline.
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<long long>(left, 20)));
+        const std::chrono::milliseconds recheck(std::min<long long>(left, 20));
+        std::this_thread::sleep_for(recheck);  // ok-sleep: bounded by the deadline
       }
     }
     return true;
@@ -1065,8 +1066,8 @@ class Bench {
       pqxx::nontransaction tx(*env.conn);
       left = tx.exec("SELECT count(*) FROM relay.outbox")[0][0].as<long>();
       if (left == 0 || Clock::now() > deadline) break;
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(20));  // re-check interval, bounded by the deadline
+      constexpr std::chrono::milliseconds kRecheck{20};
+      std::this_thread::sleep_for(kRecheck);  // ok-sleep: re-check, bounded by the deadline
     }
     return left;
   }

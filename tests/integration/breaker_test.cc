@@ -11,6 +11,7 @@
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/ops_probe.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -185,12 +186,8 @@ TEST_CASE(
   cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
-  httplib::Client ops("127.0.0.1", ops_port);
-  auto get = [&](const char* path) -> std::pair<int, std::string> {
-    auto res = ops.Get(path);
-    if (!res) return {0, ""};
-    return {res->status, res->body};
-  };
+  OpsProbe ops(ops_port);
+  auto get = [&](const char* path) { return ops.get(path); };
   REQUIRE(wait_until([&] { return get("/readyz").first == 200; }, 30s));
   CHECK(get("/healthz").first == 200);
 

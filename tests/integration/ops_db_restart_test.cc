@@ -15,6 +15,7 @@
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/ops_probe.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
@@ -47,14 +48,8 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
   cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
-  httplib::Client ops("127.0.0.1", ops_port);
-  ops.set_connection_timeout(2);
-  ops.set_read_timeout(5);
-  auto get = [&](const char* path) -> std::pair<int, std::string> {
-    auto res = ops.Get(path);
-    if (!res) return {0, ""};
-    return {res->status, res->body};
-  };
+  OpsProbe ops(ops_port);
+  auto get = [&](const char* path) { return ops.get(path); };
   auto readyz = [&] { return get("/readyz").first; };
   REQUIRE(wait_until([&] { return readyz() == 200; }, 30s));
 
@@ -77,8 +72,8 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
     const auto end = std::chrono::steady_clock::now() + d;
     while (std::chrono::steady_clock::now() < end) {
       publish_one();
-      std::this_thread::sleep_for(
-          5ms);  // ok-sleep: the load generator's pace, not a wait for relay
+      // ok-sleep: the load generator's pace, not a wait for relay
+      std::this_thread::sleep_for(5ms);  // ok-sleep
     }
   };
 

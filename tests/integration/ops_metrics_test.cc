@@ -10,6 +10,7 @@
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/ops_probe.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -19,19 +20,7 @@ using namespace relay::testing;
 
 namespace {
 
-// The value of the sample whose name-and-labels part is exactly `series` (prometheus-cpp writes
-// labels in alphabetical order), or nullopt if absent.
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
-        line[series.size()] == ' ') {
-      return std::stod(line.substr(series.size() + 1));
-    }
-  }
-  return std::nullopt;
-}
+constexpr auto sample = &OpsProbe::sample;
 
 }  // namespace
 
@@ -66,13 +55,9 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
   cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
-  httplib::Client ops("127.0.0.1", ops_port);
+  OpsProbe ops(ops_port);
   std::string last;
-  auto scrape = [&] {
-    auto res = ops.Get("/metrics");
-    last = res && res->status == 200 ? res->body : std::string();
-    return last;
-  };
+  auto scrape = [&] { return last = ops.metrics(); };
   auto value = [&](const std::string& series) { return sample(scrape(), series); };
   auto equals = [&](const std::string& series, double want) {
     auto v = value(series);
@@ -164,13 +149,9 @@ TEST_CASE("/metrics bounds the topic label: 100 topics, the rest summed under _o
       "SELECT relay.publish('big', 'k' || i, '{}'::jsonb, '{}'::jsonb, now() + interval '1 hour') "
       "FROM generate_series(1, 3) i;");
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  httplib::Client ops("127.0.0.1", ops_port);
+  OpsProbe ops(ops_port);
   std::string last;
-  auto scrape = [&] {
-    auto res = ops.Get("/metrics");
-    last = res && res->status == 200 ? res->body : std::string();
-    return last;
-  };
+  auto scrape = [&] { return last = ops.metrics(); };
   REQUIRE(wait_until(
       [&] { return sample(scrape(), R"(relay_outbox_backlog_events{topic="_other"})") == 11.0; },
       30s));

@@ -177,7 +177,8 @@ std::optional<int> RelayProcess::wait_exit(std::chrono::milliseconds timeout) {
     if (std::chrono::steady_clock::now() >= deadline) {
       return std::nullopt;
     }
-    std::this_thread::sleep_for(kPollEvery);
+    // Re-check the child's exit status until the deadline.
+    std::this_thread::sleep_for(kPollEvery);  // ok-sleep
   }
   return exit_code_;
 }
@@ -217,7 +218,8 @@ int RelayProcess::run_cli(const std::vector<std::string>& args, std::string* out
       timed_out = true;
       break;
     }
-    std::this_thread::sleep_for(kPollEvery);
+    // Re-check the child's exit status until the deadline.
+    std::this_thread::sleep_for(kPollEvery);  // ok-sleep
   }
   if (output != nullptr) {
     *output = read_file(out_path);

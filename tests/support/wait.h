@@ -33,7 +33,8 @@ inline bool wait_until(const std::function<bool()>& pred, std::chrono::milliseco
       }
       return false;
     }
-    std::this_thread::sleep_for(kRecheckEvery);
+    // The pause between re-checks of a condition that has a deadline.
+    std::this_thread::sleep_for(kRecheckEvery);  // ok-sleep
   }
 }
 
