@@ -43,14 +43,32 @@ struct RateLimitConfig {
   int burst = 1;                 // 1..1e6; defaults to max(1, ceil(events_per_second)) when omitted
 };
 
+// Opt-in batching: a lane sends up to max_events events (at most max_bytes of body) in one request,
+// waiting at most `linger` for a batch to fill. Needs format cloudevents-json or protobuf.
+struct BatchConfig {
+  int max_events = 100;                // 1..10000
+  std::int64_t max_bytes = 1'048'576;  // body bytes of one batch request, 1KiB..64MiB
+  Millis linger{10};                   // 0..10s
+};
+
+// TLS for https:// endpoints. Certificate and host name verification are on unless verify: false.
+struct TlsConfig {
+  std::string ca_file;    // PEM CA bundle to verify the server with; empty = the system store
+  std::string cert_file;  // client certificate (PEM) for mTLS; set together with key_file
+  std::string key_file;   // its private key (PEM)
+  bool verify = true;     // false: no verification at all (testing only; logged as a warning)
+};
+
 struct SubscriptionConfig {
-  std::string name;                 // required, [a-z0-9_.-]+, unique
-  std::vector<std::string> topics;  // required, non-empty list of globs
-  std::string endpoint;             // required, http:// URL
-  std::string format = "binary";    // only "binary" in this version
-  Millis timeout{5000};             // whole-request timeout, 1ms..10m
-  Millis connect_timeout{2000};     // TCP connect timeout, 1ms..1m
-  int max_in_flight = 64;           // concurrent requests to this endpoint, 1..4096
+  std::string name;                  // required, [a-z0-9_.-]+, unique
+  std::vector<std::string> topics;   // required, non-empty list of globs
+  std::string endpoint;              // required, http:// or https:// URL
+  std::string format = "binary";     // binary | cloudevents-json | protobuf
+  std::optional<BatchConfig> batch;  // absent: one event per request
+  TlsConfig tls;                     // used for https:// endpoints only
+  Millis timeout{5000};              // whole-request timeout, 1ms..10m
+  Millis connect_timeout{2000};      // TCP connect timeout, 1ms..1m
+  int max_in_flight = 64;            // concurrent requests to this endpoint, 1..4096
   RetryConfig retry;
   // Key "signing_secret": one string or a list (rotation: one signature per secret, in this order).
   // Each is "whsec_<base64>" or raw. Empty = unsigned (a single empty string also means unsigned).
@@ -64,6 +82,35 @@ struct SubscriptionConfig {
       "skip";  // skip | block: what a key's later events do when its head is dead-lettered
   CircuitBreakerConfig circuit_breaker;
   std::optional<RateLimitConfig> rate_limit;  // absent: unlimited
+  // Set on the subscriptions the loader synthesizes for inbox sources with a deliver_to URL:
+  // name "inbox:<source>", no topics (no outbox event matches), endpoint = deliver_to. Their work
+  // reaches the dispatcher only through relay.delivery rows the inbox writes.
+  std::string inbox_source;
+};
+
+// One sender allowed to POST to /inbox/{name}.
+struct InboxSourceConfig {
+  std::string name;  // required, [a-z0-9_.-]+, unique among sources
+  // Key "signing_secret": one string or a list (rotation: a request is accepted when any of its
+  // v1 signatures matches any of these). Required unless unsigned_requests is true.
+  std::vector<std::string> signing_secrets;
+  bool unsigned_requests = false;  // key "unsigned": accept requests without any signature check
+  // Push target; empty = inbox.deliver_to; both empty = the app claims with relay.inbox_claim().
+  std::string deliver_to;
+};
+
+struct InboxConfig {
+  std::string listen;                      // required "host:port"; port 0 = any
+  std::string deliver_to;                  // default push URL for sources that set none
+  Millis timestamp_tolerance{300'000};     // |now - webhook-timestamp| allowed, 1s..1d
+  Millis retention{7 * 86'400'000LL};      // processed rows are deleted after this, 1m..365d
+  int workers = 16;                        // request handler threads, 1..1024
+  int max_queued_connections = 64;         // accepted, waiting for a worker; beyond: 503, 0..100000
+  Millis read_timeout{10'000};             // a whole request (head and body) must arrive in this
+  Millis idle_timeout{30'000};             // keep-alive connection idle limit
+  std::int64_t max_header_bytes = 16'384;  // request line + headers, 1KiB..1MiB
+  int max_headers = 64;                    // header lines per request, 1..1000
+  std::vector<InboxSourceConfig> sources;  // at least one
 };
 
 struct OpsConfig {
@@ -84,7 +131,10 @@ struct Config {
   std::string path;  // the file it was loaded from, for messages
   DatabaseConfig database;
   SourceConfig source;
-  std::vector<SubscriptionConfig> subscriptions;  // at least one
+  // At least one, unless an inbox is configured. Includes the synthesized inbox:<source> push
+  // subscriptions (inbox_source set) after the configured ones.
+  std::vector<SubscriptionConfig> subscriptions;
+  std::optional<InboxConfig> inbox;  // absent: no inbox listener
   LimitsConfig limits;
   LogConfig log;
   OpsConfig ops;

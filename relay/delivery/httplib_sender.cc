@@ -170,10 +170,23 @@ HttplibSender::~HttplibSender() = default;
 
 void HttplibSender::stop() { client_->stop(); }
 
+RequestContext HttplibSender::context() const {
+  return RequestContext{.subscription = sub_.name,
+                        .format = format_from_config(sub_.format),
+                        .signers = signers_,
+                        .subscription_headers = sub_.headers};
+}
+
 DeliveryOutcome HttplibSender::send(const Event& event, int attempt) {
+  return post(build_request(event, attempt, clock_.wall_now(), context()));
+}
+
+DeliveryOutcome HttplibSender::send_batch(std::span<const BatchItem> items) {
+  return post(build_batch_request(items, clock_.wall_now(), context()));
+}
+
+DeliveryOutcome HttplibSender::post(OutgoingRequest out) {
   try {
-    OutgoingRequest out =
-        build_request(event, sub_.name, attempt, clock_.wall_now(), signers_, sub_.headers);
     httplib::Request req;
     req.method = "POST";
     req.path = path_;

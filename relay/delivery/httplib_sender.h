@@ -9,6 +9,7 @@
 #include "relay/common/clock.h"
 #include "relay/common/result.h"
 #include "relay/config/config.h"
+#include "relay/delivery/request_builder.h"
 #include "relay/delivery/sender.h"
 #include "relay/delivery/signer.h"
 
@@ -28,9 +29,13 @@ class HttplibSender final : public HttpSender {
   HttplibSender& operator=(const HttplibSender&) = delete;
 
   DeliveryOutcome send(const Event& event, int attempt) override;
+  DeliveryOutcome send_batch(std::span<const BatchItem> items) override;
   void stop() override;
 
  private:
+  RequestContext context() const;
+  DeliveryOutcome post(OutgoingRequest request);
+
   HttplibSender(const config::SubscriptionConfig& sub, Clock& clock, std::string path,
                 std::unique_ptr<httplib::Client> client, std::vector<Signer> signers);
 

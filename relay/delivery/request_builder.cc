@@ -112,3 +112,28 @@ OutgoingRequest build_request(const Event& event, const std::string& subscriptio
 }
 
 }  // namespace relay::delivery
+
+namespace relay::delivery {
+
+Format format_from_config(std::string_view format) {
+  if (format == "cloudevents-json") return Format::kCloudEventsJson;
+  if (format == "protobuf") return Format::kProtobuf;
+  return Format::kBinary;
+}
+
+// TODO(issue 4, envelopes): cloudevents-json and protobuf bodies; binary only for now.
+OutgoingRequest build_request(const Event& event, int attempt,
+                              std::chrono::system_clock::time_point now,
+                              const RequestContext& context) {
+  return build_request(event, context.subscription, attempt, now, context.signers,
+                       context.subscription_headers);
+}
+
+// TODO(issue 4, envelopes): not implemented yet.
+OutgoingRequest build_batch_request(std::span<const BatchItem> items,
+                                    std::chrono::system_clock::time_point now,
+                                    const RequestContext& context) {
+  return build_request(*items.front().event, items.front().attempt, now, context);
+}
+
+}  // namespace relay::delivery

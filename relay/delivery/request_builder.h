@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "relay/common/event.h"
+#include "relay/delivery/sender.h"
 #include "relay/delivery/signer.h"
 
 namespace relay::delivery {
@@ -33,5 +34,34 @@ OutgoingRequest build_request(const Event& event, const std::string& subscriptio
                               std::chrono::system_clock::time_point now,
                               std::span<const Signer> signers,
                               HeaderList subscription_headers = {});
+
+// The body format of a subscription (config key `format`).
+enum class Format { kBinary, kCloudEventsJson, kProtobuf };
+// "binary" | "cloudevents-json" | "protobuf"; anything else (not accepted by the loader) = kBinary.
+Format format_from_config(std::string_view format);
+
+// What build_request/build_batch_request need to know about the subscription.
+struct RequestContext {
+  std::string subscription;  // its name (ce-source, relay-subscription)
+  Format format = Format::kBinary;
+  std::span<const Signer> signers;       // may be empty: unsigned
+  HeaderList subscription_headers = {};  // the subscription's `headers`
+};
+
+// One event in the subscription's format. binary: as build_request above. cloudevents-json: a
+// structured CloudEvents 1.0 document (application/cloudevents+json). protobuf: relay.v1.Event
+// (application/x-protobuf). Every format carries the same HTTP headers (Idempotency-Key, webhook-*,
+// relay-*, custom); the ce-* headers are sent in binary mode only.
+OutgoingRequest build_request(const Event& event, int attempt,
+                              std::chrono::system_clock::time_point now,
+                              const RequestContext& context);
+
+// One request carrying `items` (non-empty, in order): application/cloudevents-batch+json for
+// kCloudEventsJson, relay.v1.EventBatch for kProtobuf. webhook-id and Idempotency-Key name the
+// batch (a stable id derived from its event ids), the signature covers the whole body,
+// relay-attempt is the highest attempt among the items. REQUIRES: format != kBinary.
+OutgoingRequest build_batch_request(std::span<const BatchItem> items,
+                                    std::chrono::system_clock::time_point now,
+                                    const RequestContext& context);
 
 }  // namespace relay::delivery

@@ -84,6 +84,9 @@ class Dispatcher {
   // again: nothing is lost).
   Status shutdown(Clock::TimePoint drain_deadline, Clock::TimePoint final_deadline);
 
+  // Asks the source to look for due work now (e.g. the inbox just queued a push). Thread-safe.
+  void wake() { kick_source(); }
+
   const DispatcherCounters& counters() const { return counters_; }
   // A consistent-enough snapshot for /status and health checks. Thread-safe.
   DispatcherStatus status() const;
