@@ -56,11 +56,15 @@ constexpr KeySpec kRetryKeys[] = {
     {"max_attempts"}, {"initial_backoff"}, {"max_backoff"}, {"max_age"}};
 constexpr KeySpec kCircuitBreakerKeys[] = {{"failure_threshold"}, {"open_for"}, {"max_open_for"}};
 constexpr KeySpec kRateLimitKeys[] = {{"events_per_second"}, {"burst"}};
+constexpr KeySpec kBatchKeys[] = {{"max_events"}, {"max_bytes"}, {"linger"}};
+constexpr KeySpec kTlsKeys[] = {{"ca_file"}, {"cert_file"}, {"key_file"}, {"verify"}};
 constexpr KeySpec kSubscriptionKeys[] = {
     {"name"},
     {"topics", Shape::kList},
     {"endpoint"},
     {"format"},
+    {"batch", Shape::kMap, kBatchKeys},
+    {"tls", Shape::kMap, kTlsKeys},
     {"timeout"},
     {"connect_timeout"},
     {"max_in_flight"},
@@ -73,27 +77,61 @@ constexpr KeySpec kSubscriptionKeys[] = {
     {"rate_limit", Shape::kMap, kRateLimitKeys},
     {"headers", Shape::kStringMap},
 };
-constexpr std::string_view kSubscriptionUnsupported[] = {"batch", "tls"};
+// How relay pushes an inbox source's events to the app: the subscription keys that say how to send
+// (all but name, topics, endpoint). parse_delivery() reads them from either table; a unit test
+// checks this list stays a subset of kSubscriptionKeys.
+constexpr KeySpec kDeliveryKeys[] = {
+    {"format"},
+    {"batch", Shape::kMap, kBatchKeys},
+    {"tls", Shape::kMap, kTlsKeys},
+    {"timeout"},
+    {"connect_timeout"},
+    {"max_in_flight"},
+    {"retry", Shape::kMap, kRetryKeys},
+    {"signing_secret"},
+    {"max_response_bytes"},
+    {"ordering"},
+    {"on_dead_letter"},
+    {"circuit_breaker", Shape::kMap, kCircuitBreakerKeys},
+    {"rate_limit", Shape::kMap, kRateLimitKeys},
+    {"headers", Shape::kStringMap},
+};
 constexpr std::size_t kMaxHeaders = 32;
 constexpr std::size_t kMaxHeaderValueBytes = 4096;
 constexpr KeySpec kLimitsKeys[] = {{"max_payload_bytes"}};
 constexpr KeySpec kLogKeys[] = {{"level"}, {"format"}};
 constexpr KeySpec kOpsKeys[] = {{"listen"}};
+constexpr KeySpec kInboxSourceKeys[] = {{"name"},
+                                        {"signing_secret"},
+                                        {"unsigned"},
+                                        {"deliver_to"},
+                                        {"delivery", Shape::kMap, kDeliveryKeys}};
+constexpr KeySpec kInboxKeys[] = {{"listen"},
+                                  {"deliver_to"},
+                                  {"timestamp_tolerance"},
+                                  {"retention"},
+                                  {"workers"},
+                                  {"max_queued_connections"},
+                                  {"read_timeout"},
+                                  {"idle_timeout"},
+                                  {"max_header_bytes"},
+                                  {"max_headers"},
+                                  {"sources", Shape::kListOfMaps, kInboxSourceKeys}};
 constexpr KeySpec kRootKeys[] = {
     {"database", Shape::kMap, kDatabaseKeys},
     {"source", Shape::kMap, kSourceKeys},
     {"subscriptions", Shape::kListOfMaps, kSubscriptionKeys},
+    {"inbox", Shape::kMap, kInboxKeys},
     {"limits", Shape::kMap, kLimitsKeys},
     {"log", Shape::kMap, kLogKeys},
     {"ops", Shape::kMap, kOpsKeys},
     {"shutdown_timeout"},
 };
-constexpr std::string_view kRootUnsupported[] = {"inbox"};
 
 constexpr std::string_view kModes[] = {"table"};
 constexpr std::string_view kModesUnsupported[] = {"wal"};
-constexpr std::string_view kFormats[] = {"binary"};
-constexpr std::string_view kFormatsUnsupported[] = {"cloudevents-json", "protobuf"};
+constexpr std::string_view kFormats[] = {"binary", "cloudevents-json", "protobuf"};
+constexpr std::string_view kBooleans[] = {"true", "false"};
 constexpr std::string_view kLogLevels[] = {"debug", "info", "warn", "error"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
 constexpr std::string_view kOrderings[] = {"per_key", "none"};
@@ -188,15 +226,16 @@ bool starts_with_no_case(std::string_view text, std::string_view prefix) {
 // Returns why `url` is not a usable endpoint, or nullopt. Messages never quote the URL: it may
 // carry credentials (http://user:password@host/).
 std::optional<std::string> check_endpoint(std::string_view url) {
-  if (starts_with_no_case(url, "https://")) {
-    return "https:// endpoints are not supported in this version (use http://, e.g. through a "
-           "local TLS proxy)";
+  std::size_t scheme_length = 0;
+  if (starts_with_no_case(url, "http://")) {
+    scheme_length = 7;
+  } else if (starts_with_no_case(url, "https://")) {
+    scheme_length = 8;
+  } else {
+    return "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/events";
   }
-  if (!starts_with_no_case(url, "http://"))
-    return "endpoint must be an http:// URL, e.g. http://127.0.0.1:8080/events";
-  if (url.find_first_of(" \t\r\n") != std::string_view::npos)
-    return "endpoint must not contain whitespace";
-  std::string_view authority = url.substr(7);
+  if (url.find_first_of(" \t\r\n") != std::string_view::npos) return "must not contain whitespace";
+  std::string_view authority = url.substr(scheme_length);
   authority = authority.substr(0, authority.find_first_of("/?#"));
   if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos)
     authority = authority.substr(at + 1);
@@ -205,11 +244,11 @@ std::optional<std::string> check_endpoint(std::string_view url) {
   bool has_port = false;
   if (!authority.empty() && authority.front() == '[') {
     const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) return "endpoint has an unterminated IPv6 address";
+    if (close == std::string_view::npos) return "has an unterminated IPv6 address";
     host = authority.substr(1, close - 1);
     std::string_view rest = authority.substr(close + 1);
     if (!rest.empty()) {
-      if (rest.front() != ':') return "endpoint has unexpected text after the IPv6 address";
+      if (rest.front() != ':') return "has unexpected text after the IPv6 address";
       has_port = true;
       port = rest.substr(1);
     }
@@ -218,13 +257,13 @@ std::optional<std::string> check_endpoint(std::string_view url) {
     port = authority.substr(colon + 1);
     has_port = true;
   }
-  if (host.empty()) return "endpoint must name a host, e.g. http://127.0.0.1:8080/events";
+  if (host.empty()) return "must name a host, e.g. http://127.0.0.1:8080/events";
   if (has_port) {
     int value = 0;
     const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 1 ||
         value > 65535) {
-      return "endpoint has an invalid port (expected 1..65535)";
+      return "has an invalid port (expected 1..65535)";
     }
   }
   return std::nullopt;
@@ -347,8 +386,18 @@ class Parser {
     return v.has_value();
   }
 
-  void parse_subscriptions(const Field& field, std::vector<SubscriptionConfig>& out);
+  void parse_subscriptions(const Field& field, bool may_be_empty,
+                           std::vector<SubscriptionConfig>& out);
   void parse_subscription(const YAML::Node& node, const std::string& path, SubscriptionConfig& out);
+  void parse_delivery(const Fields& fields, SubscriptionConfig& out);
+  void parse_batch(const Field& field, std::optional<BatchConfig>& out);
+  // Returns false when `tls` is not a map (already reported).
+  bool parse_tls(const Field& field, TlsConfig& out);
+  void read_bool(const Field* field, bool& out);
+  bool secret_is_empty(const Field& field);
+  void parse_inbox(const Field& field, Config& config);
+  void parse_inbox_source(const YAML::Node& node, const std::string& path, InboxConfig& inbox,
+                          Config& config);
   void parse_topics(const Field& field, std::vector<std::string>& out);
   void parse_retry(const Field& field, RetryConfig& out);
   void parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out);
@@ -361,6 +410,7 @@ class Parser {
   const EnvLookup& env_;
   std::vector<ConfigError> errors_;
   std::map<std::string, int> subscription_name_lines_;  // name -> 1-based line of its first use
+  std::map<std::string, int> source_name_lines_;        // inbox source names, likewise
 };
 
 Fields Parser::map_fields(const YAML::Node& map, const std::string& path, Specs known,
@@ -512,7 +562,7 @@ std::optional<double> Parser::number_value(const Field& field, double lo, double
 }
 
 void Parser::parse(const YAML::Node& root, Config& config) {
-  const Fields fields = map_fields(root, "", kRootKeys, kRootUnsupported);
+  const Fields fields = map_fields(root, "", kRootKeys, {});
 
   if (const Field* f = fields.find("database")) {
     if (auto db = section(*f, kDatabaseKeys)) read_string(db->find("url"), config.database.url);
@@ -525,11 +575,15 @@ void Parser::parse(const YAML::Node& root, Config& config) {
       read_duration(source->find("lease"), 1s, 1h, config.source.lease);
     }
   }
+  // A relay that only receives (an inbox) needs no subscription of its own.
+  const bool has_inbox = fields.find("inbox") != nullptr;
   if (const Field* f = fields.find("subscriptions")) {
-    parse_subscriptions(*f, config.subscriptions);
-  } else {
-    missing(root, "", "subscriptions");
+    parse_subscriptions(*f, has_inbox, config.subscriptions);
+  } else if (!has_inbox) {
+    error(root.Mark(), "subscriptions",
+          "missing required key 'subscriptions' (at least one subscription, or an inbox)");
   }
+  if (const Field* f = fields.find("inbox")) parse_inbox(*f, config);
   if (const Field* f = fields.find("limits")) {
     if (auto limits = section(*f, kLimitsKeys)) {
       read_int(limits->find("max_payload_bytes"), 1, 64 * kMiB, config.limits.max_payload_bytes);
@@ -560,14 +614,17 @@ void Parser::parse(const YAML::Node& root, Config& config) {
   read_duration(fields.find("shutdown_timeout"), 0ms, 10min, config.shutdown_timeout);
 }
 
-void Parser::parse_subscriptions(const Field& field, std::vector<SubscriptionConfig>& out) {
+void Parser::parse_subscriptions(const Field& field, bool may_be_empty,
+                                 std::vector<SubscriptionConfig>& out) {
   if (!field.value.IsNull() && !field.value.IsSequence()) {
     error(field.mark(), field.path,
           fmt::format("expected a list of subscriptions, got {}", describe(field.value)));
     return;
   }
   if (field.value.IsNull() || field.value.size() == 0) {
-    error(field.mark(), field.path, "at least one subscription is required");
+    if (!may_be_empty) {
+      error(field.mark(), field.path, "at least one subscription is required (or an inbox)");
+    }
     return;
   }
   std::size_t index = 0;
@@ -586,7 +643,7 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
           fmt::format("expected a map describing a subscription, got {}", describe(node)));
     return;
   }
-  const Fields fields = map_fields(node, path, kSubscriptionKeys, kSubscriptionUnsupported);
+  const Fields fields = map_fields(node, path, kSubscriptionKeys, {});
 
   if (const Field* f = fields.find("name")) {
     if (auto name = text(*f, "a string")) {
@@ -624,7 +681,26 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
   } else {
     missing(node, path, "endpoint");
   }
-  read_enum(fields.find("format"), kFormats, kFormatsUnsupported, out.format);
+  parse_delivery(fields, out);
+}
+
+// The keys that say how to send, shared by subscriptions and inbox sources' `delivery`. Checks that
+// need the endpoint (tls only for https://) run here too, so out.endpoint must be set first.
+void Parser::parse_delivery(const Fields& fields, SubscriptionConfig& out) {
+  read_enum(fields.find("format"), kFormats, {}, out.format);
+  if (const Field* f = fields.find("batch")) {
+    parse_batch(*f, out.batch);
+    if (out.batch && out.format == "binary") {
+      error(f->key_mark, f->path,
+            "batches need format: cloudevents-json or protobuf (a binary body holds one event)");
+    }
+  }
+  if (const Field* f = fields.find("tls")) {
+    if (parse_tls(*f, out.tls) && !out.endpoint.empty() &&
+        !starts_with_no_case(out.endpoint, "https://")) {
+      error(f->key_mark, f->path, "tls applies to https:// endpoints only");
+    }
+  }
   read_duration(fields.find("timeout"), 1ms, 10min, out.timeout);
   read_duration(fields.find("connect_timeout"), 1ms, 1min, out.connect_timeout);
   read_int(fields.find("max_in_flight"), 1, 4096, out.max_in_flight);
@@ -639,6 +715,65 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
   }
   if (const Field* f = fields.find("rate_limit")) parse_rate_limit(*f, out.rate_limit);
   if (const Field* f = fields.find("headers")) parse_headers(*f, out.headers);
+}
+
+// batch: {} (or all keys commented out) turns batching on with the defaults.
+void Parser::parse_batch(const Field& field, std::optional<BatchConfig>& out) {
+  auto batch = section(field, kBatchKeys);
+  if (!batch) return;
+  BatchConfig config;
+  read_int(batch->find("max_events"), 1, 10'000, config.max_events);
+  read_int(batch->find("max_bytes"), 1024, 64 * kMiB, config.max_bytes);
+  read_duration(batch->find("linger"), 0ms, 10s, config.linger);
+  out = config;
+}
+
+// Files are checked for readability now, so a typo fails `relay check-config` rather than the
+// first delivery. Their contents (PEM) are checked when relay builds its TLS clients.
+bool Parser::parse_tls(const Field& field, TlsConfig& out) {
+  auto tls = section(field, kTlsKeys);
+  if (!tls) return false;
+  auto read_file = [&](const Field* f, std::string& path) {
+    if (f == nullptr) return;
+    auto v = text(*f, "a file path");
+    if (!v) return;
+    if (v->empty()) {
+      error(f->mark(), f->path, "must not be empty (omit the key instead)");
+      return;
+    }
+    std::FILE* file = std::fopen(v->c_str(), "rb");
+    if (file == nullptr) {
+      error(f->mark(), f->path,
+            fmt::format("cannot read \"{}\": {}", *v, std::generic_category().message(errno)));
+      return;
+    }
+    std::fclose(file);
+    path = std::move(*v);
+  };
+  read_file(tls->find("ca_file"), out.ca_file);
+  const Field* cert = tls->find("cert_file");
+  const Field* key = tls->find("key_file");
+  read_file(cert, out.cert_file);
+  read_file(key, out.key_file);
+  if ((cert == nullptr) != (key == nullptr)) {
+    error(field.key_mark, field.path,
+          "cert_file and key_file go together: a client certificate needs its private key");
+  }
+  read_bool(tls->find("verify"), out.verify);
+  return true;
+}
+
+// True when a scalar signing_secret interpolates to "" (e.g. ${SECRET:-}); reports nothing.
+bool Parser::secret_is_empty(const Field& field) {
+  auto v = interpolate(field.value.Scalar(), env_);
+  return v && v->empty();
+}
+
+void Parser::read_bool(const Field* field, bool& out) {
+  if (field == nullptr) return;
+  std::string value;
+  read_enum(field, kBooleans, {}, value);
+  if (!value.empty()) out = value == "true";
 }
 
 // One secret, checked as the signer will use it (so `relay check-config` catches a bad whsec_),
@@ -747,6 +882,130 @@ void Parser::parse_headers(const Field& field,
     }
     out.emplace_back(name, std::move(*v));
   }
+}
+
+void Parser::parse_inbox(const Field& field, Config& config) {
+  auto fields = section(field, kInboxKeys);
+  if (!fields) return;
+  InboxConfig inbox;
+  if (const Field* f = fields->find("listen")) {
+    if (auto listen = text(*f, "a string")) {
+      if (auto problem = check_listen(*listen)) {
+        error(f->mark(), f->path, std::move(*problem));
+      } else {
+        inbox.listen = std::move(*listen);
+      }
+    }
+  } else {
+    missing(field.value, field.path, "listen");
+  }
+  if (const Field* f = fields->find("deliver_to")) {
+    if (auto url = text(*f, "a string"); url && !url->empty()) {
+      if (auto problem = check_endpoint(*url)) {
+        error(f->mark(), f->path, std::move(*problem));
+      } else {
+        inbox.deliver_to = std::move(*url);
+      }
+    }
+  }
+  read_duration(fields->find("timestamp_tolerance"), 1s, 24h, inbox.timestamp_tolerance);
+  read_duration(fields->find("retention"), 1min, 365 * 24h, inbox.retention);
+  read_int(fields->find("workers"), 1, 1024, inbox.workers);
+  read_int(fields->find("max_queued_connections"), 0, 100'000, inbox.max_queued_connections);
+  read_duration(fields->find("read_timeout"), 100ms, 10min, inbox.read_timeout);
+  read_duration(fields->find("idle_timeout"), 100ms, 1h, inbox.idle_timeout);
+  read_int(fields->find("max_header_bytes"), 1024, kMiB, inbox.max_header_bytes);
+  read_int(fields->find("max_headers"), 1, 1000, inbox.max_headers);
+  const Field* sources = fields->find("sources");
+  if (sources == nullptr) {
+    missing(field.value, field.path, "sources");
+  } else if (!sources->value.IsSequence() || sources->value.size() == 0) {
+    error(sources->mark(), sources->path,
+          sources->value.IsSequence() || sources->value.IsNull()
+              ? std::string("must list at least one source")
+              : fmt::format("expected a list of sources, got {}", describe(sources->value)));
+  } else {
+    std::size_t index = 0;
+    for (auto it = sources->value.begin(); it != sources->value.end(); ++it, ++index) {
+      const YAML::Node node = *it;
+      parse_inbox_source(node, fmt::format("{}[{}]", sources->path, index), inbox, config);
+    }
+  }
+  config.inbox = std::move(inbox);
+}
+
+// One inbox source. A source with a push URL (its own deliver_to, else the inbox's) also becomes a
+// subscription "inbox:<name>" appended to config.subscriptions, configured by its `delivery` map.
+void Parser::parse_inbox_source(const YAML::Node& node, const std::string& path, InboxConfig& inbox,
+                                Config& config) {
+  if (!node.IsMap()) {
+    error(node.Mark(), path,
+          fmt::format("expected a map describing an inbox source, got {}", describe(node)));
+    return;
+  }
+  const Fields fields = map_fields(node, path, kInboxSourceKeys, {});
+  InboxSourceConfig source;
+  if (const Field* f = fields.find("name")) {
+    if (auto name = text(*f, "a string")) {
+      if (!is_valid_subscription_name(*name)) {
+        error(f->mark(), f->path,
+              fmt::format("invalid source name \"{}\": use 1 to 64 characters from [a-z0-9_.-]",
+                          *name));
+      } else if (auto [first, inserted] = source_name_lines_.emplace(*name, f->mark().line + 1);
+                 !inserted) {
+        error(f->mark(), f->path,
+              fmt::format("duplicate source name \"{}\" (first used at line {})", *name,
+                          first->second));
+      } else {
+        source.name = std::move(*name);
+      }
+    }
+  } else {
+    missing(node, path, "name");
+  }
+  const Field* secret = fields.find("signing_secret");
+  if (secret != nullptr) parse_signing_secrets(*secret, source.signing_secrets);
+  const Field* unsigned_field = fields.find("unsigned");
+  read_bool(unsigned_field, source.unsigned_requests);
+  // No silent default to unsigned: a source says which it is. An empty secret (${X:-}) counts as
+  // none, so a missing variable cannot quietly turn verification off.
+  if (source.unsigned_requests && !source.signing_secrets.empty()) {
+    error(unsigned_field->key_mark, unsigned_field->path,
+          "a source is either unsigned or has a signing_secret, not both");
+  } else if (!source.unsigned_requests && source.signing_secrets.empty() &&
+             (unsigned_field == nullptr || unsigned_field->value.Scalar() == "false") &&
+             (secret == nullptr || (secret->value.IsScalar() && secret_is_empty(*secret)))) {
+    const YAML::Mark mark = secret != nullptr ? secret->mark() : node.Mark();
+    error(mark, join_path(path, "signing_secret"),
+          "set signing_secret (requests are verified with it), or unsigned: true to accept "
+          "unsigned requests");
+  }
+  if (const Field* f = fields.find("deliver_to")) {
+    if (auto url = text(*f, "a string"); url && !url->empty()) {
+      if (auto problem = check_endpoint(*url)) {
+        error(f->mark(), f->path, std::move(*problem));
+      } else {
+        source.deliver_to = std::move(*url);
+      }
+    }
+  }
+  const std::string push_url = source.deliver_to.empty() ? inbox.deliver_to : source.deliver_to;
+  const Field* delivery = fields.find("delivery");
+  if (!push_url.empty()) {
+    SubscriptionConfig push;
+    push.name = "inbox:" + source.name;
+    push.inbox_source = source.name;
+    push.endpoint = push_url;
+    if (delivery != nullptr) {
+      if (auto settings = section(*delivery, kDeliveryKeys)) parse_delivery(*settings, push);
+    }
+    if (!source.name.empty()) config.subscriptions.push_back(std::move(push));
+  } else if (delivery != nullptr) {
+    error(delivery->key_mark, delivery->path,
+          "delivery settings need a push URL (deliver_to here or in inbox); without one the app "
+          "claims events with relay.inbox_claim()");
+  }
+  inbox.sources.push_back(std::move(source));
 }
 
 void Parser::parse_topics(const Field& field, std::vector<std::string>& out) {

@@ -18,6 +18,8 @@ using relay::config::EnvLookup;
 using relay::config::known_config_keys;
 using relay::config::load_config;
 using relay::config::parse_config;
+using relay::config::SubscriptionConfig;
+using relay::Millis;
 
 EnvLookup env_of(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
@@ -294,18 +296,182 @@ TEST_CASE("an unknown key far from every known one gets no suggestion", "[config
   CHECK_THAT(e.message, !Catch::Contains("did you mean"));
 }
 
-TEST_CASE("top-level keys from DESIGN.md not built yet are rejected as not supported", "[config]") {
-  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "inbox:", "  listen: 0.0.0.0:8081"})), 5,
-              1, "inbox", "inbox is not supported in this version");
+TEST_CASE("an inbox needs listen and sources", "[config][inbox]") {
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "inbox:", "  listen: 0.0.0.0:8081"})), 6,
+              3, "inbox.sources", "missing required key 'sources'");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "inbox:",
+                               "  sources: [{name: a, "
+                               "unsigned: true}]"})),
+              6, 3, "inbox.listen", "missing required key 'listen'");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "inbox:", "  listen: 8081",
+                               "  sources: [{name: a, unsigned: true}]"})),
+              6, 11, "inbox.listen", "listen address has no port");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "inbox:", "  listen: 127.0.0.1:0",
+                               "  sources: []"})),
+              7, 12, "inbox.sources", "must list at least one source");
 }
 
-TEST_CASE("subscription keys from DESIGN.md not built yet are rejected as not supported",
-          "[config]") {
-  for (const std::string key : {"batch", "tls"}) {
+TEST_CASE("an inbox with its defaults, and a relay that only receives", "[config][inbox]") {
+  const Config c = config_of(yaml({"inbox:", "  listen: 127.0.0.1:8081",
+                                   "  sources:", "    - name: payments", "      unsigned: true"}));
+  CHECK(c.subscriptions.empty());
+  REQUIRE(c.inbox.has_value());
+  CHECK(c.inbox->listen == "127.0.0.1:8081");
+  CHECK(c.inbox->timestamp_tolerance == Millis(300'000));
+  CHECK(c.inbox->retention == Millis(7LL * 24 * 3600 * 1000));
+  CHECK(c.inbox->workers == 16);
+  CHECK(c.inbox->max_queued_connections == 64);
+  CHECK(c.inbox->read_timeout == Millis(10'000));
+  CHECK(c.inbox->max_header_bytes == 16'384);
+  CHECK(c.inbox->max_headers == 64);
+  REQUIRE(c.inbox->sources.size() == 1);
+  CHECK(c.inbox->sources[0].name == "payments");
+  CHECK(c.inbox->sources[0].unsigned_requests);
+  CHECK(c.inbox->sources[0].deliver_to.empty());
+  // Without an inbox, a subscription is still required.
+  check_error(only_error(yaml({"log: {level: info}"})), 1, 1, "subscriptions",
+              "at least one subscription, or an inbox");
+}
+
+TEST_CASE("an inbox source is signed or explicitly unsigned, never by default", "[config][inbox]") {
+  const std::string head = "inbox:\n  listen: 127.0.0.1:0\n  sources:\n";
+  check_error(only_error(head + "    - name: payments\n"), 4, 7, "inbox.sources[0].signing_secret",
+              "or unsigned: true");
+  // An empty secret (an unset ${VAR:-}) does not quietly turn verification off.
+  check_error(only_error(head + "    - name: payments\n      signing_secret: ${S:-}\n"), 5, 23,
+              "inbox.sources[0].signing_secret", "or unsigned: true");
+  check_error(only_error(head + "    - name: p\n      signing_secret: abc\n      unsigned: true\n"),
+              6, 7, "inbox.sources[0].unsigned", "not both");
+  check_error(only_error(head + "    - name: p\n      unsigned: yes\n"), 5, 17,
+              "inbox.sources[0].unsigned", "expected one of \"true\", \"false\"");
+  check_error(
+      only_error(head + "    - {name: p, unsigned: true}\n    - {name: p, unsigned: true}\n"), 5,
+      14, "inbox.sources[1].name", "duplicate source name \"p\"");
+  const Config c =
+      config_of(head +
+                "    - name: p\n      signing_secret: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, "
+                "raw-secret]\n");
+  REQUIRE(c.inbox->sources.size() == 1);
+  CHECK(c.inbox->sources[0].signing_secrets.size() == 2);
+  CHECK_FALSE(c.inbox->sources[0].unsigned_requests);
+}
+
+TEST_CASE("an inbox source with a push URL becomes subscription inbox:<source>",
+          "[config][inbox]") {
+  const Config c = config_of(yaml({
+      kSub0,
+      kSub1,
+      kSub2,
+      kSub3,
+      "inbox:",
+      "  listen: 127.0.0.1:0",
+      "  deliver_to: http://127.0.0.1:3000/inbox",
+      "  sources:",
+      "    - {name: payments, unsigned: true}",
+      "    - name: crm",
+      "      unsigned: true",
+      "      deliver_to: http://127.0.0.1:3001/crm",
+      "      delivery:",
+      "        timeout: 2s",
+      "        retry: {max_attempts: 3}",
+      "        ordering: none",
+  }));
+  REQUIRE(c.subscriptions.size() == 3);
+  CHECK(c.subscriptions[0].name == "billing");
+  CHECK(c.subscriptions[0].inbox_source.empty());
+  const SubscriptionConfig& payments = c.subscriptions[1];
+  CHECK(payments.name == "inbox:payments");
+  CHECK(payments.inbox_source == "payments");
+  CHECK(payments.topics.empty());
+  CHECK(payments.endpoint == "http://127.0.0.1:3000/inbox");
+  CHECK(payments.retry.max_attempts == 12);
+  const SubscriptionConfig& crm = c.subscriptions[2];
+  CHECK(crm.name == "inbox:crm");
+  CHECK(crm.endpoint == "http://127.0.0.1:3001/crm");
+  CHECK(crm.timeout == Millis(2000));
+  CHECK(crm.retry.max_attempts == 3);
+  CHECK(crm.ordering == "none");
+
+  // Delivery settings without anywhere to push are a mistake, as is a bad one.
+  check_error(only_error(yaml({"inbox:", "  listen: 127.0.0.1:0", "  sources:", "    - name: a",
+                               "      unsigned: true", "      delivery: {}"})),
+              6, 7, "inbox.sources[0].delivery", "need a push URL");
+  check_error(only_error(yaml({"inbox:", "  listen: 127.0.0.1:0", "  deliver_to: ftp://x/",
+                               "  sources: [{name: a, unsigned: true}]"})),
+              3, 15, "inbox.deliver_to", "must be an http:// or https:// URL");
+  check_error(only_error(yaml({"inbox:", "  listen: 127.0.0.1:0", "  deliver_to: http://x/",
+                               "  sources:", "    - name: a", "      unsigned: true",
+                               "      delivery: {tiemout: 1s}"})),
+              7, 18, "inbox.sources[0].delivery.tiemout", "did you mean 'timeout'?");
+}
+
+TEST_CASE("every inbox delivery key is also a subscription key", "[config][inbox]") {
+  const auto keys = known_config_keys();
+  const std::string prefix = "inbox.sources[].delivery.";
+  int seen = 0;
+  for (const std::string& key : keys) {
+    if (key.rfind(prefix, 0) != 0) continue;
+    ++seen;
+    const std::string as_subscription = "subscriptions[]." + key.substr(prefix.size());
     CAPTURE(key);
-    check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    " + key + ": x"})), 5, 5,
-                "subscriptions[0]." + key, key + " is not supported in this version");
+    CHECK(std::find(keys.begin(), keys.end(), as_subscription) != keys.end());
   }
+  CHECK(seen > 10);
+}
+
+TEST_CASE("batch settings, their defaults and bounds", "[config]") {
+  const Config c = config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    format: protobuf",
+                                   "    batch: {max_events: 50, max_bytes: 65536, linger: 0ms}"}));
+  REQUIRE(c.subscriptions[0].batch.has_value());
+  CHECK(c.subscriptions[0].batch->max_events == 50);
+  CHECK(c.subscriptions[0].batch->max_bytes == 65536);
+  CHECK(c.subscriptions[0].batch->linger == Millis(0));
+  const Config d = config_of(
+      yaml({kSub0, kSub1, kSub2, kSub3, "    format: cloudevents-json", "    batch: {}"}));
+  REQUIRE(d.subscriptions[0].batch.has_value());
+  CHECK(d.subscriptions[0].batch->max_events == 100);
+  CHECK(d.subscriptions[0].batch->max_bytes == 1'048'576);
+  CHECK(d.subscriptions[0].batch->linger == Millis(10));
+  CHECK_FALSE(config_of(yaml({kSub0, kSub1, kSub2, kSub3})).subscriptions[0].batch.has_value());
+
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    batch: {}"})), 5, 5,
+              "subscriptions[0].batch", "batches need format: cloudevents-json or protobuf");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: protobuf",
+                               "    batch: {max_events: 0}"})),
+              6, 25, "subscriptions[0].batch.max_events", "must be between 1 and 10000");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: protobuf",
+                               "    batch: {max_bytes: 100}"})),
+              6, 24, "subscriptions[0].batch.max_bytes", "must be between 1024 and");
+  check_error(only_error(yaml(
+                  {kSub0, kSub1, kSub2, kSub3, "    format: protobuf", "    batch: {linger: 1m}"})),
+              6, 21, "subscriptions[0].batch.linger", "must be between");
+}
+
+TEST_CASE("tls settings: files must be readable, cert and key go together, https only",
+          "[config]") {
+  const std::string readable = RELAY_SOURCE_DIR "/README.md";  // any readable file will do here
+  const std::string https = "    endpoint: https://127.0.0.1:8443/events";
+  const Config c = config_of(
+      yaml({kSub0, kSub1, kSub2, https, "    tls:", "      ca_file: " + readable,
+            "      cert_file: " + readable, "      key_file: " + readable, "      verify: true"}));
+  CHECK(c.subscriptions[0].tls.ca_file == readable);
+  CHECK(c.subscriptions[0].tls.cert_file == readable);
+  CHECK(c.subscriptions[0].tls.key_file == readable);
+  CHECK(c.subscriptions[0].tls.verify);
+  CHECK_FALSE(config_of(yaml({kSub0, kSub1, kSub2, https, "    tls: {verify: false}"}))
+                  .subscriptions[0]
+                  .tls.verify);
+  // https:// without tls: verification against the system store.
+  CHECK(config_of(yaml({kSub0, kSub1, kSub2, https})).subscriptions[0].tls.ca_file.empty());
+
+  check_error(
+      only_error(yaml({kSub0, kSub1, kSub2, https, "    tls: {ca_file: /nonexistent/ca.pem}"})), 5,
+      20, "subscriptions[0].tls.ca_file", "cannot read \"/nonexistent/ca.pem\"");
+  check_error(
+      only_error(yaml({kSub0, kSub1, kSub2, https, "    tls: {cert_file: " + readable + "}"})), 5,
+      5, "subscriptions[0].tls", "cert_file and key_file go together");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    tls: {verify: false}"})), 5, 5,
+              "subscriptions[0].tls", "tls applies to https:// endpoints only");
 }
 
 TEST_CASE("a duplicate key names both occurrences", "[config]") {
@@ -422,15 +588,17 @@ TEST_CASE("source.mode accepts only table and calls wal not supported", "[config
               "source.mode", "invalid value \"queue\": expected one of \"table\"");
 }
 
-TEST_CASE("format accepts only binary and calls the other DESIGN formats not supported",
-          "[config]") {
-  for (const std::string format : {"cloudevents-json", "protobuf"}) {
+TEST_CASE("format is binary, cloudevents-json or protobuf", "[config]") {
+  for (const std::string format : {"binary", "cloudevents-json", "protobuf"}) {
     CAPTURE(format);
-    check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: " + format})), 5, 13,
-                "subscriptions[0].format", "\"" + format + "\" is not supported in this version");
+    CHECK(config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    format: " + format}))
+              .subscriptions[0]
+              .format == format);
   }
   check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: xml"})), 5, 13,
-              "subscriptions[0].format", "invalid value \"xml\": expected one of \"binary\"");
+              "subscriptions[0].format",
+              "invalid value \"xml\": expected one of \"binary\", \"cloudevents-json\", "
+              "\"protobuf\"");
 }
 
 TEST_CASE("log.level and log.format accept only their listed values", "[config]") {
@@ -458,14 +626,16 @@ TEST_CASE("subscription names must be unique", "[config]") {
               "duplicate subscription name \"billing\" (first used at line 2)");
 }
 
-TEST_CASE("endpoints must be http:// URLs with a host", "[config]") {
-  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: https://billing/events"})), 4,
-              15, "subscriptions[0].endpoint",
-              "https:// endpoints are not supported in this version");
+TEST_CASE("endpoints must be http:// or https:// URLs with a host", "[config]") {
+  CHECK(config_of(yaml({kSub0, kSub1, kSub2, "    endpoint: https://billing/events"}))
+            .subscriptions[0]
+            .endpoint == "https://billing/events");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: ftp://billing/events"})), 4, 15,
-              "subscriptions[0].endpoint", "must be an http:// URL");
+              "subscriptions[0].endpoint", "must be an http:// or https:// URL");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: billing:8080"})), 4, 15,
-              "subscriptions[0].endpoint", "must be an http:// URL");
+              "subscriptions[0].endpoint", "must be an http:// or https:// URL");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: https://:8443/"})), 4, 15,
+              "subscriptions[0].endpoint", "must name a host");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: http:///events"})), 4, 15,
               "subscriptions[0].endpoint", "must name a host");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: http://billing:99999/"})), 4, 15,
@@ -474,7 +644,7 @@ TEST_CASE("endpoints must be http:// URLs with a host", "[config]") {
 
 TEST_CASE("endpoint errors do not quote the URL, which may carry credentials", "[config]") {
   const ConfigError e =
-      only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: https://user:hunter2@billing/"}));
+      only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: http://user:hunter2@billing:0/"}));
   CHECK_THAT(e.message, !Catch::Contains("hunter2"));
 }
 
@@ -684,7 +854,7 @@ TEST_CASE("errors in several subscriptions are all reported in file order", "[co
       kSub0,
       "  - name: a",
       "    topics: [x]",
-      "    endpoint: https://a/",
+      "    endpoint: ftp://a/",
       "  - name: b",
       "    topics: []",
       "    endpoint: http://b/",
@@ -906,6 +1076,15 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "subscriptions[].topics",
                                    "subscriptions[].endpoint",
                                    "subscriptions[].format",
+                                   "subscriptions[].batch",
+                                   "subscriptions[].batch.max_events",
+                                   "subscriptions[].batch.max_bytes",
+                                   "subscriptions[].batch.linger",
+                                   "subscriptions[].tls",
+                                   "subscriptions[].tls.ca_file",
+                                   "subscriptions[].tls.cert_file",
+                                   "subscriptions[].tls.key_file",
+                                   "subscriptions[].tls.verify",
                                    "subscriptions[].timeout",
                                    "subscriptions[].connect_timeout",
                                    "subscriptions[].max_in_flight",
@@ -926,6 +1105,53 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "subscriptions[].rate_limit.events_per_second",
                                    "subscriptions[].rate_limit.burst",
                                    "subscriptions[].headers",
+                                   "inbox",
+                                   "inbox.listen",
+                                   "inbox.deliver_to",
+                                   "inbox.timestamp_tolerance",
+                                   "inbox.retention",
+                                   "inbox.workers",
+                                   "inbox.max_queued_connections",
+                                   "inbox.read_timeout",
+                                   "inbox.idle_timeout",
+                                   "inbox.max_header_bytes",
+                                   "inbox.max_headers",
+                                   "inbox.sources",
+                                   "inbox.sources[].name",
+                                   "inbox.sources[].signing_secret",
+                                   "inbox.sources[].unsigned",
+                                   "inbox.sources[].deliver_to",
+                                   "inbox.sources[].delivery",
+                                   "inbox.sources[].delivery.format",
+                                   "inbox.sources[].delivery.batch",
+                                   "inbox.sources[].delivery.batch.max_events",
+                                   "inbox.sources[].delivery.batch.max_bytes",
+                                   "inbox.sources[].delivery.batch.linger",
+                                   "inbox.sources[].delivery.tls",
+                                   "inbox.sources[].delivery.tls.ca_file",
+                                   "inbox.sources[].delivery.tls.cert_file",
+                                   "inbox.sources[].delivery.tls.key_file",
+                                   "inbox.sources[].delivery.tls.verify",
+                                   "inbox.sources[].delivery.timeout",
+                                   "inbox.sources[].delivery.connect_timeout",
+                                   "inbox.sources[].delivery.max_in_flight",
+                                   "inbox.sources[].delivery.retry",
+                                   "inbox.sources[].delivery.retry.max_attempts",
+                                   "inbox.sources[].delivery.retry.initial_backoff",
+                                   "inbox.sources[].delivery.retry.max_backoff",
+                                   "inbox.sources[].delivery.retry.max_age",
+                                   "inbox.sources[].delivery.signing_secret",
+                                   "inbox.sources[].delivery.max_response_bytes",
+                                   "inbox.sources[].delivery.ordering",
+                                   "inbox.sources[].delivery.on_dead_letter",
+                                   "inbox.sources[].delivery.circuit_breaker",
+                                   "inbox.sources[].delivery.circuit_breaker.failure_threshold",
+                                   "inbox.sources[].delivery.circuit_breaker.open_for",
+                                   "inbox.sources[].delivery.circuit_breaker.max_open_for",
+                                   "inbox.sources[].delivery.rate_limit",
+                                   "inbox.sources[].delivery.rate_limit.events_per_second",
+                                   "inbox.sources[].delivery.rate_limit.burst",
+                                   "inbox.sources[].delivery.headers",
                                    "limits",
                                    "limits.max_payload_bytes",
                                    "log",
