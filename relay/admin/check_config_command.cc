@@ -11,8 +11,16 @@ int run_check_config(const std::string& path, std::ostream& out, std::ostream& e
     return 2;
   }
   const auto& cfg = std::get<config::Config>(loaded);
-  out << path << ": ok (" << cfg.subscriptions.size()
-      << (cfg.subscriptions.size() == 1 ? " subscription)" : " subscriptions)") << "\n";
+  // The inbox's push subscriptions (inbox:<source>) are counted with the inbox, not here.
+  std::size_t subscriptions = 0;
+  for (const auto& s : cfg.subscriptions) subscriptions += s.inbox_source.empty() ? 1 : 0;
+  out << path << ": ok (" << subscriptions
+      << (subscriptions == 1 ? " subscription" : " subscriptions");
+  if (cfg.inbox) {
+    const std::size_t sources = cfg.inbox->sources.size();
+    out << ", inbox with " << sources << (sources == 1 ? " source" : " sources");
+  }
+  out << ")\n";
   return 0;
 }
 
