@@ -808,6 +808,10 @@ def check_rendered(chart, values, rendered, docs, relay, label, repo):
     cfg = yaml.safe_load(cfg_text)
     expect(cfg["shutdown_timeout"] == f"{relay_v['shutdownTimeoutSeconds']}s", f"{label}: shutdown_timeout is {cfg['shutdown_timeout']!r}")
     expect(cfg["ops"]["listen"] == f"0.0.0.0:{port}", f"{label}: ops.listen is {cfg['ops']['listen']!r}")
+    has_inbox = "inbox" in relay_v["config"]
+    inbox_port = relay_v["inboxPort"]
+    if has_inbox:
+        expect(cfg["inbox"]["listen"] == f"0.0.0.0:{inbox_port}", f"{label}: inbox.listen is {cfg['inbox'].get('listen')!r}")
     for key in relay_v["config"]:
         expect(key in cfg, f"{label}: relay.config.{key} is missing from relay.yaml")
     check_relay_config(relay, cfg_text, f"{label}: ConfigMap relay.yaml", repo)
@@ -838,6 +842,12 @@ def check_rendered(chart, values, rendered, docs, relay, label, repo):
         ops = [p for p in c["ports"] if p["name"] == "ops"]
         expect(len(ops) == 1 and ops[0]["containerPort"] == port and isinstance(ops[0]["containerPort"], int),
                f"{label}: relay's ops port is {ops}")
+        inbox_ports = [p for p in c["ports"] if p["name"] == "inbox"]
+        if has_inbox:
+            expect(len(inbox_ports) == 1 and inbox_ports[0]["containerPort"] == inbox_port,
+                   f"{label}: relay's inbox port is {inbox_ports}")
+        else:
+            expect(not inbox_ports, f"{label}: an inbox port without an inbox")
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             if relay_v[probe]["enabled"]:
                 expect(c[probe]["httpGet"] == {"path": path, "port": "ops"}, f"{label}: {probe} is {c.get(probe)}")
@@ -868,7 +878,17 @@ def check_rendered(chart, values, rendered, docs, relay, label, repo):
         expect(pod["metadata"]["annotations"]["checksum/relay-config"] == digest, f"{label}: config checksum mismatch")
 
     # Service -> pods, ServiceMonitor -> Service.
-    svcs = by_kind.get("Service", [])
+    all_svcs = by_kind.get("Service", [])
+    inbox_svcs = [s for s in all_svcs if s["metadata"]["labels"].get("app.kubernetes.io/component") == "relay-inbox"]
+    svcs = [s for s in all_svcs if s not in inbox_svcs]
+    want_inbox_svc = v["inboxService"]["enabled"] and has_inbox
+    expect(len(inbox_svcs) == (1 if want_inbox_svc else 0), f"{label}: {len(inbox_svcs)} inbox Services rendered")
+    for svc in inbox_svcs:
+        expect(svc["spec"]["ports"][0]["port"] == v["inboxService"]["port"] and svc["spec"]["ports"][0]["targetPort"] == "inbox",
+               f"{label}: inbox Service ports")
+        for dep in deps:
+            expect(svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(),
+                   f"{label}: the inbox Service does not select the Deployment's pods")
     want_svc = v["service"]["enabled"] or v["serviceMonitor"]["enabled"]
     expect(len(svcs) == (1 if want_svc else 0), f"{label}: {len(svcs)} Services rendered")
     for svc in svcs:
@@ -961,6 +981,8 @@ def check_chart(repo, relay):
     for override, message in (
         ({"relay": {"config": {"shutdown_timeout": "10s"}}}, "set relay.shutdownTimeoutSeconds instead"),
         ({"relay": {"config": {"ops": {"listen": "127.0.0.1:9090"}}}}, "set relay.opsPort instead"),
+        ({"relay": {"config": {"inbox": {"listen": "127.0.0.1:8081", "sources": [{"name": "a", "unsigned": True}]}}}},
+         "set relay.inboxPort instead"),
         ({"secrets": {"name": ""}}, "secrets.name (or secrets.databaseUrl.secretName) is required"),
     ):
         try:

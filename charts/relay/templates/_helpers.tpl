@@ -45,7 +45,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s-config" (include "relay.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* relay.yaml: .Values.relay.config plus the two keys the chart owns (shutdown_timeout, ops.listen). */}}
+{{/* relay.yaml: .Values.relay.config plus the keys the chart owns (shutdown_timeout, ops.listen, inbox.listen). */}}
 {{- define "relay.configYaml" -}}
 {{- $cfg := deepCopy .Values.relay.config -}}
 {{- if hasKey $cfg "shutdown_timeout" -}}
@@ -57,6 +57,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- $_ := set $ops "listen" (printf "0.0.0.0:%d" (int .Values.relay.opsPort)) -}}
 {{- $_ = set $cfg "ops" $ops -}}
+{{- if hasKey $cfg "inbox" -}}
+{{- $inbox := deepCopy $cfg.inbox -}}
+{{- if hasKey $inbox "listen" -}}
+{{- fail "relay.config.inbox.listen: set relay.inboxPort instead (the container port and the inbox Service use it)" -}}
+{{- end -}}
+{{- $_ = set $inbox "listen" (printf "0.0.0.0:%d" (int .Values.relay.inboxPort)) -}}
+{{- $_ = set $cfg "inbox" $inbox -}}
+{{- end -}}
 {{- $_ = set $cfg "shutdown_timeout" (printf "%ds" (int .Values.relay.shutdownTimeoutSeconds)) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
@@ -117,6 +125,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - name: ops
       containerPort: {{ int .Values.relay.opsPort }}
       protocol: TCP
+    {{- if hasKey .Values.relay.config "inbox" }}
+    - name: inbox
+      containerPort: {{ int .Values.relay.inboxPort }}
+      protocol: TCP
+    {{- end }}
   {{- if .Values.relay.livenessProbe.enabled }}
   livenessProbe:
     httpGet:
