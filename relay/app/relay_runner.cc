@@ -18,7 +18,12 @@
 #include "relay/delivery/httplib_sender.h"
 #include "relay/dispatch/dispatch_stats.h"
 #include "relay/dispatch/dispatcher.h"
+#include "relay/inbox/http_server.h"
+#include "relay/inbox/inbox_retention.h"
+#include "relay/inbox/inbox_service.h"
+#include "relay/inbox/inbox_stats.h"
 #include "relay/ops/ops_server.h"
+#include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
 #include "relay/store/migrations.h"
 #include "relay/store/transaction.h"
@@ -177,6 +182,13 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   std::vector<std::string> subscription_names;
   for (const auto& s : config.subscriptions) subscription_names.push_back(s.name);
   dispatch::DispatchStats stats(registry, subscription_names, kVersion);
+  std::unique_ptr<inbox::InboxStats> inbox_stats;
+  if (config.inbox) {
+    std::vector<std::string> sources;
+    for (const auto& s : config.inbox->sources) sources.push_back(s.name);
+    inbox_stats = std::make_unique<inbox::InboxStats>(registry, sources);
+  }
+  std::atomic<const inbox::HttpServer*> inbox_listening{nullptr};
   auto readiness = [&running, &schema_ok]() -> std::string {
     if (!schema_ok.load()) return "waiting for the database or its schema";
     const dispatch::Dispatcher* d = running.load();
@@ -196,8 +208,10 @@ int run_relay(const config::Config& config, const std::string& database_url) {
                                 : "";
     };
     cb.readiness = readiness;
-    cb.metrics_text = [&registry, &stats, &readiness] {
+    cb.metrics_text = [&registry, &stats, &readiness, &inbox_stats, &inbox_listening] {
       stats.set_ready(readiness().empty());  // relay_ready mirrors /readyz
+      if (const inbox::HttpServer* server = inbox_listening.load())
+        inbox_stats->sync_server(server->stats());
       return prometheus::TextSerializer().Serialize(registry.Collect());
     };
     cb.status_json = [&running, &schema_ok] {
@@ -217,6 +231,25 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   if (stop.stop_requested()) return 0;
   schema_ok = true;
 
+  // The inbox's store and handler are built before anything starts, so a bad source secret stops
+  // relay before it claims work.
+  std::unique_ptr<store::InboxStore> inbox_store;
+  std::unique_ptr<inbox::InboxService> inbox_service;
+  std::atomic<dispatch::Dispatcher*> pusher{nullptr};
+  if (config.inbox) {
+    inbox_store = std::make_unique<store::InboxStore>(
+        database_url, store::InboxStoreOptions{.max_connections = config.inbox->workers});
+    auto service =
+        inbox::InboxService::create(config, *inbox_store, *inbox_stats, clock, [&pusher] {
+          if (dispatch::Dispatcher* d = pusher.load()) d->wake();
+        });
+    if (!service) {
+      log.error("cannot start the inbox", {{"error", service.error().message}});
+      return 2;
+    }
+    inbox_service = std::move(*service);
+  }
+
   auto dispatcher = dispatch::Dispatcher::create(
       config, database_url, clock,
       [&clock](
@@ -232,9 +265,37 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   }
   (*dispatcher)->start();
   running = dispatcher->get();
+  pusher = dispatcher->get();
   std::jthread metrics_poller([&database_url, &clock, &stats](std::stop_token st) {
     poll_database_metrics(database_url, clock, stats, st);
   });
+
+  // The inbox listener comes up once the schema is known good and the dispatcher can push.
+  int exit_code = 0;
+  std::unique_ptr<inbox::HttpServer> inbox_server;
+  std::unique_ptr<store::InboxRetention> inbox_retention;
+  std::jthread inbox_retention_thread;
+  if (inbox_service) {
+    auto started = inbox::HttpServer::start(
+        config.inbox->listen, inbox::InboxService::server_limits(config),
+        [svc = inbox_service.get()](const inbox::HttpRequest& r) { return svc->handle(r); }, clock);
+    if (!started) {
+      log.error("cannot start the inbox listener", {{"error", started.error().message}});
+      exit_code = started.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+      stop.request_stop();
+    } else {
+      inbox_server = std::move(*started);
+      inbox_listening = inbox_server.get();
+      log.info("inbox listener up",
+               {{"listen", config.inbox->listen}, {"port", std::to_string(inbox_server->port())}});
+      inbox_retention = std::make_unique<store::InboxRetention>(database_url);
+      inbox_retention_thread =
+          std::jthread([&inbox_retention, &inbox_stats, &clock, &config](std::stop_token st) {
+            inbox::run_inbox_retention(*inbox_retention, config.inbox->retention, *inbox_stats,
+                                       clock, st);
+          });
+    }
+  }
 
   {
     std::mutex mu;
@@ -243,6 +304,16 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     cv.wait(lock, stop.get_token(), [] { return false; });
   }
 
+  // The inbox stops first: once it is closed no request can be accepted that the rest of the
+  // shutdown could leave uncommitted (each answer is sent only after its commit).
+  if (inbox_server) {
+    inbox_listening = nullptr;
+    inbox_server->stop();
+  }
+  if (inbox_retention_thread.joinable()) {
+    inbox_retention_thread.request_stop();
+    inbox_retention_thread.join();
+  }
   metrics_poller.request_stop();
   metrics_poller.join();
   // Leave a fifth of shutdown_timeout (at most 5s) to record outcomes and release claims after
@@ -253,7 +324,9 @@ int run_relay(const config::Config& config, const std::string& database_url) {
       (*dispatcher)
           ->shutdown(begin + (config.shutdown_timeout - reserve), begin + config.shutdown_timeout);
   running = nullptr;
+  pusher = nullptr;
   ops_server.reset();
+  if (exit_code != 0) return exit_code;
   if (!status) {
     log.error("shutdown incomplete", {{"error", status.error().message}});
     return 1;

@@ -1,5 +1,7 @@
 #include "relay/delivery/classify.h"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <cctype>
 #include <cstdint>
@@ -69,6 +71,18 @@ std::optional<std::chrono::sys_seconds> parse_imf_fixdate(std::string_view s) {
 
 }  // namespace
 
+const char* to_string(DeliveryOutcome::Cause cause) {
+  switch (cause) {
+    case DeliveryOutcome::Cause::kNone:
+      return "none";
+    case DeliveryOutcome::Cause::kTlsVerification:
+      return "tls_verification";
+    case DeliveryOutcome::Cause::kTlsHandshake:
+      return "tls_handshake";
+  }
+  return "unknown";
+}
+
 const char* to_string(DeliveryOutcome::Kind kind) {
   switch (kind) {
     case DeliveryOutcome::Kind::kDelivered:
@@ -116,6 +130,83 @@ std::optional<Millis> parse_retry_after(std::string_view value,
   if (ahead.count() <= 0) return Millis{0};
   // Round up: retrying a few hundred microseconds before the date the consumer named is early.
   return std::chrono::ceil<Millis>(*date - now);
+}
+
+namespace {
+
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
+
+std::string tls_verification_message(const TlsFailure& f) {
+  if (f.verify_error.empty() || contains(f.verify_error, "hostname mismatch") ||
+      contains(f.verify_error, "IP address mismatch")) {
+    return fmt::format(
+        "TLS: server certificate does not match host \"{}\"{}; the endpoint must use a name or "
+        "IP address listed in the certificate's subjectAltName",
+        f.host, f.verify_error.empty() ? "" : " (" + f.verify_error + ")");
+  }
+  const std::string hint =
+      f.ca_file.empty()
+          ? "the system CA store does not trust it: set tls.ca_file to the CA that signed the "
+            "server's certificate"
+          : fmt::format(
+                "check that tls.ca_file \"{}\" is the CA that signed the server's "
+                "certificate",
+                f.ca_file);
+  return fmt::format("TLS: server certificate verification failed ({}); {}", f.verify_error, hint);
+}
+
+std::string tls_handshake_message(const TlsFailure& f) {
+  if (f.stage == TlsFailure::Stage::kLoadingCa) {
+    return f.ca_file.empty() ? fmt::format("TLS: cannot load the system CA store{}",
+                                           f.ssl_error.empty() ? "" : " (" + f.ssl_error + ")")
+                             : fmt::format("TLS: cannot load tls.ca_file \"{}\"{}", f.ca_file,
+                                           f.ssl_error.empty() ? "" : " (" + f.ssl_error + ")");
+  }
+  if (f.peer_alert || (f.after_handshake && f.certificate_requested)) {
+    // The server refused us, by an alert or by closing the connection just after asking for our
+    // certificate; with a client certificate in play that is nearly always about it.
+    const std::string detail =
+        f.peer_alert
+            ? f.ssl_error
+            : "the connection closed right after the server asked for a client certificate";
+    std::string hint;
+    if (f.client_certificate) {
+      hint = "check that the server trusts tls.cert_file and that it has not expired";
+    } else if (f.certificate_requested) {
+      hint = "the server requires a client certificate: set tls.cert_file and tls.key_file";
+    } else {
+      hint = "if the server requires a client certificate, set tls.cert_file and tls.key_file";
+    }
+    return fmt::format("TLS: the server refused the handshake ({}); {}", detail, hint);
+  }
+  if (f.ssl_error.empty()) {
+    return "TLS: handshake did not complete (connection closed or timed out during the handshake)";
+  }
+  // OpenSSL's words for "the other side does not speak TLS", e.g. plain HTTP on that port.
+  const bool not_tls = contains(f.ssl_error, "wrong version number") ||
+                       contains(f.ssl_error, "packet length too long") ||
+                       contains(f.ssl_error, "record layer failure") ||
+                       contains(f.ssl_error, "http request");
+  return fmt::format("TLS: handshake failed ({}){}", f.ssl_error,
+                     not_tls ? "; is the endpoint serving HTTPS on this port?" : "");
+}
+
+}  // namespace
+
+DeliveryOutcome classify_tls_failure(const TlsFailure& failure) {
+  DeliveryOutcome outcome;
+  outcome.kind = DeliveryOutcome::Kind::kRetryable;
+  outcome.status = 0;
+  if (failure.stage == TlsFailure::Stage::kVerification) {
+    outcome.cause = DeliveryOutcome::Cause::kTlsVerification;
+    outcome.error = tls_verification_message(failure);
+  } else {
+    outcome.cause = DeliveryOutcome::Cause::kTlsHandshake;
+    outcome.error = tls_handshake_message(failure);
+  }
+  return outcome;
 }
 
 }  // namespace relay::delivery

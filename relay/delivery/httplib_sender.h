@@ -1,9 +1,17 @@
 #pragma once
-// HttplibSender: HttpSender over one cpp-httplib Client: one keep-alive connection with
+// HttplibSender: HttpSender over one cpp-httplib client: one keep-alive connection with
 // TCP_NODELAY, so one request at a time. Not thread-safe except stop(); give each lane its own.
+//
+// https:// endpoints verify the server's certificate chain and host name (subjectAltName DNS or
+// IP) against tls.ca_file, or OpenSSL's default store when it is empty; tls.verify: false turns
+// verification off (one warning per subscription). tls.cert_file/key_file add a client certificate
+// (mTLS). A TLS failure is a kRetryable outcome with cause kTlsVerification or kTlsHandshake and
+// an error text that names the likely fix: it usually needs the operator, and the events wait.
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "relay/common/clock.h"
@@ -14,14 +22,32 @@
 #include "relay/delivery/signer.h"
 
 namespace httplib {
-class Client;
-}
+class ClientImpl;
+class SSLClient;
+enum class Error;
+}  // namespace httplib
 
 namespace relay::delivery {
 
+// An endpoint URL split for the HTTP client.
+struct Endpoint {
+  bool tls = false;  // https://
+  std::string host;  // without brackets for an IPv6 literal
+  int port = 80;     // 443 for https:// when the URL names none
+  std::string path;  // starts with '/', may carry a query
+};
+
+// Parses http(s)://host[:port][/path[?query]] (scheme case-insensitive). Returns nullopt for any
+// other scheme, userinfo (user@), a fragment, an empty host or port, a port outside 1..65535, or
+// characters that must be percent-encoded.
+std::optional<Endpoint> parse_endpoint(std::string_view url);
+
 class HttplibSender final : public HttpSender {
  public:
-  // Returns kInvalidArgument for an endpoint that is not an http:// URL or a bad signing secret.
+  // Returns kInvalidArgument, with a message naming the subscription and the key, for an endpoint
+  // that is not an http(s):// URL, a bad signing secret, or (https) a tls.ca_file without a PEM
+  // certificate, a tls.cert_file/key_file that cannot be loaded or do not match. Never includes
+  // file contents or secrets. Reads the TLS files; makes no connection.
   static Result<std::unique_ptr<HttplibSender>> create(const config::SubscriptionConfig& sub,
                                                        Clock& clock);
   ~HttplibSender() override;
@@ -32,17 +58,29 @@ class HttplibSender final : public HttpSender {
   DeliveryOutcome send_batch(std::span<const BatchItem> items) override;
   void stop() override;
 
+  // What OpenSSL saw of the TLS handshake during one send. Defined in the .cc, public only so that
+  // the OpenSSL callback there can name it.
+  struct HandshakeTrace;
+
  private:
   RequestContext context() const;
   DeliveryOutcome post(OutgoingRequest request);
+  // The outcome for a failed send on a TLS connection, or nullopt if TLS was not the cause.
+  std::optional<DeliveryOutcome> tls_failure(httplib::Error err) const;
 
-  HttplibSender(const config::SubscriptionConfig& sub, Clock& clock, std::string path,
-                std::unique_ptr<httplib::Client> client, std::vector<Signer> signers);
+  HttplibSender(const config::SubscriptionConfig& sub, Clock& clock, const Endpoint& endpoint,
+                std::unique_ptr<httplib::ClientImpl> client, httplib::SSLClient* tls,
+                std::unique_ptr<HandshakeTrace> trace, std::vector<Signer> signers);
 
   const config::SubscriptionConfig sub_;
   Clock& clock_;
+  const std::string host_;
   const std::string path_;
-  std::unique_ptr<httplib::Client> client_;
+  // https:// only; written by an OpenSSL callback on the sending thread during client_->send.
+  // Declared before client_ so that it outlives the TLS context that points to it.
+  const std::unique_ptr<HandshakeTrace> trace_;
+  std::unique_ptr<httplib::ClientImpl> client_;
+  httplib::SSLClient* const tls_;      // client_ itself for https://, else null
   const std::vector<Signer> signers_;  // one per signing secret, in config order
 };
 

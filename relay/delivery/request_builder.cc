@@ -1,6 +1,7 @@
 #include "relay/delivery/request_builder.h"
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -8,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "relay/common/check.h"
 #include "relay/common/http_header.h"
+#include "relay/delivery/envelope.h"
 
 namespace relay::delivery {
 namespace {
@@ -67,53 +70,82 @@ void append_app_headers(std::string_view headers_json, HeaderList subscription_h
   }
 }
 
-}  // namespace
-
-OutgoingRequest build_request(const Event& event, const std::string& subscription, int attempt,
-                              std::chrono::system_clock::time_point now,
-                              std::span<const Signer> signers, HeaderList subscription_headers) {
+// Webhook headers, the body's signature and the relay-* headers every format sends; `id` is the
+// event id, or the batch id for a batch.
+void append_delivery_headers(std::string_view id, std::string_view body,
+                             std::chrono::system_clock::time_point now,
+                             const RequestContext& context,
+                             std::vector<std::pair<std::string, std::string>>& h) {
   const long long timestamp =
       std::chrono::floor<std::chrono::seconds>(now.time_since_epoch()).count();
-  OutgoingRequest req;
-  // content_type comes from the outbox row; a value that could split the header block is replaced.
-  req.content_type = is_http_field_value(event.content_type) && !event.content_type.empty()
-                         ? event.content_type
-                         : "application/octet-stream";
-  req.body = event.payload;
-  auto& h = req.headers;
-  h.emplace_back("Idempotency-Key", event.event_id);
-  h.emplace_back("webhook-id", event.event_id);
+  h.emplace_back("Idempotency-Key", id);
+  h.emplace_back("webhook-id", id);
   h.emplace_back("webhook-timestamp", std::to_string(timestamp));
-  if (!signers.empty()) {
+  if (!context.signers.empty()) {
     // Standard Webhooks rotation: one "v1,<sig>" per secret, space-separated, in config order.
     std::string signature;
-    for (const Signer& signer : signers) {
+    for (const Signer& signer : context.signers) {
       if (!signature.empty()) signature += ' ';
-      signature += signer.sign(event.event_id, timestamp, event.payload);
+      signature += signer.sign(id, timestamp, body);
     }
     h.emplace_back("webhook-signature", std::move(signature));
   }
+}
+
+void append_relay_headers(int attempt, const RequestContext& context,
+                          std::vector<std::pair<std::string, std::string>>& h) {
+  h.emplace_back("relay-attempt", std::to_string(attempt));
+  h.emplace_back("relay-subscription", context.subscription);
+  // The subscription's headers (validated at config load: token names, no CR/LF/NUL, never relay's
+  // own). Re-checked here so a hand-built SubscriptionConfig cannot inject.
+  for (const auto& [name, value] : context.subscription_headers) {
+    if (is_http_token(name) && !is_relay_reserved_header(name) && is_http_field_value(value))
+      h.emplace_back(name, value);
+  }
+}
+
+// The CloudEvents binary-mode attributes (binary format only: the other formats carry them in the
+// body).
+void append_ce_headers(const Event& event, const std::string& subscription,
+                       std::vector<std::pair<std::string, std::string>>& h) {
   h.emplace_back("ce-specversion", "1.0");
   h.emplace_back("ce-id", percent_encode(event.event_id));
   h.emplace_back("ce-type", percent_encode(event.topic));
   h.emplace_back("ce-source", percent_encode("relay/" + subscription));
   h.emplace_back("ce-time", rfc3339_millis(event.created_at));
   if (event.key) h.emplace_back("ce-subject", percent_encode(*event.key));
-  h.emplace_back("relay-attempt", std::to_string(attempt));
-  h.emplace_back("relay-subscription", subscription);
-  // The subscription's headers (validated at config load: token names, no CR/LF/NUL, never relay's
-  // own), then the app's. Re-checked here so a hand-built SubscriptionConfig cannot inject.
-  for (const auto& [name, value] : subscription_headers) {
-    if (is_http_token(name) && !is_relay_reserved_header(name) && is_http_field_value(value))
-      h.emplace_back(name, value);
-  }
-  append_app_headers(event.headers_json, subscription_headers, h);
-  return req;
 }
 
-}  // namespace relay::delivery
+// A batch's webhook-id / Idempotency-Key: "batch_" + the first 16 bytes of SHA-256 over its event
+// ids (newline-separated, in order), hex. The same events in the same order give the same id, so a
+// batch retried unchanged is deduplicated like a single event.
+std::string batch_id(std::span<const BatchItem> items) {
+  std::string ids;
+  for (const BatchItem& item : items) {
+    ids += item.event->event_id;
+    ids += '\n';
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  RELAY_CHECK(
+      EVP_Digest(ids.data(), ids.size(), digest.data(), &length, EVP_sha256(), nullptr) == 1,
+      "SHA-256 failed");
+  std::string out = "batch_";
+  for (unsigned int i = 0; i < 16 && i < length; ++i) out += fmt::format("{:02x}", digest[i]);
+  return out;
+}
 
-namespace relay::delivery {
+}  // namespace
+
+OutgoingRequest build_request(const Event& event, const std::string& subscription, int attempt,
+                              std::chrono::system_clock::time_point now,
+                              std::span<const Signer> signers, HeaderList subscription_headers) {
+  return build_request(event, attempt, now,
+                       RequestContext{.subscription = subscription,
+                                      .format = Format::kBinary,
+                                      .signers = signers,
+                                      .subscription_headers = subscription_headers});
+}
 
 Format format_from_config(std::string_view format) {
   if (format == "cloudevents-json") return Format::kCloudEventsJson;
@@ -121,19 +153,58 @@ Format format_from_config(std::string_view format) {
   return Format::kBinary;
 }
 
-// TODO(issue 4, envelopes): cloudevents-json and protobuf bodies; binary only for now.
 OutgoingRequest build_request(const Event& event, int attempt,
                               std::chrono::system_clock::time_point now,
                               const RequestContext& context) {
-  return build_request(event, context.subscription, attempt, now, context.signers,
-                       context.subscription_headers);
+  OutgoingRequest req;
+  switch (context.format) {
+    case Format::kBinary:
+      // content_type comes from the outbox row; a value that could split the header block is
+      // replaced.
+      req.content_type = is_http_field_value(event.content_type) && !event.content_type.empty()
+                             ? event.content_type
+                             : "application/octet-stream";
+      req.body = event.payload;
+      break;
+    case Format::kCloudEventsJson:
+      req.content_type = kCloudEventsJsonContentType;
+      req.body = encode_cloudevents_json(event, attempt, context.subscription);
+      break;
+    case Format::kProtobuf:
+      req.content_type = kProtobufContentType;
+      req.body = encode_protobuf_event(event, attempt);
+      break;
+  }
+  auto& h = req.headers;
+  append_delivery_headers(event.event_id, req.body, now, context, h);
+  if (context.format == Format::kBinary) append_ce_headers(event, context.subscription, h);
+  append_relay_headers(attempt, context, h);
+  // The app's headers stay HTTP headers in every format, so a consumer reads them the same way
+  // whatever the format (the envelopes also carry them, which is what a batch relies on).
+  append_app_headers(event.headers_json, context.subscription_headers, h);
+  return req;
 }
 
-// TODO(issue 4, envelopes): not implemented yet.
 OutgoingRequest build_batch_request(std::span<const BatchItem> items,
                                     std::chrono::system_clock::time_point now,
                                     const RequestContext& context) {
-  return build_request(*items.front().event, items.front().attempt, now, context);
+  RELAY_CHECK(!items.empty(), "build_batch_request: no items");
+  RELAY_CHECK(context.format != Format::kBinary,
+              "build_batch_request: binary format cannot carry a batch");
+  OutgoingRequest req;
+  if (context.format == Format::kProtobuf) {
+    req.content_type = kProtobufBatchContentType;
+    req.body = encode_protobuf_batch(items);
+  } else {
+    req.content_type = kCloudEventsBatchContentType;
+    req.body = encode_cloudevents_batch(items, context.subscription);
+  }
+  int attempt = 1;
+  for (const BatchItem& item : items) attempt = std::max(attempt, item.attempt);
+  // App headers differ per event, so in a batch they travel only inside the envelopes.
+  append_delivery_headers(batch_id(items), req.body, now, context, req.headers);
+  append_relay_headers(attempt, context, req.headers);
+  return req;
 }
 
 }  // namespace relay::delivery

@@ -1,6 +1,7 @@
 #pragma once
-// Builds the HTTP request relay sends for one event to one subscription (binary mode: body = the
-// payload bytes, attributes as headers). Pure; unit-tested.
+// Builds the HTTP request relay sends for one event, or one batch of events, to one subscription,
+// in the subscription's format (binary, cloudevents-json, protobuf; the bodies of the last two
+// come from relay/delivery/envelope.h). Pure; thread-safe; unit-tested.
 
 #include <chrono>
 #include <optional>
@@ -51,15 +52,20 @@ struct RequestContext {
 // One event in the subscription's format. binary: as build_request above. cloudevents-json: a
 // structured CloudEvents 1.0 document (application/cloudevents+json). protobuf: relay.v1.Event
 // (application/x-protobuf). Every format carries the same HTTP headers (Idempotency-Key, webhook-*,
-// relay-*, custom); the ce-* headers are sent in binary mode only.
+// relay-*, the subscription's, then the app's); the ce-* headers are sent in binary mode only.
+// The signature covers the exact body sent. The envelopes also carry the app's headers inside
+// (CloudEvents `relayheaders`, protobuf `headers`), so a receiver may read them from either.
 OutgoingRequest build_request(const Event& event, int attempt,
                               std::chrono::system_clock::time_point now,
                               const RequestContext& context);
 
 // One request carrying `items` (non-empty, in order): application/cloudevents-batch+json for
-// kCloudEventsJson, relay.v1.EventBatch for kProtobuf. webhook-id and Idempotency-Key name the
-// batch (a stable id derived from its event ids), the signature covers the whole body,
-// relay-attempt is the highest attempt among the items. REQUIRES: format != kBinary.
+// kCloudEventsJson, relay.v1.EventBatch for kProtobuf (Content-Type
+// "application/x-protobuf; messageType=relay.v1.EventBatch"). webhook-id and Idempotency-Key name
+// the batch: "batch_" + 32 hex digits of SHA-256 over its event ids in order, so a batch retried
+// unchanged keeps its id. The signature covers the whole body; relay-attempt is the highest attempt
+// among the items. No app headers: they differ per event and travel inside the envelopes.
+// REQUIRES: format != kBinary (the config loader refuses `batch` with `format: binary`).
 OutgoingRequest build_batch_request(std::span<const BatchItem> items,
                                     std::chrono::system_clock::time_point now,
                                     const RequestContext& context);

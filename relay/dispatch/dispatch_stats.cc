@@ -15,6 +15,7 @@ const char* const kReasons[] = {kReasonRetriesExhausted, kReasonNonRetryable, kR
                                 kReasonPayloadTooLarge};
 const char* const kClasses[] = {"2xx", "3xx", "4xx", "5xx", "error"};
 const char* const kStates[] = {"closed", "open", "half_open"};
+const char* const kBatchCloses[] = {"max_events", "max_bytes", "linger"};  // by BatchClose
 
 int class_index(int status) {
   if (status >= 200 && status < 600) return status / 100 - 2;
@@ -54,6 +55,11 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
                 .Name("relay_http_responses_total")
                 .Help("Consumer answers by status class (error: no answer)")
                 .Register(registry)),
+      tls_errors_(BuildCounter()
+                      .Name("relay_delivery_tls_errors_total")
+                      .Help("Requests that failed in TLS (certificate verification or handshake): "
+                            "usually a tls.* setting or a certificate to fix, not an outage")
+                      .Register(registry)),
       breaker_state_(BuildGauge()
                          .Name("relay_breaker_state")
                          .Help("Circuit breaker state: 0 closed, 1 open, 2 half_open")
@@ -91,7 +97,12 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
       oldest_age_(BuildGauge()
                       .Name("relay_outbox_oldest_pending_age_seconds")
                       .Help("Age of the oldest due row in relay.outbox, by topic")
-                      .Register(registry)) {
+                      .Register(registry)),
+      batches_(BuildCounter()
+                   .Name("relay_delivery_batches_total")
+                   .Help("Batch requests sent, by what closed the batch (max_events, max_bytes, "
+                         "linger)")
+                   .Register(registry)) {
   BuildGauge()
       .Name("relay_build_info")
       .Help("Always 1; the version label says which relay runs")
@@ -109,11 +120,19 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
     s.latency = &latency_.Add({{"subscription", name}}, buckets);
     for (int i = 0; i < 5; ++i)
       s.http[i] = &http_.Add({{"subscription", name}, {"class", kClasses[i]}});
+    s.tls_verification = &tls_errors_.Add(
+        {{"subscription", name},
+         {"cause", delivery::to_string(delivery::DeliveryOutcome::Cause::kTlsVerification)}});
+    s.tls_handshake = &tls_errors_.Add(
+        {{"subscription", name},
+         {"cause", delivery::to_string(delivery::DeliveryOutcome::Cause::kTlsHandshake)}});
     s.breaker_state = &breaker_state_.Add({{"subscription", name}});
     for (const char* st : kStates) breaker_transitions_.Add({{"subscription", name}, {"to", st}});
     for (const char* r : kReasons)
       dead_letters_created_.Add({{"subscription", name}, {"reason", r}});
     s.dead_letters = &dead_letters_.Add({{"subscription", name}});
+    for (int i = 0; i < 3; ++i)
+      s.batches[i] = &batches_.Add({{"subscription", name}, {"closed_by", kBatchCloses[i]}});
     subs_.emplace(name, s);
   }
 }
@@ -160,9 +179,46 @@ void DispatchStats::attempt(const std::string& subscription,
   if (s == nullptr) return;
   s->attempts->Increment();
   s->http[class_index(outcome.status)]->Increment();
+  switch (outcome.cause) {
+    case delivery::DeliveryOutcome::Cause::kTlsVerification:
+      s->tls_verification->Increment();
+      break;
+    case delivery::DeliveryOutcome::Cause::kTlsHandshake:
+      s->tls_handshake->Increment();
+      break;
+    case delivery::DeliveryOutcome::Cause::kNone:
+      break;
+  }
   if (outcome.kind == delivery::DeliveryOutcome::Kind::kDelivered) {
     const double secs = std::chrono::duration<double>(now - created_at).count();
     s->latency->Observe(secs < 0 ? 0 : secs);
+  }
+}
+
+void DispatchStats::batch_attempt(const std::string& subscription,
+                                  const delivery::DeliveryOutcome& outcome,
+                                  std::span<const std::chrono::system_clock::time_point> created_at,
+                                  std::chrono::system_clock::time_point now, BatchClose closed_by) {
+  Sub* s = find(subscription);
+  if (s == nullptr) return;
+  s->attempts->Increment(static_cast<double>(created_at.size()));
+  s->http[class_index(outcome.status)]->Increment();
+  switch (outcome.cause) {
+    case delivery::DeliveryOutcome::Cause::kTlsVerification:
+      s->tls_verification->Increment();
+      break;
+    case delivery::DeliveryOutcome::Cause::kTlsHandshake:
+      s->tls_handshake->Increment();
+      break;
+    case delivery::DeliveryOutcome::Cause::kNone:
+      break;
+  }
+  s->batches[static_cast<int>(closed_by)]->Increment();
+  if (outcome.kind == delivery::DeliveryOutcome::Kind::kDelivered) {
+    for (const auto& t : created_at) {
+      const double secs = std::chrono::duration<double>(now - t).count();
+      s->latency->Observe(secs < 0 ? 0 : secs);
+    }
   }
 }
 

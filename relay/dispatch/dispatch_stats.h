@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,10 +38,21 @@ class DispatchStats {
   enum class Outcome { kDelivered, kRetryScheduled, kDeadLettered };
   void outcome(const std::string& subscription, Outcome outcome);
   void dead_letter_created(const std::string& subscription, const std::string& reason);
-  // One HTTP request was sent: attempts, response class, and latency (created_at -> now) on 2xx.
+  // One HTTP request was sent: attempts, response class, latency (created_at -> now) on 2xx, and
+  // TLS failures (relay_delivery_tls_errors_total, by cause) besides their class "error".
   void attempt(const std::string& subscription, const delivery::DeliveryOutcome& outcome,
                std::chrono::system_clock::time_point created_at,
                std::chrono::system_clock::time_point now);
+  // What closed a batch: it reached max_events, the next event would pass max_bytes, or linger ran
+  // out (or nothing more could come).
+  enum class BatchClose { kMaxEvents, kMaxBytes, kLinger };
+  // One batch request was sent carrying one event per `created_at`. relay_delivery_attempts_total
+  // counts events (each event of the batch spent an attempt, as relay.delivery.attempts does);
+  // relay_http_responses_total counts the one response; latency is observed per event on 2xx;
+  // relay_delivery_batches_total counts the request by what closed it.
+  void batch_attempt(const std::string& subscription, const delivery::DeliveryOutcome& outcome,
+                     std::span<const std::chrono::system_clock::time_point> created_at,
+                     std::chrono::system_clock::time_point now, BatchClose closed_by);
   void breaker_transition(const std::string& subscription, delivery::CircuitBreaker::State to);
   void database_error(const std::string& operation);
   void database_reconnect();
@@ -63,8 +75,11 @@ class DispatchStats {
     prometheus::Counter* attempts = nullptr;
     prometheus::Histogram* latency = nullptr;
     prometheus::Counter* http[5] = {};  // 2xx 3xx 4xx 5xx error
+    prometheus::Counter* tls_verification = nullptr;
+    prometheus::Counter* tls_handshake = nullptr;
     prometheus::Gauge* breaker_state = nullptr;
     prometheus::Gauge* dead_letters = nullptr;
+    prometheus::Counter* batches[3] = {};  // by BatchClose
   };
   Sub* find(const std::string& subscription);
 
@@ -72,6 +87,7 @@ class DispatchStats {
   prometheus::Family<prometheus::Counter>& attempts_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& http_;
+  prometheus::Family<prometheus::Counter>& tls_errors_;
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Counter>& breaker_transitions_;
   prometheus::Family<prometheus::Counter>& dead_letters_created_;
@@ -81,6 +97,7 @@ class DispatchStats {
   prometheus::Gauge& ready_;
   prometheus::Family<prometheus::Gauge>& backlog_;
   prometheus::Family<prometheus::Gauge>& oldest_age_;
+  prometheus::Family<prometheus::Counter>& batches_;
 
   std::map<std::string, Sub> subs_;  // constant after construction
 

@@ -9,6 +9,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "relay/delivery/request_builder.h"
 #include "relay/dispatch/retry_policy.h"
 
 namespace relay::dispatch {
@@ -102,6 +103,8 @@ Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& con
     });
     if (sub.rate_limit)
       lanes->limiter = std::make_unique<delivery::RateLimiter>(*sub.rate_limit, clock);
+    lanes->batched = sub.batch.has_value() &&
+                     delivery::format_from_config(sub.format) != delivery::Format::kBinary;
     for (int i = 0; i < sub.max_in_flight; ++i) {
       auto lane = std::make_unique<Lane>(queue_capacity);
       auto sender = make_sender(sub);
@@ -374,19 +377,26 @@ void Dispatcher::dispatch_delivery(store::ClaimedDelivery&& claimed) {
 }
 
 void Dispatcher::enqueue(size_t subscription_index, Task&& task) {
-  auto& lanes = subscriptions_[subscription_index]->lanes;
+  const SubscriptionLanes& sub = *subscriptions_[subscription_index];
+  auto& lanes = sub.lanes;
   // Same key -> same lane, so one relay sends a key's events in the order it claimed them.
   const std::string& by = task.event->key ? *task.event->key : task.event->event_id;
   const size_t lane = std::hash<std::string>{}(by) % lanes.size();
   // Lane queues hold every item that can be in flight, so this does not block.
   std::stop_source never;
   RELAY_CHECK(lanes[lane]->queue.push(task, never.get_token()), "lane queue closed while claiming");
+  if (sub.batched) lanes[lane]->bell.ring();  // it may be lingering for more
 }
 
 // ---- lanes ----------------------------------------------------------------------------------
 
-store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
-                                       Backoff& backoff) {
+void Dispatcher::hold_key(const SubscriptionLanes& sub, Lane& lane, const Task& task) {
+  if (sub.config->ordering == "per_key" && task.event->key)
+    lane.held_keys[*task.event->key] = task.claim;
+}
+
+std::optional<store::PartOutcome> Dispatcher::settle_unsent(const SubscriptionLanes& sub,
+                                                            Lane& lane, const Task& task) {
   using Kind = store::PartOutcome::Kind;
   const config::SubscriptionConfig& cfg = *sub.config;
   const Event& e = *task.event;
@@ -403,18 +413,13 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
                                   e.payload.size(), config_.limits.max_payload_bytes);
     return part;
   }
-  const auto wall_now = clock_.wall_now();
-  if (e.expires_at && *e.expires_at <= wall_now) {
+  if (e.expires_at && *e.expires_at <= clock_.wall_now()) {
     part.kind = Kind::kDeadLetter;
     part.reason = kReasonExpired;
     part.last_error = "expires_at passed before delivery";
     return part;
   }
-  const bool ordered = cfg.ordering == "per_key" && e.key.has_value();
-  auto hold_key = [&] {
-    if (ordered) lane.held_keys[*e.key] = task.claim;
-  };
-  if (ordered) {
+  if (cfg.ordering == "per_key" && e.key) {
     auto held = lane.held_keys.find(*e.key);
     if (task.held || (held != lane.held_keys.end() && held->second == task.claim)) {
       // An earlier event of this key is not through yet (pending in relay.delivery, or earlier in
@@ -423,10 +428,35 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
       part.kind = Kind::kDeferred;
       part.retry_in = cfg.retry.max_backoff;
       part.last_error = "waiting behind an earlier event of the same key";
-      hold_key();
+      hold_key(sub, lane, task);
       return part;
     }
   }
+  return std::nullopt;
+}
+
+// A TLS failure is a setting to fix, not an outage: say so once (per subscription, until a request
+// gets through again) with the cause, instead of leaving only "breaker opened" in the log.
+void Dispatcher::note_tls(SubscriptionLanes& sub, const delivery::DeliveryOutcome& outcome) {
+  if (outcome.cause == delivery::DeliveryOutcome::Cause::kNone) {
+    if (outcome.kind == delivery::DeliveryOutcome::Kind::kDelivered) sub.tls_failing = false;
+    return;
+  }
+  if (sub.tls_failing.exchange(true)) return;
+  log_.error("TLS failure: fix the subscription's tls settings; its events are kept and retried",
+             {{"subscription", sub.config->name}, {"error", outcome.error}});
+}
+
+store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
+                                       Backoff& backoff) {
+  using Kind = store::PartOutcome::Kind;
+  const config::SubscriptionConfig& cfg = *sub.config;
+  const Event& e = *task.event;
+  if (auto settled = settle_unsent(sub, lane, task)) return std::move(*settled);
+  const auto wall_now = clock_.wall_now();
+  store::PartOutcome part;
+  part.attempts = task.attempts_before;
+  auto hold_key = [&] { Dispatcher::hold_key(sub, lane, task); };
   const auto admission = sub.breaker->admit();
   if (admission == delivery::CircuitBreaker::Admission::kRejected) {
     // The endpoint is resting: no request, no attempt spent. Come back when it may be probed.
@@ -446,6 +476,7 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
   delivery::DeliveryOutcome outcome = lane.sender->send(e, attempt_no);
   --sub.in_flight;
   stats_.attempt(cfg.name, outcome, e.created_at, clock_.wall_now());
+  note_tls(sub, outcome);
   if (hard_stop_ && outcome.kind != delivery::DeliveryOutcome::Kind::kDelivered) {
     part.kind = Kind::kAborted;  // cut off by shutdown: not the consumer's fault, not an attempt
     hold_key();
@@ -479,6 +510,10 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
 void Dispatcher::run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop) {
   Backoff backoff({.initial_backoff = sub.config->retry.initial_backoff,
                    .max_backoff = sub.config->retry.max_backoff});
+  if (sub.batched) {
+    run_batch_lane(sub, lane, stop, backoff);
+    return;
+  }
   while (auto task = lane.queue.pop(stop)) {
     TaskResult r;
     r.outbox_id = task->event->outbox_id;
@@ -487,6 +522,213 @@ void Dispatcher::run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token st
     r.part = attempt(sub, lane, *task, backoff);
     r.part.subscription = sub.config->name;
     push_result(std::move(r));
+  }
+}
+
+// ---- batches --------------------------------------------------------------------------------
+
+void Dispatcher::LaneBell::ring() {
+  std::lock_guard lock(mu_);
+  rung_ = true;
+  if (sleeper_ != nullptr) sleeper_->request_stop();
+}
+
+void Dispatcher::LaneBell::wait_until(Clock& clock, Clock::TimePoint deadline, std::stop_token stop,
+                                      std::stop_token drain) {
+  std::stop_source wake;
+  {
+    std::lock_guard lock(mu_);
+    if (rung_) {
+      rung_ = false;
+      return;
+    }
+    sleeper_ = &wake;
+  }
+  {
+    std::stop_callback on_stop(stop, [&wake] { wake.request_stop(); });
+    std::stop_callback on_drain(drain, [&wake] { wake.request_stop(); });
+    (void)clock.sleep_until(deadline, wake.get_token());
+  }
+  std::lock_guard lock(mu_);
+  sleeper_ = nullptr;
+  rung_ = false;
+}
+
+namespace {
+
+// An upper bound on the bytes one event adds to a batch body, in either format (the protobuf
+// encoding is never larger than the JSON one): attribute names, punctuation, time and attempt;
+// text attributes as JSON strings (6x: every byte could need a \u00XX escape); the app headers as
+// a JSON string holding a JSON object (2x: its quotes and backslashes get escaped); the payload
+// inline or as base64 (4/3).
+std::int64_t batch_bytes_bound(const Event& e, const std::string& subscription) {
+  constexpr std::int64_t kFixed = 256;
+  const size_t text = e.event_id.size() + e.topic.size() + (e.key ? e.key->size() : 0) +
+                      e.content_type.size() + subscription.size();
+  const size_t bound =
+      kFixed + 6 * text + 2 * e.headers_json.size() + (e.payload.size() + 2) / 3 * 4;
+  return static_cast<std::int64_t>(bound);
+}
+
+}  // namespace
+
+void Dispatcher::push_task_result(const SubscriptionLanes& sub, const Task& task,
+                                  store::PartOutcome&& part) {
+  TaskResult r;
+  r.outbox_id = task.event->outbox_id;
+  r.delivery_id = task.delivery_id;
+  r.parts_total = task.parts_total;
+  r.part = std::move(part);
+  r.part.subscription = sub.config->name;
+  push_result(std::move(r));
+}
+
+void Dispatcher::run_batch_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop,
+                                Backoff& backoff) {
+  using Close = DispatchStats::BatchClose;
+  const config::BatchConfig& limits = *sub.config->batch;
+  const size_t max_events = static_cast<size_t>(std::max(1, limits.max_events));
+  // The array brackets (JSON) around the events.
+  constexpr std::int64_t kBodyOverhead = 2;
+  std::vector<Task> batch;
+  batch.reserve(max_events);
+  std::optional<Task> carried;  // taken from the queue, but it would have passed max_bytes
+  while (true) {
+    std::optional<Task> first =
+        carried ? std::exchange(carried, std::nullopt) : lane.queue.pop(stop);
+    if (!first) break;
+    if (auto settled = settle_unsent(sub, lane, *first)) {
+      push_task_result(sub, *first, std::move(*settled));
+      continue;
+    }
+    // The first event always goes, even one bigger than max_bytes alone (a batch of one).
+    std::int64_t bytes = kBodyOverhead + batch_bytes_bound(*first->event, sub.config->name);
+    batch.push_back(std::move(*first));
+    const Clock::TimePoint deadline = clock_.now() + limits.linger;
+    Close closed_by = Close::kLinger;
+    while (true) {
+      if (batch.size() >= max_events) {
+        closed_by = Close::kMaxEvents;
+        break;
+      }
+      std::optional<Task> next = lane.queue.try_pop();
+      if (!next) {
+        // Linger only while more can come: at the in-flight bound the source claims nothing until
+        // outcomes (this batch's among them) are recorded.
+        if (draining_ || stop.stop_requested() || in_flight_items_.load() >= max_in_flight_items_ ||
+            clock_.now() >= deadline) {
+          break;
+        }
+        lane.bell.wait_until(clock_, deadline, stop, drain_stop_.get_token());
+        continue;
+      }
+      if (auto settled = settle_unsent(sub, lane, *next)) {
+        push_task_result(sub, *next, std::move(*settled));
+        continue;
+      }
+      const std::int64_t more = batch_bytes_bound(*next->event, sub.config->name);
+      if (bytes + more > limits.max_bytes) {
+        carried = std::move(next);  // first of the next batch (checked again then)
+        closed_by = Close::kMaxBytes;
+        break;
+      }
+      bytes += more;
+      batch.push_back(std::move(*next));
+    }
+    deliver_batch(sub, lane, batch, backoff, closed_by);
+    batch.clear();
+  }
+}
+
+void Dispatcher::deliver_batch(SubscriptionLanes& sub, Lane& lane, std::vector<Task>& tasks,
+                               Backoff& backoff, DispatchStats::BatchClose closed_by) {
+  using Kind = store::PartOutcome::Kind;
+  const config::SubscriptionConfig& cfg = *sub.config;
+  // Settles every task without a request: no attempt counted.
+  auto settle_all = [&](Kind kind, Millis retry_in, const std::string& error, bool hold) {
+    for (const Task& t : tasks) {
+      store::PartOutcome part;
+      part.kind = kind;
+      part.attempts = t.attempts_before;
+      part.retry_in = retry_in;
+      part.last_error = error;
+      if (hold) hold_key(sub, lane, t);
+      push_task_result(sub, t, std::move(part));
+    }
+  };
+  if (draining_) {  // shutdown began while the batch lingered
+    settle_all(Kind::kAborted, Millis(0), "", false);
+    return;
+  }
+  const auto admission = sub.breaker->admit();
+  if (admission == delivery::CircuitBreaker::Admission::kRejected) {
+    // The endpoint is resting: no request, no attempt spent. Come back when it may be probed.
+    sub.deferred += static_cast<long long>(tasks.size());
+    settle_all(Kind::kDeferred, std::max(Millis(250), sub.breaker->time_until_probe()),
+               "circuit breaker open", true);
+    return;
+  }
+  if (sub.limiter) {
+    // One token per event: a batch is no way around the subscription's event rate.
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (!sub.limiter->acquire(drain_stop_.get_token())) {
+        settle_all(Kind::kAborted, Millis(0), "", false);  // shutting down while waiting
+        return;
+      }
+    }
+  }
+  std::vector<delivery::BatchItem> items;
+  std::vector<std::chrono::system_clock::time_point> created;
+  items.reserve(tasks.size());
+  created.reserve(tasks.size());
+  for (const Task& t : tasks) {
+    items.push_back({.event = t.event.get(), .attempt = t.attempts_before + 1});
+    created.push_back(t.event->created_at);
+  }
+  const auto wall_now = clock_.wall_now();
+  ++sub.in_flight;
+  delivery::DeliveryOutcome outcome = lane.sender->send_batch(items);
+  --sub.in_flight;
+  stats_.batch_attempt(cfg.name, outcome, created, clock_.wall_now(), closed_by);
+  note_tls(sub, outcome);
+  if (hard_stop_ && outcome.kind != delivery::DeliveryOutcome::Kind::kDelivered) {
+    // Cut off by shutdown: not the consumer's fault, no attempt for any event of the batch.
+    settle_all(Kind::kAborted, Millis(0), "", true);
+    return;
+  }
+  if (outcome.kind == delivery::DeliveryOutcome::Kind::kRetryable) {
+    sub.breaker->record_failure();
+    if (admission == delivery::CircuitBreaker::Admission::kProbe) {
+      // A failed probe says the endpoint is still down, not that these events are bad.
+      settle_all(Kind::kDeferred, std::max(Millis(250), sub.breaker->time_until_probe()),
+                 "circuit breaker probe failed: " + outcome.error, true);
+      return;
+    }
+  } else {
+    sub.breaker->record_success();  // 2xx, or a final 4xx: the endpoint is up
+  }
+  // One backoff draw for the whole batch (for its most-tried event): its events fall due together
+  // and go out again together, instead of being scattered by each event's own jitter.
+  Millis retry_in{0};
+  if (outcome.kind == delivery::DeliveryOutcome::Kind::kRetryable) {
+    int most_attempts = 0;
+    for (const Task& t : tasks) most_attempts = std::max(most_attempts, t.attempts_before + 1);
+    retry_in = backoff.next_delay(most_attempts);
+    if (outcome.retry_after) retry_in = std::max(retry_in, *outcome.retry_after);
+    retry_in = std::min(retry_in, cfg.retry.max_backoff);
+  }
+  for (const Task& t : tasks) {
+    Millis failing_for{0};
+    if (t.delivery_id != 0 && wall_now > t.first_failed_at) {
+      failing_for = std::chrono::duration_cast<Millis>(wall_now - t.first_failed_at);
+    }
+    store::PartOutcome part =
+        decide(outcome, t.attempts_before + 1, failing_for, cfg.retry, backoff);
+    if (part.kind == Kind::kRetry) part.retry_in = retry_in;
+    const bool lets_key_go = part.kind == Kind::kDelivered ||
+                             (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == "skip");
+    if (!lets_key_go) hold_key(sub, lane, t);
+    push_task_result(sub, t, std::move(part));
   }
 }
 

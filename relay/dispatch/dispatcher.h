@@ -8,11 +8,21 @@
 // events of one claim in outbox order. (Strict per-key order across retries and relays comes
 // later.)
 //
+// Batches (a subscription with `batch`): a lane takes its first task, then gathers more from its
+// queue for up to `linger` (not while the pipeline is at its in-flight bound: nothing more could
+// come), until `max_events`, or until the next event would take the body past `max_bytes` (one
+// event bigger than that goes alone). The batch is one request: one breaker verdict, one token
+// per event from the rate limiter, and its outcome applies to every event (each then retries or
+// dead-letters on its own attempt count). Per-key order holds as for single events: a batch keeps
+// queue order, and a key whose earlier event is not through is held before it joins a batch.
+//
 // Thread safety: start() and shutdown() are called from one controlling thread.
 
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -109,9 +119,24 @@ class Dispatcher {
     int parts_total = 1;
     store::PartOutcome part;
   };
+  // Wakes a batch lane lingering for more tasks: enqueue() rings it. Thread-safe.
+  class LaneBell {
+   public:
+    void ring();
+    // Returns once rung (at once if rung since the last wait), at `deadline`, or when `stop` or
+    // `drain` is requested.
+    void wait_until(Clock& clock, Clock::TimePoint deadline, std::stop_token stop,
+                    std::stop_token drain);
+
+   private:
+    std::mutex mu_;
+    bool rung_ = false;                    // guarded by mu_
+    std::stop_source* sleeper_ = nullptr;  // guarded by mu_: the wait in progress, if any
+  };
   struct Lane {
     explicit Lane(size_t capacity) : queue(capacity) {}
     BoundedQueue<Task> queue;
+    LaneBell bell;  // rung on every push for a batch subscription
     std::unique_ptr<delivery::HttpSender> sender;
     // Keys whose earlier event of the same claim was not delivered: later ones must wait behind
     // it (lane thread only). Maps key -> claim number.
@@ -122,9 +147,13 @@ class Dispatcher {
     const config::SubscriptionConfig* config = nullptr;
     std::unique_ptr<delivery::CircuitBreaker> breaker;
     std::unique_ptr<delivery::RateLimiter> limiter;  // null: unlimited
+    // `batch` is set and the format can carry one (the loader rejects batch with format binary; a
+    // hand-built config that has both sends one event per request).
+    bool batched = false;
     std::atomic<int> in_flight{0};
     // Parts deferred because the breaker was open, since it last opened (for the summary log).
     std::atomic<long long> deferred{0};
+    std::atomic<bool> tls_failing{false};       // a TLS failure was logged; reset by a delivery
     std::atomic<Clock::TimePoint> opened_at{};  // when it last left kClosed
     Clock::TimePoint last_summary{};            // source thread only
     std::vector<std::unique_ptr<Lane>> lanes;
@@ -142,10 +171,22 @@ class Dispatcher {
   void enqueue(size_t subscription_index, Task&& task);
   store::PartOutcome attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
                              Backoff& backoff);
+  // Lane thread: what settles `task` without a request (shutdown, payload too large, expired,
+  // waiting behind an earlier event of its key); nullopt when it may be sent.
+  std::optional<store::PartOutcome> settle_unsent(const SubscriptionLanes& sub, Lane& lane,
+                                                  const Task& task);
+  // Lane thread: a key that must wait behind `task` for the rest of its claim (per_key only).
+  static void hold_key(const SubscriptionLanes& sub, Lane& lane, const Task& task);
+  void run_batch_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop, Backoff& backoff);
+  // Sends `tasks` (non-empty) as one request and pushes one result per task.
+  void deliver_batch(SubscriptionLanes& sub, Lane& lane, std::vector<Task>& tasks, Backoff& backoff,
+                     DispatchStats::BatchClose closed_by);
+  void push_task_result(const SubscriptionLanes& sub, const Task& task, store::PartOutcome&& part);
   // Names of the subscriptions that may be sent to now (breaker not holding them back), and the
   // shortest wait until a held-back one may probe.
   std::vector<std::string> sendable_subscriptions(Millis& next_probe) const;
   void push_result(TaskResult&& result);
+  void note_tls(SubscriptionLanes& sub, const delivery::DeliveryOutcome& outcome);
   void kick_source();
   // Source thread: one summary line per subscription whose breaker stays open, every minute.
   void log_open_breakers();

@@ -23,7 +23,17 @@ store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts
     case delivery::DeliveryOutcome::Kind::kRetryable:
       break;
   }
-  if (attempts_made >= retry.max_attempts || failing_for >= retry.max_age) {
+  // A TLS failure is a configuration problem (a CA, certificate or host name to fix), not the
+  // consumer failing: like time spent with the breaker open, it spends no attempt, so fixing the
+  // setting delivers every event. Only max_age bounds the wait.
+  if (outcome.cause != delivery::DeliveryOutcome::Cause::kNone) {
+    part.attempts = attempts_made - 1;
+  } else if (attempts_made >= retry.max_attempts) {
+    part.kind = Kind::kDeadLetter;
+    part.reason = kReasonRetriesExhausted;
+    return part;
+  }
+  if (failing_for >= retry.max_age) {
     part.kind = Kind::kDeadLetter;
     part.reason = kReasonRetriesExhausted;
     return part;

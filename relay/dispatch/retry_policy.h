@@ -20,7 +20,8 @@ inline constexpr const char* kReasonNoSubscription = "no_subscription";
 // - delivered -> kDelivered
 // - final (non-retryable 4xx) -> kDeadLetter non_retryable_status
 // - retryable with attempts_made >= max_attempts, or failing_for >= max_age -> kDeadLetter
-//   retries_exhausted
+//   retries_exhausted. A TLS failure (outcome.cause set) spends no attempt (part.attempts =
+//   attempts_made - 1) and is bounded by max_age only.
 // - otherwise kRetry after max(jittered backoff, Retry-After), capped by max_backoff.
 store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
                           Millis failing_for, const config::RetryConfig& retry, Backoff& backoff);

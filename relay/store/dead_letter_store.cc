@@ -58,11 +58,11 @@ constexpr const char* kReplay = R"(
     RETURNING event_id, subscription),
   to_outbox AS (
     INSERT INTO relay.outbox (event_id, topic, key, payload, content_type, headers, expires_at)
-    SELECT event_id, topic, key, payload, content_type, headers, expires_at
+    SELECT event_id::uuid, topic, key, payload, content_type, headers, expires_at
       FROM dl
      WHERE subscription IN ('*', '(none)')
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id)
+    RETURNING event_id::text AS event_id)
   SELECT dl.id,
          EXISTS (SELECT 1 FROM to_delivery t WHERE t.event_id = dl.event_id AND t.subscription = dl.subscription)
          OR (dl.subscription IN ('*', '(none)') AND EXISTS (SELECT 1 FROM to_outbox o WHERE o.event_id = dl.event_id))

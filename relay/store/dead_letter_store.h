@@ -6,7 +6,9 @@
 // subscription (a relay.delivery row that is due at once) and sets replayed_at, in one transaction;
 // a dead letter whose replayed_at is set is never enqueued again. Dead letters of subscription '*'
 // (cancelled before any delivery) and '(none)' (no subscription matched) go back into relay.outbox
-// instead, so every matching subscription gets them.
+// instead, so every matching subscription gets them. Dead letters of an inbox push subscription
+// ("inbox:<source>", whose event ids are the sender's text ids, not uuids) always go back into
+// relay.delivery, never into the outbox.
 //
 // Not thread-safe: one owner thread (it holds one connection).
 

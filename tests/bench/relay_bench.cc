@@ -1,9 +1,10 @@
 // relay_bench: the end-to-end benchmark a developer runs by hand (tests/bench/README.md).
 //
 //   relay_bench --database-url URL --relay PATH/TO/relay --mode
-//   throughput|steady|idle|app-cost|raw-http|all
+//   throughput|batch|steady|idle|app-cost|raw-http|all
 //               [--events N] [--keys K] [--batch B] [--rate R] [--seconds S] [--idle-seconds S]
 //               [--app-seconds S] [--app-threads T] [--lanes L] [--relay-batch B] [--timeout S]
+//               [--format F] [--batch-max-events N] [--batch-max-bytes N] [--batch-linger D]
 //               [--sink-keep-alive-timeout S] [--work-dir DIR]
 //
 // Each mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an in-process
@@ -43,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <pqxx/pqxx>
 #include <sstream>
@@ -52,6 +54,8 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "relay/v1/event.pb.h"
 
 extern char** environ;
 
@@ -87,6 +91,14 @@ struct Options {
   int app_threads = 8;
   int lanes = 64;
   int relay_batch = 500;
+  // The subscription's body format and batching (batch mode, or any mode with --batch-max-events).
+  std::string format = "binary";  // binary | cloudevents-json | protobuf
+  int batch_max_events = 0;       // 0: one event per request
+  long batch_max_bytes = 1'048'576;
+  std::string batch_linger = "10ms";
+  // fillfactor set on relay.outbox after `relay migrate` (0: as migrated). An experiment knob: room
+  // on each page lets a claim's lease update be HOT (no new index entries).
+  int outbox_fillfactor = 0;
   int timeout = 600;                  // deadline for any one wait on relay, seconds
   int sink_keep_alive_timeout = 300;  // seconds the sink keeps an idle keep-alive connection open
   int sink_backlog = 1024;            // the sink's listen backlog (cpp-httplib's own is 5)
@@ -95,7 +107,8 @@ struct Options {
 
 const char* const kUsage = R"(usage: relay_bench --database-url URL --relay PATH [options]
 
-  --mode M                 throughput | steady | idle | app-cost | raw-http | all   (default all)
+  --mode M                 throughput | batch | steady | idle | app-cost | raw-http | all
+                           (default all; batch = throughput with a batch subscription)
   --events N               events (throughput) / requests (raw-http)                 (100000)
   --keys K                 distinct ordering keys                                   (1000)
   --batch B                events per insert transaction (throughput)               (500)
@@ -107,6 +120,13 @@ const char* const kUsage = R"(usage: relay_bench --database-url URL --relay PATH
   --app-threads T          app-cost mode: concurrent app connections                (8)
   --lanes L                relay max_in_flight; raw-http client threads              (64)
   --relay-batch B          relay source.batch_size                                  (500)
+  --format F               subscription format: binary | cloudevents-json | protobuf
+                           (binary; batch mode: cloudevents-json)
+  --batch-max-events N     batch: max_events; 0 = no batching (0; batch mode: 100)
+  --batch-max-bytes N      batch: max_bytes                                         (1048576)
+  --batch-linger D         batch: linger                                            (10ms)
+  --outbox-fillfactor N    ALTER TABLE relay.outbox SET (fillfactor = N) after migrating
+                           (an experiment; 0 = leave the schema as migrated)        (0)
   --timeout S              deadline for any wait on relay                           (600)
   --sink-keep-alive-timeout S   how long the sink keeps an idle connection          (300)
   --sink-backlog N         the sink's listen backlog; 5 = cpp-httplib's default   (1024)
@@ -131,6 +151,11 @@ Options parse_options(int argc, char** argv) {
       {"--app-threads", [&](const std::string& v) { o.app_threads = std::stoi(v); }},
       {"--lanes", [&](const std::string& v) { o.lanes = std::stoi(v); }},
       {"--relay-batch", [&](const std::string& v) { o.relay_batch = std::stoi(v); }},
+      {"--format", [&](const std::string& v) { o.format = v; }},
+      {"--batch-max-events", [&](const std::string& v) { o.batch_max_events = std::stoi(v); }},
+      {"--batch-max-bytes", [&](const std::string& v) { o.batch_max_bytes = std::stol(v); }},
+      {"--batch-linger", [&](const std::string& v) { o.batch_linger = v; }},
+      {"--outbox-fillfactor", [&](const std::string& v) { o.outbox_fillfactor = std::stoi(v); }},
       {"--timeout", [&](const std::string& v) { o.timeout = std::stoi(v); }},
       {"--sink-keep-alive-timeout",
        [&](const std::string& v) { o.sink_keep_alive_timeout = std::stoi(v); }},
@@ -169,7 +194,7 @@ Options parse_options(int argc, char** argv) {
       std::exit(2);
     }
   }
-  const std::vector<std::string> modes = {"throughput", "steady",   "idle",
+  const std::vector<std::string> modes = {"throughput", "batch",    "steady", "idle",
                                           "app-cost",   "raw-http", "all"};
   if (std::find(modes.begin(), modes.end(), o.mode) == modes.end()) {
     std::cerr << "relay_bench: unknown mode " << o.mode << "\n\n" << kUsage;
@@ -185,8 +210,21 @@ Options parse_options(int argc, char** argv) {
   }
   if (o.events < 1 || o.keys < 1 || o.batch < 1 || o.rate < 1 || o.seconds < 1 ||
       o.idle_seconds < 0 || o.app_seconds < 1 || o.app_threads < 1 || o.lanes < 1 ||
-      o.relay_batch < 1 || o.timeout < 1) {
+      o.relay_batch < 1 || o.timeout < 1 || o.batch_max_events < 0 || o.batch_max_bytes < 1 ||
+      o.outbox_fillfactor < 0 || o.outbox_fillfactor > 100) {
     std::cerr << "relay_bench: numeric options must be positive\n";
+    std::exit(2);
+  }
+  if (o.mode == "batch") {
+    if (o.batch_max_events == 0) o.batch_max_events = 100;
+    if (o.format == "binary") o.format = "cloudevents-json";
+  }
+  if (o.format != "binary" && o.format != "cloudevents-json" && o.format != "protobuf") {
+    std::cerr << "relay_bench: unknown format " << o.format << "\n";
+    std::exit(2);
+  }
+  if (o.batch_max_events > 0 && o.format == "binary") {
+    std::cerr << "relay_bench: batches need --format cloudevents-json or protobuf\n";
     std::exit(2);
   }
   return o;
@@ -240,7 +278,7 @@ Uuid uuid_or_throw(std::string_view s) {
 
 struct Percentiles {
   size_t n = 0;
-  double p50 = 0, p95 = 0, p99 = 0, max = 0, min = 0;  // milliseconds
+  double p50 = 0, p90 = 0, p95 = 0, p99 = 0, max = 0, min = 0;  // milliseconds
 };
 
 Percentiles percentiles(std::vector<Ns> v) {
@@ -254,6 +292,7 @@ Percentiles percentiles(std::vector<Ns> v) {
     return ns_to_ms(static_cast<double>(v[idx]));
   };
   p.p50 = rank(0.50);
+  p.p90 = rank(0.90);
   p.p95 = rank(0.95);
   p.p99 = rank(0.99);
   p.max = ns_to_ms(static_cast<double>(v.back()));
@@ -265,8 +304,8 @@ std::string fmt_ms(double ms) {
   return ms < 10 ? fmt::format("{:.2f} ms", ms) : fmt::format("{:.1f} ms", ms);
 }
 std::string fmt_pct(const Percentiles& p) {
-  return fmt::format("p50 {}  p95 {}  p99 {}  max {}  (n={})", fmt_ms(p.p50), fmt_ms(p.p95),
-                     fmt_ms(p.p99), fmt_ms(p.max), p.n);
+  return fmt::format("p50 {}  p90 {}  p95 {}  p99 {}  max {}  (n={})", fmt_ms(p.p50), fmt_ms(p.p90),
+                     fmt_ms(p.p95), fmt_ms(p.p99), fmt_ms(p.max), p.n);
 }
 
 // ---- summary ------------------------------------------------------------------------------------
@@ -532,8 +571,38 @@ std::string tail_file(const std::string& path, size_t max_lines = 20) {
 
 // ---- sink ---------------------------------------------------------------------------------------
 
+// The event ids in a batch body (application/cloudevents-batch+json: a JSON array of CloudEvents;
+// relay.v1.EventBatch), in body order; nullopt for an event without a uuid id. Empty if the body
+// does not parse.
+std::vector<std::optional<Uuid>> batch_ids(std::string_view content_type, const std::string& body) {
+  std::vector<std::optional<Uuid>> ids;
+  if (content_type.rfind("application/cloudevents-batch+json", 0) == 0) {
+    const auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (!json.is_array()) return ids;
+    ids.reserve(json.size());
+    for (const auto& ce : json) {
+      const auto id = ce.is_object() ? ce.find("id") : ce.end();
+      ids.push_back(id != ce.end() && id->is_string()
+                        ? parse_uuid(id->get_ref<const std::string&>())
+                        : std::nullopt);
+    }
+  } else {
+    relay::v1::EventBatch batch;
+    if (!batch.ParseFromString(body)) return ids;
+    ids.reserve(static_cast<size_t>(batch.events_size()));
+    for (const auto& e : batch.events()) ids.push_back(parse_uuid(e.id()));
+  }
+  return ids;
+}
+
+bool is_batch(std::string_view content_type) {
+  return content_type.rfind("application/cloudevents-batch+json", 0) == 0 ||
+         content_type.find("relay.v1.EventBatch") != std::string_view::npos;
+}
+
 // The consumer: answers 200 with an empty body as fast as cpp-httplib allows, and records every
-// request's Idempotency-Key and steady_clock receipt time.
+// event's id with its steady_clock receipt time: the Idempotency-Key of a single-event request (it
+// is the event id), each event id inside a batch body.
 class Sink {
  public:
   Sink(int threads, size_t expected, int keep_alive_timeout, int backlog) {
@@ -608,7 +677,7 @@ class Sink {
   }
   size_t requests() {
     std::lock_guard lock(mu_);
-    return records_.size();
+    return requests_;
   }
   size_t duplicates() {
     std::lock_guard lock(mu_);
@@ -631,16 +700,26 @@ class Sink {
 
   void on_request(const httplib::Request& req, httplib::Response& res) {
     const Ns at = now_ns();
-    const auto id = parse_uuid(req.get_header_value("Idempotency-Key"));
+    const std::string content_type = req.get_header_value("Content-Type");
+    std::vector<std::optional<Uuid>> ids;
+    if (is_batch(content_type)) {
+      ids = batch_ids(content_type, req.body);       // parsed outside the lock
+      if (ids.empty()) ids.push_back(std::nullopt);  // an unreadable batch counts as one bad
+    } else {
+      ids.push_back(parse_uuid(req.get_header_value("Idempotency-Key")));
+    }
     bool wake = false;
     {
       std::lock_guard lock(mu_);
-      records_.push_back({id.value_or(Uuid{}), at});
-      if (!id) {
-        ++bad_;
-      } else {
-        first_.try_emplace(*id, at);
-        wake = first_.size() >= notify_at_ || (watched_ && *watched_ == *id);
+      ++requests_;
+      for (const auto& id : ids) {
+        records_.push_back({id.value_or(Uuid{}), at});
+        if (!id) {
+          ++bad_;
+        } else {
+          first_.try_emplace(*id, at);
+          wake = wake || first_.size() >= notify_at_ || (watched_ && *watched_ == *id);
+        }
       }
     }
     if (wake) cv_.notify_all();
@@ -653,7 +732,8 @@ class Sink {
   int listen_fd_ = -1;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Record> records_;
+  std::vector<Record> records_;  // one per event received (a batch adds one per event)
+  size_t requests_ = 0;
   std::unordered_map<Uuid, Ns, UuidHash> first_;
   size_t bad_ = 0;
   size_t notify_at_ = SIZE_MAX;
@@ -721,6 +801,13 @@ class Bench {
         fmt::format(
             "max_in_flight (lanes) {}, source.batch_size {}, one subscription, topics [\"*\"]",
             o_.lanes, o_.relay_batch));
+    setup.add("subscription format / batch",
+              o_.batch_max_events > 0
+                  ? fmt::format("{} / max_events {}, max_bytes {}, linger {}", o_.format,
+                                o_.batch_max_events, o_.batch_max_bytes, o_.batch_linger)
+                  : fmt::format("{} / one event per request", o_.format));
+    if (o_.outbox_fillfactor > 0)
+      setup.add("relay.outbox fillfactor", std::to_string(o_.outbox_fillfactor));
     setup.add(
         "sink",
         fmt::format("cpp-httplib server, {} threads, nodelay, keep-alive timeout {} s, backlog {}",
@@ -754,7 +841,7 @@ class Bench {
       std::cout << "\n== " << m << " ...\n" << std::flush;
       Section s{m};
       try {
-        if (m == "throughput")
+        if (m == "throughput" || m == "batch")
           throughput(s);
         else if (m == "raw-http")
           raw_http(s);
@@ -832,6 +919,11 @@ class Bench {
                          log, tail_file(log)));
       }
     }
+    if (o_.outbox_fillfactor > 0) {
+      pqxx::connection c(env.db_url);
+      pqxx::nontransaction tx(c);
+      tx.exec(fmt::format("ALTER TABLE relay.outbox SET (fillfactor = {})", o_.outbox_fillfactor));
+    }
     env.sink = std::make_unique<Sink>(sink_threads(), expected, o_.sink_keep_alive_timeout,
                                       o_.sink_backlog);
 
@@ -847,7 +939,12 @@ class Bench {
         << "    endpoint: " << env.sink->endpoint() << "\n"
         << "    max_in_flight: " << o_.lanes << "\n"
         << "    timeout: 10s\n"
-        << "log:\n  level: warn\n"
+        << "    format: " << o_.format << "\n";
+      if (o_.batch_max_events > 0) {
+        f << "    batch: { max_events: " << o_.batch_max_events
+          << ", max_bytes: " << o_.batch_max_bytes << ", linger: " << o_.batch_linger << " }\n";
+      }
+      f << "log:\n  level: warn\n"
         << "shutdown_timeout: 10s\n";
       if (!f) fail("cannot write " + config);
     }
@@ -966,82 +1063,92 @@ class Bench {
     s.add("workload",
           fmt::format("{} events, {} keys, {} per insert transaction, ~100-byte JSON payloads", n,
                       o_.keys, o_.batch));
-    with_env("throughput", 2 * static_cast<size_t>(n) + 1, s, [&](Env& env) {
-      s.add("first event after start", fmt_ms(ns_to_ms(static_cast<double>(warm_up(env)))));
-      std::vector<Published> sent;
-      sent.reserve(static_cast<size_t>(n));
-      const CpuSample c0 = sample(env.relay.get());
-      insert_batches(env, 1, n, sent);
-      const Ns inserted = now_ns();
-      const size_t received_at_insert_end = env.sink->distinct() - 1;
-      await_distinct(env, static_cast<size_t>(n) + 1, limit(), "every event");
-      const CpuSample c1 = sample(env.relay.get());
+    with_env(
+        o_.mode == "batch" ? "batch" : "throughput", 2 * static_cast<size_t>(n) + 1, s,
+        [&](Env& env) {
+          s.add("first event after start", fmt_ms(ns_to_ms(static_cast<double>(warm_up(env)))));
+          std::vector<Published> sent;
+          sent.reserve(static_cast<size_t>(n));
+          const CpuSample c0 = sample(env.relay.get());
+          const size_t requests0 = env.sink->requests();
+          insert_batches(env, 1, n, sent);
+          const Ns inserted = now_ns();
+          const size_t received_at_insert_end = env.sink->distinct() - 1;
+          await_distinct(env, static_cast<size_t>(n) + 1, limit(), "every event");
+          const CpuSample c1 = sample(env.relay.get());
+          const size_t requests = env.sink->requests() - requests0;
 
-      std::vector<Ns> lat;
-      lat.reserve(sent.size());
-      Ns last = 0;
-      for (const auto& p : sent) {
-        auto r = env.sink->receipt(p.id);
-        if (!r) fail("an inserted event id never reached the sink");
-        lat.push_back(*r - p.committed);
-        last = std::max(last, *r);
-      }
-      const Ns first_commit = sent.front().committed;
-      const double window = ns_to_s(static_cast<double>(last - first_commit));
-      relay_events_per_s_ = static_cast<double>(n) / window;
-      s.add("inserts",
-            fmt::format(
-                "{:.2f} s ({:.0f} events/s committed); {} already delivered by then",
-                ns_to_s(static_cast<double>(inserted - first_commit)),
-                static_cast<double>(n) / ns_to_s(static_cast<double>(inserted - first_commit)),
-                received_at_insert_end));
-      s.add("THROUGHPUT end to end",
-            fmt::format("{:.0f} events/s  ({} events in {:.2f} s, first commit -> last receipt)",
-                        *relay_events_per_s_, n, window));
-      s.add("latency commit -> receipt", fmt_pct(percentiles(std::move(lat))));
-      const CpuDelta d = c1 - c0;
-      add_cpu_rows(s, d);
-      if (d.relay)
-        s.add("relay CPU per 10,000 events",
-              fmt::format("{:.3f} s", *d.relay / static_cast<double>(n) * 1e4));
-      if (d.postgres)
-        s.add("postgres CPU per 10,000 events",
-              fmt::format("{:.3f} s", *d.postgres / static_cast<double>(n) * 1e4));
+          std::vector<Ns> lat;
+          lat.reserve(sent.size());
+          Ns last = 0;
+          for (const auto& p : sent) {
+            auto r = env.sink->receipt(p.id);
+            if (!r) fail("an inserted event id never reached the sink");
+            lat.push_back(*r - p.committed);
+            last = std::max(last, *r);
+          }
+          const Ns first_commit = sent.front().committed;
+          const double window = ns_to_s(static_cast<double>(last - first_commit));
+          relay_events_per_s_ = static_cast<double>(n) / window;
+          s.add("inserts",
+                fmt::format(
+                    "{:.2f} s ({:.0f} events/s committed); {} already delivered by then",
+                    ns_to_s(static_cast<double>(inserted - first_commit)),
+                    static_cast<double>(n) / ns_to_s(static_cast<double>(inserted - first_commit)),
+                    received_at_insert_end));
+          s.add(
+              "THROUGHPUT end to end",
+              fmt::format("{:.0f} events/s  ({} events in {:.2f} s, first commit -> last receipt)",
+                          *relay_events_per_s_, n, window));
+          s.add("requests received",
+                fmt::format(
+                    "{} ({:.1f} events per request)", requests,
+                    static_cast<double>(n) / static_cast<double>(std::max<size_t>(1, requests))));
+          s.add("latency commit -> receipt", fmt_pct(percentiles(std::move(lat))));
+          const CpuDelta d = c1 - c0;
+          add_cpu_rows(s, d);
+          if (d.relay)
+            s.add("relay CPU per 10,000 events",
+                  fmt::format("{:.3f} s", *d.relay / static_cast<double>(n) * 1e4));
+          if (d.postgres)
+            s.add("postgres CPU per 10,000 events",
+                  fmt::format("{:.3f} s", *d.postgres / static_cast<double>(n) * 1e4));
 
-      // Phase 2, relay alone: a backlog of n events is committed while relay is paused (SIGSTOP),
-      // then relay resumes and drains it. Nothing competes with relay for the CPU but Postgres and
-      // the sink, so this is relay's own ceiling, which phase 1 can hide behind the insert rate.
-      wait_outbox_empty(env, std::chrono::seconds(60));
-      std::vector<Published> backlog;
-      backlog.reserve(static_cast<size_t>(n));
-      {
-        struct Resume {
-          pid_t pid;
-          ~Resume() { ::kill(pid, SIGCONT); }
-        } resume{env.relay->pid()};
-        if (::kill(env.relay->pid(), SIGSTOP) != 0) fail("cannot SIGSTOP relay");
-        insert_batches(env, n + 1, n, backlog);
-      }
-      const CpuSample c2 = sample(env.relay.get());  // just after SIGCONT
-      await_distinct(env, 2 * static_cast<size_t>(n) + 1, limit(), "the backlog");
-      const CpuSample c3 = sample(env.relay.get());
-      Ns last2 = 0;
-      for (const auto& p : backlog) last2 = std::max(last2, *env.sink->receipt(p.id));
-      const double drain = ns_to_s(static_cast<double>(last2 - c2.at));
-      s.add("DRAIN a backlog (relay alone)",
-            fmt::format("{:.0f} events/s  ({} events committed while relay was "
-                        "SIGSTOPped, delivered {:.2f} s after SIGCONT)",
-                        static_cast<double>(n) / drain, n, drain));
-      relay_drain_per_s_ = static_cast<double>(n) / drain;
-      const CpuDelta d2 = c3 - c2;
-      add_cpu_rows(s, d2);
-      if (d2.relay)
-        s.add("relay CPU per 10,000 events",
-              fmt::format("{:.3f} s", *d2.relay / static_cast<double>(n) * 1e4));
-      if (d2.postgres)
-        s.add("postgres CPU per 10,000 events",
-              fmt::format("{:.3f} s", *d2.postgres / static_cast<double>(n) * 1e4));
-    });
+          // Phase 2, relay alone: a backlog of n events is committed while relay is paused
+          // (SIGSTOP), then relay resumes and drains it. Nothing competes with relay for the CPU
+          // but Postgres and the sink, so this is relay's own ceiling, which phase 1 can hide
+          // behind the insert rate.
+          wait_outbox_empty(env, std::chrono::seconds(60));
+          std::vector<Published> backlog;
+          backlog.reserve(static_cast<size_t>(n));
+          {
+            struct Resume {
+              pid_t pid;
+              ~Resume() { ::kill(pid, SIGCONT); }
+            } resume{env.relay->pid()};
+            if (::kill(env.relay->pid(), SIGSTOP) != 0) fail("cannot SIGSTOP relay");
+            insert_batches(env, n + 1, n, backlog);
+          }
+          const CpuSample c2 = sample(env.relay.get());  // just after SIGCONT
+          await_distinct(env, 2 * static_cast<size_t>(n) + 1, limit(), "the backlog");
+          const CpuSample c3 = sample(env.relay.get());
+          Ns last2 = 0;
+          for (const auto& p : backlog) last2 = std::max(last2, *env.sink->receipt(p.id));
+          const double drain = ns_to_s(static_cast<double>(last2 - c2.at));
+          s.add("DRAIN a backlog (relay alone)",
+                fmt::format("{:.0f} events/s  ({} events committed while relay was "
+                            "SIGSTOPped, delivered {:.2f} s after SIGCONT)",
+                            static_cast<double>(n) / drain, n, drain));
+          relay_drain_per_s_ = static_cast<double>(n) / drain;
+          const CpuDelta d2 = c3 - c2;
+          add_cpu_rows(s, d2);
+          if (d2.relay)
+            s.add("relay CPU per 10,000 events",
+                  fmt::format("{:.3f} s", *d2.relay / static_cast<double>(n) * 1e4));
+          if (d2.postgres)
+            s.add("postgres CPU per 10,000 events",
+                  fmt::format("{:.3f} s", *d2.postgres / static_cast<double>(n) * 1e4));
+        });
   }
 
   // Events first..first+count-1 in transactions of --batch; each id gets its batch's commit time.

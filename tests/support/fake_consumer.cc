@@ -24,6 +24,18 @@ std::string lower(std::string s) {
   return s;
 }
 
+std::unique_ptr<httplib::Server> make_tls_server(const TlsServerOptions& tls) {
+  auto server = std::make_unique<httplib::SSLServer>(
+      tls.cert_file.c_str(), tls.key_file.c_str(),
+      tls.client_ca_file.empty() ? nullptr : tls.client_ca_file.c_str());
+  if (!server->is_valid()) {
+    throw std::runtime_error(
+        "FakeConsumer: cannot load TLS certificate " + tls.cert_file + ", key " + tls.key_file +
+        (tls.client_ca_file.empty() ? "" : " or client CA " + tls.client_ca_file));
+  }
+  return server;
+}
+
 }  // namespace
 
 FakeConsumer::FakeConsumer() : FakeConsumer(Reply{}) {}
@@ -32,7 +44,17 @@ FakeConsumer::FakeConsumer(Reply fixed)
     : FakeConsumer(ConsumerHandler([fixed](const ReceivedRequest&) { return fixed; })) {}
 
 FakeConsumer::FakeConsumer(ConsumerHandler handler)
-    : handler_(std::move(handler)), server_(std::make_unique<httplib::Server>()) {
+    : FakeConsumer(std::make_unique<httplib::Server>(), std::move(handler), false) {}
+
+FakeConsumer::FakeConsumer(const TlsServerOptions& tls)
+    : FakeConsumer(tls, [](const ReceivedRequest&) { return Reply{}; }) {}
+
+FakeConsumer::FakeConsumer(const TlsServerOptions& tls, ConsumerHandler handler)
+    : FakeConsumer(make_tls_server(tls), std::move(handler), true) {}
+
+FakeConsumer::FakeConsumer(std::unique_ptr<httplib::Server> server, ConsumerHandler handler,
+                           bool tls)
+    : handler_(std::move(handler)), tls_(tls), server_(std::move(server)) {
   server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   server_->set_keep_alive_max_count(kKeepAliveMaxCount);
   server_->set_tcp_nodelay(true);
@@ -106,7 +128,7 @@ void FakeConsumer::set_handler(ConsumerHandler handler) {
 }
 
 std::string FakeConsumer::url(const std::string& path) const {
-  return "http://127.0.0.1:" + std::to_string(port_) + path;
+  return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_) + path;
 }
 
 std::vector<ReceivedRequest> FakeConsumer::requests() const {

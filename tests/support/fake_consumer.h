@@ -9,6 +9,12 @@
 //   }};
 //   ... consumer.url() ... consumer.received_ids() ...
 //
+// HTTPS mode (certificates from TlsFixture): url() is then https://127.0.0.1:PORT/...
+//
+//   FakeConsumer secure{TlsServerOptions{.cert_file = pki.server_cert(),
+//                                        .key_file = pki.server_key(),
+//                                        .client_ca_file = pki.ca_cert()}};  // mTLS required
+//
 // Thread-safe: accessors and set_handler() may be called from any thread while requests arrive.
 // The handler runs on the server's worker threads (up to 16 at once) and must return on its own;
 // the destructor stops the server and waits for handlers in progress.
@@ -50,6 +56,15 @@ struct Reply {
 
 using ConsumerHandler = std::function<Reply(const ReceivedRequest&)>;
 
+// Serve HTTPS instead of HTTP. Paths to PEM files.
+struct TlsServerOptions {
+  std::string cert_file{};  // server certificate (chain)
+  std::string key_file{};   // its private key
+  // Non-empty: every client must present a certificate that this CA signed, or the handshake
+  // fails and no request is recorded.
+  std::string client_ca_file{};
+};
+
 class FakeConsumer {
  public:
   // Answers 200 to every request.
@@ -58,6 +73,10 @@ class FakeConsumer {
   explicit FakeConsumer(Reply fixed);
   // Answers what `handler` returns. Throws std::runtime_error if the server does not start.
   explicit FakeConsumer(ConsumerHandler handler);
+  // Serves HTTPS with `tls`; answers 200, or what `handler` returns. Throws std::runtime_error if
+  // the certificate or key cannot be loaded or the server does not start.
+  explicit FakeConsumer(const TlsServerOptions& tls);
+  FakeConsumer(const TlsServerOptions& tls, ConsumerHandler handler);
   ~FakeConsumer();
   FakeConsumer(const FakeConsumer&) = delete;
   FakeConsumer& operator=(const FakeConsumer&) = delete;
@@ -65,7 +84,7 @@ class FakeConsumer {
   // Replaces the behaviour for requests that arrive from now on.
   void set_handler(ConsumerHandler handler);
 
-  // "http://127.0.0.1:PORT" + path.
+  // "http://127.0.0.1:PORT" + path ("https://..." in HTTPS mode).
   std::string url(const std::string& path = "/events") const;
   int port() const { return port_; }
 
@@ -82,12 +101,14 @@ class FakeConsumer {
   static int unused_port();
 
  private:
+  FakeConsumer(std::unique_ptr<httplib::Server> server, ConsumerHandler handler, bool tls);
   Reply handle(ReceivedRequest request);
 
   mutable std::mutex mu_;
   ConsumerHandler handler_;                // guarded by mu_
   std::vector<ReceivedRequest> received_;  // guarded by mu_
   int port_ = 0;
+  bool tls_ = false;
   std::unique_ptr<httplib::Server> server_;
   std::thread listener_;  // last: joined before the state it uses goes away
 };

@@ -100,3 +100,136 @@ TEST_CASE("a huge Retry-After saturates instead of overflowing", "[delivery]") {
   REQUIRE(far_date.has_value());
   CHECK(*far_date == *huge);  // the same clamp, and no nanosecond overflow on the way
 }
+
+// ---- TLS failures ---------------------------------------------------------------------------
+
+namespace {
+
+using relay::delivery::classify_tls_failure;
+using relay::delivery::TlsFailure;
+using Cause = relay::delivery::DeliveryOutcome::Cause;
+using Stage = relay::delivery::TlsFailure::Stage;
+
+TlsFailure tls_failure(Stage stage) {
+  TlsFailure f;
+  f.stage = stage;
+  f.host = "hooks.example.com";
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("every TLS failure is retryable with no status and a TLS cause", "[delivery]") {
+  for (Stage stage : {Stage::kLoadingCa, Stage::kHandshake, Stage::kVerification}) {
+    const auto outcome = classify_tls_failure(tls_failure(stage));
+    CHECK(outcome.kind == Kind::kRetryable);
+    CHECK(outcome.status == 0);
+    CHECK(outcome.cause ==
+          (stage == Stage::kVerification ? Cause::kTlsVerification : Cause::kTlsHandshake));
+    CHECK_THAT(outcome.error, Catch::StartsWith("TLS: "));
+  }
+}
+
+TEST_CASE("an untrusted chain names the verify error and tls.ca_file", "[delivery]") {
+  auto f = tls_failure(Stage::kVerification);
+  f.verify_error = "unable to get local issuer certificate";
+  f.ca_file = "/etc/relay/ca.pem";
+  CHECK(classify_tls_failure(f).error ==
+        "TLS: server certificate verification failed (unable to get local issuer certificate); "
+        "check that tls.ca_file \"/etc/relay/ca.pem\" is the CA that signed the server's "
+        "certificate");
+
+  f.ca_file.clear();  // the system store
+  CHECK(classify_tls_failure(f).error ==
+        "TLS: server certificate verification failed (unable to get local issuer certificate); "
+        "the system CA store does not trust it: set tls.ca_file to the CA that signed the "
+        "server's certificate");
+}
+
+TEST_CASE("a host name mismatch says which host, from OpenSSL or from the name check alone",
+          "[delivery]") {
+  auto f = tls_failure(Stage::kVerification);
+  f.verify_error = "hostname mismatch";
+  CHECK(classify_tls_failure(f).error ==
+        "TLS: server certificate does not match host \"hooks.example.com\" (hostname mismatch); "
+        "the endpoint must use a name or IP address listed in the certificate's subjectAltName");
+  f.verify_error.clear();  // the chain verified, cpp-httplib's own name check failed
+  CHECK_THAT(classify_tls_failure(f).error,
+             Catch::StartsWith("TLS: server certificate does not match host "
+                               "\"hooks.example.com\"; "));
+}
+
+TEST_CASE("an expired certificate is a verification failure, not a host name one", "[delivery]") {
+  auto f = tls_failure(Stage::kVerification);
+  f.verify_error = "certificate has expired";
+  f.ca_file = "/ca.pem";
+  CHECK_THAT(classify_tls_failure(f).error,
+             Catch::StartsWith("TLS: server certificate verification failed (certificate has "
+                               "expired); check that tls.ca_file"));
+}
+
+TEST_CASE("a refused handshake points at the client certificate settings", "[delivery]") {
+  auto f = tls_failure(Stage::kHandshake);
+  f.peer_alert = true;
+  f.ssl_error = "alert: certificate required";
+  f.certificate_requested = true;
+  CHECK(classify_tls_failure(f).error ==
+        "TLS: the server refused the handshake (alert: certificate required); the server requires "
+        "a client certificate: set tls.cert_file and tls.key_file");
+
+  f.client_certificate = true;
+  f.ssl_error = "alert: unknown CA";
+  CHECK(classify_tls_failure(f).error ==
+        "TLS: the server refused the handshake (alert: unknown CA); check that the server trusts "
+        "tls.cert_file and that it has not expired");
+
+  f.client_certificate = false;
+  f.certificate_requested = false;
+  f.ssl_error = "alert: handshake failure";
+  CHECK_THAT(classify_tls_failure(f).error,
+             Catch::EndsWith("if the server requires a client certificate, set tls.cert_file and "
+                             "tls.key_file"));
+}
+
+TEST_CASE("a connection closed right after the server asked for a certificate is a refusal",
+          "[delivery]") {
+  // TLS 1.3: the verdict on our certificate can be lost in a reset while the request is written.
+  auto f = tls_failure(Stage::kHandshake);
+  f.after_handshake = true;
+  f.certificate_requested = true;
+  const auto outcome = classify_tls_failure(f);
+  CHECK(outcome.cause == Cause::kTlsHandshake);
+  CHECK(outcome.error ==
+        "TLS: the server refused the handshake (the connection closed right after the server "
+        "asked for a client certificate); the server requires a client certificate: set "
+        "tls.cert_file and tls.key_file");
+}
+
+TEST_CASE("a peer that does not speak TLS is named as such", "[delivery]") {
+  auto f = tls_failure(Stage::kHandshake);
+  f.ssl_error = "wrong version number";
+  CHECK(classify_tls_failure(f).error ==
+        "TLS: handshake failed (wrong version number); is the endpoint serving HTTPS on this "
+        "port?");
+  f.ssl_error = "sslv3 alert handshake failure";  // not a "not TLS" error: no hint
+  CHECK(classify_tls_failure(f).error == "TLS: handshake failed (sslv3 alert handshake failure)");
+  f.ssl_error.clear();
+  CHECK_THAT(classify_tls_failure(f).error,
+             Catch::StartsWith("TLS: handshake did not complete (connection closed or timed out"));
+}
+
+TEST_CASE("a CA bundle that cannot be loaded names which one", "[delivery]") {
+  auto f = tls_failure(Stage::kLoadingCa);
+  f.ca_file = "/etc/relay/ca.pem";
+  CHECK(classify_tls_failure(f).error == "TLS: cannot load tls.ca_file \"/etc/relay/ca.pem\"");
+  f.ca_file.clear();
+  f.ssl_error = "no such file";
+  CHECK(classify_tls_failure(f).error == "TLS: cannot load the system CA store (no such file)");
+}
+
+TEST_CASE("causes have stable names for metrics", "[delivery]") {
+  using relay::delivery::to_string;
+  CHECK(std::string(to_string(Cause::kNone)) == "none");
+  CHECK(std::string(to_string(Cause::kTlsVerification)) == "tls_verification");
+  CHECK(std::string(to_string(Cause::kTlsHandshake)) == "tls_handshake");
+}

@@ -6,14 +6,22 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 #include <vector>
 
+#include "relay/delivery/envelope.h"
+#include "relay/v1/event.pb.h"
+
 using namespace std::chrono_literals;
 using relay::Event;
+using relay::delivery::BatchItem;
+using relay::delivery::build_batch_request;
 using relay::delivery::build_request;
+using relay::delivery::Format;
 using relay::delivery::OutgoingRequest;
+using relay::delivery::RequestContext;
 using relay::delivery::Signer;
 
 namespace {
@@ -288,4 +296,148 @@ TEST_CASE("subscription headers cannot inject or override relay's headers even u
   CHECK(values(req, "X-Injected").empty());
   CHECK(values(req, "Bad Name").empty());
   CHECK(only(req, "X-Ok") == "kept");
+}
+
+// ---- Formats (issue 4) --------------------------------------------------------------------------
+
+namespace {
+
+RequestContext context(Format format, const std::vector<Signer>& signers = {}) {
+  return RequestContext{.subscription = "billing", .format = format, .signers = signers};
+}
+
+bool is_lower_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+TEST_CASE("format_from_config maps the config names", "[delivery]") {
+  CHECK(relay::delivery::format_from_config("binary") == Format::kBinary);
+  CHECK(relay::delivery::format_from_config("cloudevents-json") == Format::kCloudEventsJson);
+  CHECK(relay::delivery::format_from_config("protobuf") == Format::kProtobuf);
+}
+
+TEST_CASE("the context overload in binary format equals the original builder", "[delivery]") {
+  const auto signer = Signer::create("raw-secret");
+  REQUIRE(signer.has_value());
+  const std::vector<Signer> signers = {*signer};
+  Event event = sample_event();
+  event.headers_json = R"({"X-Tenant": "acme"})";
+  const auto old_api = build_request(event, "billing", 2, kNow, signers);
+  const auto new_api = build_request(event, 2, kNow, context(Format::kBinary, signers));
+  CHECK(new_api.headers == old_api.headers);
+  CHECK(new_api.body == old_api.body);
+  CHECK(new_api.content_type == old_api.content_type);
+}
+
+TEST_CASE("a cloudevents-json request is signed over the document and has no ce headers",
+          "[delivery]") {
+  const std::string key = "raw-secret";
+  const auto signer = Signer::create(key);
+  REQUIRE(signer.has_value());
+  Event event = sample_event();
+  event.headers_json = R"({"X-Tenant": "acme"})";
+
+  const auto req = build_request(event, 3, kNow, context(Format::kCloudEventsJson, {*signer}));
+
+  CHECK(req.content_type == "application/cloudevents+json");
+  const auto doc = nlohmann::json::parse(req.body);
+  CHECK(doc.at("id") == event.event_id);
+  CHECK(doc.at("data") == nlohmann::json{{"order", 17}});
+  CHECK(doc.at("relayattempt") == 3);
+  CHECK(only(req, "Idempotency-Key") == event.event_id);
+  CHECK(only(req, "webhook-id") == event.event_id);
+  CHECK(only(req, "webhook-signature") ==
+        expected_signature(key, event.event_id, 1700000000, req.body));
+  CHECK(only(req, "relay-attempt") == "3");
+  CHECK(only(req, "relay-subscription") == "billing");
+  CHECK(only(req, "X-Tenant") == "acme");  // app headers stay HTTP headers in every format
+  for (const auto& [name, value] : req.headers) {
+    INFO("header " << name);
+    CHECK_FALSE(iequals(name.substr(0, 3), "ce-"));
+  }
+}
+
+TEST_CASE("a protobuf request is a signed relay.v1.Event", "[delivery]") {
+  const std::string key = "raw-secret";
+  const auto signer = Signer::create(key);
+  REQUIRE(signer.has_value());
+  const Event event = sample_event();
+
+  const auto req = build_request(event, 2, kNow, context(Format::kProtobuf, {*signer}));
+
+  CHECK(req.content_type == "application/x-protobuf");
+  relay::v1::Event msg;
+  REQUIRE(msg.ParseFromString(req.body));
+  CHECK(msg.id() == event.event_id);
+  CHECK(msg.attempt() == 2);
+  CHECK(only(req, "webhook-signature") ==
+        expected_signature(key, event.event_id, 1700000000, req.body));
+  CHECK(values(req, "ce-id").empty());
+  CHECK(req.headers.size() == 6);  // Idempotency-Key, webhook-id/-timestamp/-signature, relay-*
+}
+
+TEST_CASE("a batch is one signed body named by a stable id derived from its event ids",
+          "[delivery]") {
+  const std::string key = "raw-secret";
+  const auto signer = Signer::create(key);
+  REQUIRE(signer.has_value());
+  const std::vector<Signer> signers = {*signer};
+  Event first = sample_event();
+  first.headers_json = R"({"X-Tenant": "acme"})";
+  Event second = sample_event();
+  second.event_id = "11111111-2222-3333-4444-555555555555";
+  const std::vector<BatchItem> items = {{&first, 1}, {&second, 4}};
+
+  for (const Format format : {Format::kCloudEventsJson, Format::kProtobuf}) {
+    const auto req = build_batch_request(items, kNow, context(format, signers));
+    const std::string id = only(req, "webhook-id");
+    INFO("batch id " << id);
+    CHECK(id.starts_with("batch_"));
+    CHECK(id.size() == 6 + 32);
+    CHECK(is_lower_hex(id.substr(6)));
+    CHECK(only(req, "Idempotency-Key") == id);
+    CHECK(only(req, "webhook-signature") == expected_signature(key, id, 1700000000, req.body));
+    CHECK(only(req, "relay-attempt") == "4");  // the highest attempt among the items
+    CHECK(values(req, "X-Tenant").empty());    // per-event headers travel inside the envelopes
+
+    // Retried later with other attempt numbers: same id. Other events or order: another id.
+    const std::vector<BatchItem> retried = {{&first, 2}, {&second, 5}};
+    CHECK(only(build_batch_request(retried, kNow + 60s, context(format, signers)), "webhook-id") ==
+          id);
+    const std::vector<BatchItem> swapped = {{&second, 1}, {&first, 1}};
+    CHECK(only(build_batch_request(swapped, kNow, context(format, signers)), "webhook-id") != id);
+    const std::vector<BatchItem> fewer = {{&first, 1}};
+    CHECK(only(build_batch_request(fewer, kNow, context(format, signers)), "webhook-id") != id);
+  }
+}
+
+TEST_CASE("batch bodies are a CloudEvents array or a relay.v1.EventBatch", "[delivery]") {
+  Event first = sample_event();
+  Event second = sample_event();
+  second.event_id = "second";
+  const std::vector<BatchItem> items = {{&first, 1}, {&second, 2}};
+
+  const auto json_req = build_batch_request(items, kNow, context(Format::kCloudEventsJson));
+  CHECK(json_req.content_type == "application/cloudevents-batch+json");
+  const auto array = nlohmann::json::parse(json_req.body);
+  REQUIRE(array.size() == 2);
+  CHECK(array[0].at("id") == first.event_id);
+  CHECK(array[1].at("id") == "second");
+  CHECK(array[1].at("relayattempt") == 2);
+
+  const auto pb_req = build_batch_request(items, kNow, context(Format::kProtobuf));
+  CHECK(pb_req.content_type == "application/x-protobuf; messageType=relay.v1.EventBatch");
+  relay::v1::EventBatch batch;
+  REQUIRE(batch.ParseFromString(pb_req.body));
+  REQUIRE(batch.events_size() == 2);
+  CHECK(batch.events(0).id() == first.event_id);
+  CHECK(batch.events(1).id() == "second");
+  CHECK(batch.events(1).attempt() == 2);
+
+  // The inbox's entry point reads both back.
+  CHECK(relay::delivery::decode_envelope(json_req.content_type, json_req.body)->size() == 2);
+  CHECK(relay::delivery::decode_envelope(pb_req.content_type, pb_req.body)->size() == 2);
 }

@@ -84,3 +84,20 @@ TEST_CASE("Retry-After lengthens the backoff but never past max_backoff", "[disp
   auto capped = decide(retryable(429, Millis(3'600'000)), 1, Millis(0), retry_config(), b);
   CHECK(capped.retry_in == Millis(1000));
 }
+
+TEST_CASE("a TLS failure spends no attempt and is bounded by max_age only", "[dispatch]") {
+  Backoff b({}, 1);
+  DeliveryOutcome tls = retryable(0);
+  tls.cause = DeliveryOutcome::Cause::kTlsVerification;
+  tls.error = "TLS: server certificate verification failed";
+  // Far past max_attempts (5): still retried, and the attempt is not charged.
+  auto p = decide(tls, 50, Millis(1000), retry_config(), b);
+  CHECK(p.kind == Kind::kRetry);
+  CHECK(p.attempts == 49);
+  CHECK(p.last_error == tls.error);
+  p = decide(tls, 3, Millis(60'000), retry_config(), b);
+  CHECK(p.kind == Kind::kDeadLetter);
+  CHECK(p.reason == std::string(kReasonRetriesExhausted));
+  // The same attempt without the TLS cause would have exhausted the retries.
+  CHECK(decide(retryable(0), 50, Millis(1000), retry_config(), b).kind == Kind::kDeadLetter);
+}

@@ -1,0 +1,158 @@
+#pragma once
+// HttpServer: the inbox's small HTTP/1.1 server. Every read has a deadline, every buffer and queue
+// a bound, so a slow or hostile client costs a connection slot but never a worker.
+//
+// Threads: one I/O thread owns the listener and every socket (non-blocking, poll()). It reads each
+// request in full -- head and body -- before a worker sees it, writes every response, and enforces
+// the deadlines. `workers` handler threads only run the handler: they never touch a socket.
+//
+// Policy (what a client sees):
+//  - read_timeout is a deadline for the whole request (head and body) counted from the request's
+//    first byte, not a per-recv() timeout: a client trickling bytes gets 408 and is closed.
+//  - A connection that sends nothing for idle_timeout (new or keep-alive) is closed silently.
+//  - Head over max_header_bytes or more than max_headers header lines -> 431, close.
+//  - Content-Length over max_body_bytes -> 413 before any of the body is read, close.
+//  - Malformed request line / header / Content-Length, obs-fold, bare CR or LF, missing or repeated
+//    Host on HTTP/1.1 -> 400, close. A version other than HTTP/1.0 or HTTP/1.1 -> 505.
+//  - Transfer-Encoding (chunked or any other) -> 411 Length Required, close: the inbox's senders
+//    (Standard Webhooks) always send Content-Length, and one framing rule is one less to get wrong.
+//  - Expect: 100-continue -> "100 Continue" once the head is accepted, before the body is read;
+//    a request that would be rejected gets its final status instead. Other Expect values -> 417.
+//  - A complete request that finds max_queued_connections requests already waiting for a worker
+//    (all workers busy) gets 503 with Retry-After: 1 and the connection is closed. (503, not 429:
+//    the server is overloaded; it is not this client's rate.) More than max_connections open
+//    connections: the new one gets the same 503 and is closed.
+//  - Keep-alive per HTTP/1.1 (HTTP/1.0 only with "Connection: keep-alive"); "Connection: close" is
+//    honoured; after max_requests_per_connection responses the server sends Connection: close.
+//    Pipelined requests are served in order.
+//  - A handler that throws -> 500 (logged). Server-made error responses always close the
+//    connection, after a short lingering close so the client can read them.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "relay/common/clock.h"
+#include "relay/common/result.h"
+
+namespace relay::inbox {
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;   // as sent, e.g. "POST" (case-sensitive per RFC 9110)
+  std::string target;   // origin-form as sent: path plus "?query"
+  std::string version;  // "HTTP/1.1" or "HTTP/1.0"
+  HttpHeaders headers;  // in arrival order; names as sent, values trimmed of SP/HTAB
+  std::string body;     // exactly Content-Length bytes (empty without one)
+  std::string peer;     // client address "1.2.3.4:5678" or "[::1]:5678"
+  // Requested when the server stops: a long handler should give up and return.
+  std::stop_token stop;
+
+  // The first header named `name` (ASCII case-insensitive), or nullptr.
+  const std::string* header(std::string_view name) const;
+  // target up to (not including) '?'.
+  std::string_view path() const;
+};
+
+struct HttpResponse {
+  int status = 200;  // 200..599; anything else is answered as 500
+  // Content-Length, Transfer-Encoding, Connection and Date are set by the server; copies here are
+  // dropped. Names must be tokens and values valid field values, or the header is dropped.
+  HttpHeaders headers;
+  std::string body;
+};
+
+// Runs on a worker thread, concurrently with other calls: it must be thread-safe. It may throw
+// (the client gets 500); it should watch request.stop if it can block for long.
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpServerLimits {
+  static constexpr int kDefaultWorkers = 16;
+  static constexpr int kDefaultMaxQueuedConnections = 64;
+  static constexpr int kDefaultMaxConnections = 1024;
+  static constexpr std::chrono::milliseconds kDefaultReadTimeout{10'000};
+  static constexpr std::chrono::milliseconds kDefaultIdleTimeout{30'000};
+  static constexpr std::chrono::milliseconds kDefaultWriteTimeout{10'000};
+  static constexpr std::chrono::milliseconds kDefaultStopTimeout{5'000};
+  static constexpr std::int64_t kDefaultMaxHeaderBytes = 16'384;
+  static constexpr int kDefaultMaxHeaders = 64;
+  static constexpr std::int64_t kDefaultMaxBodyBytes = 1'048'576;
+  static constexpr int kDefaultMaxRequestsPerConnection = 1000;
+
+  int workers = kDefaultWorkers;  // handler threads, >= 1
+  // Complete requests (one per connection) waiting for a free worker; beyond: 503. May be 0.
+  int max_queued_connections = kDefaultMaxQueuedConnections;
+  int max_connections = kDefaultMaxConnections;  // open sockets; beyond: 503 at accept
+  std::chrono::milliseconds read_timeout = kDefaultReadTimeout;    // whole request, from 1st byte
+  std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout;    // no bytes of a next request
+  std::chrono::milliseconds write_timeout = kDefaultWriteTimeout;  // whole response
+  // stop() waits this long for handlers in progress to return before closing their connections.
+  std::chrono::milliseconds stop_timeout = kDefaultStopTimeout;
+  std::int64_t max_header_bytes = kDefaultMaxHeaderBytes;  // request line + header lines
+  int max_headers = kDefaultMaxHeaders;                    // header lines per request
+  std::int64_t max_body_bytes = kDefaultMaxBodyBytes;      // Content-Length limit
+  int max_requests_per_connection = kDefaultMaxRequestsPerConnection;
+};
+
+// A snapshot of the server's counters (monotonic since start) for metrics.
+struct HttpServerStats {
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t connections_rejected = 0;  // 503 at accept: max_connections open
+  std::uint64_t rejected_queue_full = 0;   // 503: max_queued_connections requests waiting
+  std::uint64_t requests = 0;              // complete requests handed to the handler
+  std::uint64_t handler_errors = 0;        // handler threw -> 500
+  std::uint64_t head_timeouts = 0;         // 408: head incomplete at read_timeout
+  std::uint64_t body_timeouts = 0;         // 408: body incomplete at read_timeout
+  std::uint64_t idle_closed = 0;           // closed silently after idle_timeout
+  std::uint64_t write_timeouts = 0;        // response not written within write_timeout
+  // Error responses the server produced itself, by reason.
+  std::uint64_t bad_request = 0;            // 400
+  std::uint64_t length_required = 0;        // 411 (Transfer-Encoding)
+  std::uint64_t payload_too_large = 0;      // 413
+  std::uint64_t expectation_failed = 0;     // 417
+  std::uint64_t headers_too_large = 0;      // 431 (bytes or count)
+  std::uint64_t version_not_supported = 0;  // 505
+};
+
+// The standard reason phrase for `status` ("Not Found"), or "Unknown".
+std::string_view reason_phrase(int status);
+
+// Thread-safe: port(), stats() and stop() may be called from any thread.
+class HttpServer {
+ public:
+  // Binds `listen` ("host:port", "[v6addr]:port"; port 0 picks a free one) and starts the I/O
+  // thread and the workers. `clock` (SystemClock in production) gives deadlines and the Date
+  // header; poll() waits in real time, so it must track real time. It must outlive the server.
+  // kInvalidArgument for a malformed address or limits, kUnavailable when the address cannot be
+  // bound (e.g. in use), both naming the address.
+  static Result<std::unique_ptr<HttpServer>> start(const std::string& listen,
+                                                   const HttpServerLimits& limits,
+                                                   HttpHandler handler, Clock& clock);
+  ~HttpServer();  // stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  int port() const;
+  HttpServerStats stats() const;
+
+  // Closes the listener, requests stop on every in-progress request's stop token, closes idle and
+  // reading connections and drops queued requests unanswered; waits up to stop_timeout for
+  // in-progress handlers (writing their responses with Connection: close), then closes every
+  // connection and joins the threads (a handler that ignores its stop token delays only the
+  // join). Idempotent. REQUIRES: not called from a handler (it joins the workers).
+  void stop();
+
+ private:
+  class Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace relay::inbox

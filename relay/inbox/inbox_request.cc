@@ -1,0 +1,238 @@
+#include "relay/inbox/inbox_request.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "relay/common/http_header.h"
+#include "relay/delivery/envelope.h"
+
+namespace relay::inbox {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals_ascii(s.substr(0, prefix.size()), prefix);
+}
+
+// Headers that describe this hop (transport, content negotiation, proxies) or carry credentials.
+bool is_hop_header(std::string_view name) {
+  constexpr std::array<std::string_view, 19> kExact = {"accept",
+                                                       "accept-charset",
+                                                       "accept-encoding",
+                                                       "accept-language",
+                                                       "authorization",
+                                                       "proxy-authorization",
+                                                       "cookie",
+                                                       "user-agent",
+                                                       "keep-alive",
+                                                       "upgrade",
+                                                       "trailer",
+                                                       "expect",
+                                                       "via",
+                                                       "forwarded",
+                                                       "date",
+                                                       "content-encoding",
+                                                       "origin",
+                                                       "referer",
+                                                       "max-forwards"};
+  for (auto n : kExact) {
+    if (iequals_ascii(name, n)) return true;
+  }
+  return istarts_with(name, "x-forwarded-") || istarts_with(name, "proxy-") ||
+         istarts_with(name, "x-real-ip");
+}
+
+Rejection reject(int status, const char* reason, std::string message) {
+  return Rejection{.status = status, .reason = reason, .message = std::move(message)};
+}
+
+// CloudEvents HTTP binding: %XX escapes in ce-* header values. nullopt for a broken escape.
+std::optional<std::string> percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size()) return std::nullopt;
+    const int hi = hex(in[i + 1]);
+    const int lo = hex(in[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+// The kept app headers as a JSON object; repeated names are joined with ", " (RFC 9110 §5.3).
+std::string app_headers_json(const std::vector<std::pair<std::string, std::string>>& headers) {
+  nlohmann::json obj = nlohmann::json::object();
+  for (const auto& [name, value] : headers) {
+    if (!is_http_token(name) || is_relay_reserved_header(name) || is_hop_header(name)) continue;
+    if (!is_http_field_value(value) || !is_storable_text(value)) continue;
+    const std::string key = lower(name);
+    auto it = obj.find(key);
+    if (it == obj.end()) {
+      obj[key] = value;
+    } else {
+      *it = it->get<std::string>() + ", " + value;
+    }
+  }
+  return obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<Rejection> check_id(const std::string& id, const char* from) {
+  if (id.empty()) return reject(400, "missing_id", fmt::format("{} is empty", from));
+  if (id.size() > kMaxEventIdBytes) {
+    return reject(
+        400, "missing_id",
+        fmt::format("{} is {} bytes; at most {} are accepted", from, id.size(), kMaxEventIdBytes));
+  }
+  if (!is_storable_text(id))
+    return reject(400, "malformed", fmt::format("{} is not valid UTF-8", from));
+  return std::nullopt;
+}
+
+std::optional<Rejection> check_payload(std::string_view payload, std::int64_t max) {
+  if (static_cast<std::int64_t>(payload.size()) > max) {
+    return reject(
+        413, "payload_too_large",
+        fmt::format("payload is {} bytes; limits.max_payload_bytes is {}", payload.size(), max));
+  }
+  return std::nullopt;
+}
+
+DecodedRequest decode_binary(const std::string& source, const HttpRequest& request,
+                             std::int64_t max_payload_bytes) {
+  if (auto r = check_payload(request.body, max_payload_bytes)) return *r;
+  store::InboxEvent e;
+  e.source = source;
+  const char* id_from = "webhook-id";
+  if (const std::string* id = request.header("webhook-id")) {
+    e.event_id = *id;
+  } else if (const std::string* ce_id = request.header("ce-id")) {
+    id_from = "ce-id";
+    auto decoded = percent_decode(*ce_id);
+    if (!decoded) return reject(400, "malformed", "ce-id has a broken %-escape");
+    e.event_id = std::move(*decoded);
+  } else {
+    return reject(400, "missing_id", "missing event id: send a webhook-id (or ce-id) header");
+  }
+  if (auto r = check_id(e.event_id, id_from)) return *r;
+  for (auto [header, field] : {std::pair{"ce-type", &e.topic}, std::pair{"ce-subject", &e.key}}) {
+    const std::string* value = request.header(header);
+    if (value == nullptr) continue;
+    auto decoded = percent_decode(*value);
+    if (!decoded) return reject(400, "malformed", fmt::format("{} has a broken %-escape", header));
+    if (!is_storable_text(*decoded))
+      return reject(400, "malformed", fmt::format("{} is not valid UTF-8", header));
+    *field = std::move(*decoded);
+  }
+  const std::string* content_type = request.header("content-type");
+  e.content_type =
+      content_type && !content_type->empty() ? *content_type : "application/octet-stream";
+  if (!is_storable_text(e.content_type))
+    return reject(400, "malformed", "Content-Type is not valid UTF-8");
+  e.headers_json = app_headers_json(request.headers);
+  e.payload = request.body;
+  std::vector<store::InboxEvent> events;
+  events.push_back(std::move(e));
+  return events;
+}
+
+DecodedRequest decode_envelopes(const std::string& source, const HttpRequest& request,
+                                std::int64_t max_payload_bytes) {
+  const std::string* content_type = request.header("content-type");
+  auto decoded = delivery::decode_envelope(content_type ? *content_type : "", request.body);
+  if (!decoded) return reject(400, "malformed", decoded.error().message);
+  std::vector<store::InboxEvent> events;
+  events.reserve(decoded->size());
+  for (size_t i = 0; i < decoded->size(); ++i) {
+    auto& d = (*decoded)[i];
+    const std::string where = decoded->size() == 1 ? "event id" : fmt::format("event {} id", i);
+    if (auto r = check_id(d.id, where.c_str())) return *r;
+    if (auto r = check_payload(d.payload, max_payload_bytes)) return *r;
+    if (!is_storable_text(d.topic) || (d.key && !is_storable_text(*d.key)) ||
+        !is_storable_text(d.content_type)) {
+      return reject(400, "malformed",
+                    fmt::format("event {}: type, subject or content type is not valid UTF-8", i));
+    }
+    store::InboxEvent e;
+    e.source = source;
+    e.event_id = std::move(d.id);
+    e.topic = std::move(d.topic);
+    e.key = std::move(d.key);
+    e.payload = std::move(d.payload);
+    e.content_type = d.content_type.empty() ? "application/octet-stream" : d.content_type;
+    e.headers_json = app_headers_json(d.headers);
+    e.created_at = d.created_at;
+    events.push_back(std::move(e));
+  }
+  return events;
+}
+
+}  // namespace
+
+bool is_storable_text(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return false;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    }
+    // Overlong forms and surrogates are rejected by PostgreSQL too.
+    if (len == 2 && c < 0xC2) return false;
+    if (len == 3) {
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)) return false;
+    }
+    if (len == 4) {
+      const auto c1 = static_cast<unsigned char>(s[i + 1]);
+      if (c > 0xF4 || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90)) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+bool is_envelope_content_type(std::string_view content_type) {
+  const size_t semi = content_type.find(';');
+  std::string_view media = content_type.substr(0, semi);
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
+  return iequals_ascii(media, delivery::kCloudEventsJsonContentType) ||
+         iequals_ascii(media, delivery::kCloudEventsBatchContentType) ||
+         iequals_ascii(media, delivery::kProtobufContentType);
+}
+
+DecodedRequest decode_request(const std::string& source, const HttpRequest& request,
+                              std::int64_t max_payload_bytes) {
+  const std::string* content_type = request.header("content-type");
+  if (content_type && is_envelope_content_type(*content_type))
+    return decode_envelopes(source, request, max_payload_bytes);
+  return decode_binary(source, request, max_payload_bytes);
+}
+
+}  // namespace relay::inbox

@@ -1,0 +1,52 @@
+#pragma once
+// Reading events out of a POST /inbox/{source} request. Pure functions; thread-safe.
+//
+// Formats, told apart by Content-Type:
+//  - application/cloudevents+json, application/cloudevents-batch+json, application/x-protobuf
+//    (relay.v1.Event or EventBatch): envelopes, read with delivery/envelope.h. Ids, topics, keys,
+//    payloads and app headers come from the envelope.
+//  - anything else: binary mode, as relay's own sender and plain Standard Webhooks senders send.
+//    The body is the payload; Content-Type its content type; the id is webhook-id, else ce-id;
+//    ce-type is the topic and ce-subject the key (both percent-decoded, CloudEvents HTTP binding).
+//
+// App headers kept (relay.inbox.headers, and forwarded again when relay pushes the event): every
+// header that is not relay's own (webhook-*, ce-*, relay-*, Idempotency-Key, framing), not about
+// this hop's transport (Accept*, User-Agent, Keep-Alive, Expect, Via, Forwarded, X-Forwarded-*,
+// Proxy-*...) and not a credential (Authorization, Cookie): those belong to the hop, not to the
+// event, and a credential must not be stored or passed on to the app's endpoint.
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "relay/inbox/http_server.h"
+#include "relay/store/inbox_store.h"
+
+namespace relay::inbox {
+
+// Bound on an event id (webhook-id, ce-id or envelope id), in bytes.
+inline constexpr size_t kMaxEventIdBytes = 512;
+
+// A request refused before anything was stored. `reason` is a fixed metrics label.
+struct Rejection {
+  int status = 400;
+  const char* reason = "malformed";  // malformed | missing_id | payload_too_large | ...
+  std::string message;               // for the response body: what is wrong, never the payload
+};
+
+using DecodedRequest = std::variant<std::vector<store::InboxEvent>, Rejection>;
+
+// The events of `request` for `source` (one, or several for a batch envelope). Rejections: 400
+// "malformed" (undecodable envelope, bad percent-encoding, text that is not UTF-8), 400
+// "missing_id" (no webhook-id/ce-id, or an empty or too long id), 413 "payload_too_large" (a
+// payload over max_payload_bytes).
+DecodedRequest decode_request(const std::string& source, const HttpRequest& request,
+                              std::int64_t max_payload_bytes);
+
+// True for an envelope content type (see above); the media type is compared case-insensitively.
+bool is_envelope_content_type(std::string_view content_type);
+
+// True if `s` is valid UTF-8 with no NUL byte (what a PostgreSQL text column accepts).
+bool is_storable_text(std::string_view s);
+
+}  // namespace relay::inbox

@@ -1,0 +1,131 @@
+// decode_request: binary mode (ids, percent-decoded attributes, kept headers) and its rejections.
+
+#include "relay/inbox/inbox_request.h"
+
+#include <catch2/catch.hpp>
+
+using namespace relay::inbox;
+
+namespace {
+
+HttpRequest post(HttpHeaders headers, std::string body = "{}") {
+  HttpRequest r;
+  r.method = "POST";
+  r.target = "/inbox/s";
+  r.version = "HTTP/1.1";
+  r.headers = std::move(headers);
+  r.body = std::move(body);
+  return r;
+}
+
+const Rejection& rejected(const DecodedRequest& d) {
+  REQUIRE(std::holds_alternative<Rejection>(d));
+  return std::get<Rejection>(d);
+}
+
+const relay::store::InboxEvent& single(const DecodedRequest& d) {
+  REQUIRE(std::holds_alternative<std::vector<relay::store::InboxEvent>>(d));
+  const auto& events = std::get<std::vector<relay::store::InboxEvent>>(d);
+  REQUIRE(events.size() == 1);
+  return events[0];
+}
+
+}  // namespace
+
+TEST_CASE("binary mode reads webhook-id, ce-type, ce-subject and Content-Type", "[inbox]") {
+  const auto d = decode_request("s",
+                                post({{"Webhook-Id", "msg_1"},
+                                      {"ce-id", "ignored"},
+                                      {"ce-type", "order%2Epaid"},
+                                      {"ce-subject", "caf%C3%A9%20au%20lait"},
+                                      {"Content-Type", "text/plain"}},
+                                     "body"),
+                                1024);
+  const auto& e = single(d);
+  CHECK(e.source == "s");
+  CHECK(e.event_id == "msg_1");
+  CHECK(e.topic == "order.paid");
+  CHECK(e.key == "caf\xC3\xA9 au lait");
+  CHECK(e.content_type == "text/plain");
+  CHECK(e.payload == "body");
+  CHECK_FALSE(e.created_at.has_value());
+}
+
+TEST_CASE("ce-id is the id when there is no webhook-id; without either the request is refused",
+          "[inbox]") {
+  CHECK(single(decode_request("s", post({{"ce-id", "a%2Fb"}}), 1024)).event_id == "a/b");
+  CHECK(std::string(rejected(decode_request("s", post({}), 1024)).reason) == "missing_id");
+  CHECK(std::string(rejected(decode_request("s", post({{"webhook-id", ""}}), 1024)).reason) ==
+        "missing_id");
+  CHECK(
+      std::string(rejected(decode_request("s", post({{"webhook-id", std::string(513, 'a')}}), 1024))
+                      .reason) == "missing_id");
+}
+
+TEST_CASE("app headers are kept; relay's own, transport and credential headers are not",
+          "[inbox]") {
+  const auto d = decode_request("s",
+                                post({{"webhook-id", "1"},
+                                      {"X-Tenant", "a"},
+                                      {"x-tenant", "b"},
+                                      {"Authorization", "Bearer t"},
+                                      {"Cookie", "c=1"},
+                                      {"User-Agent", "ua"},
+                                      {"Host", "h"},
+                                      {"relay-attempt", "2"},
+                                      {"Idempotency-Key", "1"},
+                                      {"X-Forwarded-For", "1.2.3.4"},
+                                      {"Traceparent", "00-abc"}}),
+                                1024);
+  CHECK(single(d).headers_json == R"({"traceparent":"00-abc","x-tenant":"a, b"})");
+}
+
+TEST_CASE("binary mode refuses oversized payloads, broken escapes and non-UTF-8 attributes",
+          "[inbox]") {
+  const auto big =
+      rejected(decode_request("s", post({{"webhook-id", "1"}}, std::string(11, 'x')), 10));
+  CHECK(big.status == 413);
+  CHECK(big.message.find("max_payload_bytes") != std::string::npos);
+  CHECK(
+      rejected(decode_request("s", post({{"webhook-id", "1"}, {"ce-type", "a%4"}}), 1024)).status ==
+      400);
+  CHECK(rejected(decode_request("s", post({{"webhook-id", "1"}, {"ce-subject", "%C3"}}), 1024))
+            .status == 400);
+  CHECK(
+      rejected(decode_request("s", post({{"webhook-id", std::string("a\0b", 3)}}), 1024)).status ==
+      400);
+}
+
+TEST_CASE("envelope content types are recognised whatever their case and parameters", "[inbox]") {
+  CHECK(is_envelope_content_type("application/cloudevents+json"));
+  CHECK(is_envelope_content_type("Application/CloudEvents+JSON; charset=utf-8"));
+  CHECK(is_envelope_content_type("application/cloudevents-batch+json"));
+  CHECK(is_envelope_content_type("application/x-protobuf; messageType=relay.v1.EventBatch"));
+  CHECK_FALSE(is_envelope_content_type("application/json"));
+  CHECK_FALSE(is_envelope_content_type(""));
+}
+
+TEST_CASE("a structured CloudEvent is read from its body, a bad one refused", "[inbox]") {
+  HttpRequest r = post({{"Content-Type", "application/cloudevents+json"}},
+                       R"({"specversion":"1.0","id":"x1","source":"s","type":"t",)"
+                       R"("time":"2024-01-02T03:04:05Z","data":{"a":1}})");
+  const auto d = decode_request("s", r, 1024);
+  const auto& e = single(d);
+  CHECK(e.event_id == "x1");
+  CHECK(e.topic == "t");
+  CHECK(e.payload == R"({"a":1})");
+  CHECK(e.created_at.has_value());
+  r.body = R"({"specversion":"1.0","source":"s","type":"t"})";
+  CHECK(rejected(decode_request("s", r, 1024)).status == 400);
+}
+
+TEST_CASE("is_storable_text accepts UTF-8 and refuses NUL, truncated and overlong sequences",
+          "[inbox]") {
+  CHECK(is_storable_text("plain"));
+  CHECK(is_storable_text("caf\xC3\xA9 \xF0\x9F\x98\x80"));
+  CHECK_FALSE(is_storable_text(std::string("a\0", 2)));
+  CHECK_FALSE(is_storable_text("\xC3"));
+  CHECK_FALSE(is_storable_text("\xC0\xAF"));
+  CHECK_FALSE(is_storable_text("\xED\xA0\x80"));  // a UTF-16 surrogate
+  CHECK_FALSE(is_storable_text("\xFF"));
+}
