@@ -20,9 +20,7 @@ namespace {
 // takes up to $5 - 1 of that key's next events, stopping before a delayed one. Events behind a
 // head are never heads themselves, so one relay owns a key's run at a time and per-key order holds
 // across relays. The scan starts at the oldest $4 rows (a window), so a hot key's deep queue
-// cannot make every claim walk the whole table. Runs are looked up only when the heads alone do not
-// fill the claim: with many keys (the common case under load) the heads are the claim, and
-// searching runs that the LIMIT would cut anyway cost more than the rest of the claim.
+// cannot make every claim walk the whole table.
 // For each event, `held` lists the subscriptions that must not receive it directly: they still
 // have an earlier event of this key pending in relay.delivery, or (on_dead_letter: block, in $7) an
 // unreplayed dead letter for it.
@@ -50,7 +48,6 @@ constexpr const char* kClaimOutbox = R"(
                               9223372036854775807)
        ORDER BY o2.id
        LIMIT $5 - 1) r
-     WHERE (SELECT count(*) FROM heads) < $3
     ) all_ids ORDER BY id LIMIT $3
   )
   UPDATE relay.outbox o
