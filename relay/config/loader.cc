@@ -398,6 +398,8 @@ class Parser {
   void parse_inbox(const Field& field, Config& config);
   void parse_inbox_source(const YAML::Node& node, const std::string& path, InboxConfig& inbox,
                           Config& config);
+  void read_unique_name(const YAML::Node& node, const std::string& path, const Fields& fields,
+                        std::string_view kind, std::map<std::string, int>& seen, std::string& out);
   void parse_topics(const Field& field, std::vector<std::string>& out);
   void parse_retry(const Field& field, RetryConfig& out);
   void parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out);
@@ -614,6 +616,31 @@ void Parser::parse(const YAML::Node& root, Config& config) {
   read_duration(fields.find("shutdown_timeout"), 0ms, 10min, config.shutdown_timeout);
 }
 
+// The required `name` of a subscription or inbox source: [a-z0-9_.-]{1,64}, unique among its
+// `kind`. `seen` maps names to the line of their first use.
+void Parser::read_unique_name(const YAML::Node& node, const std::string& path, const Fields& fields,
+                              std::string_view kind, std::map<std::string, int>& seen,
+                              std::string& out) {
+  const Field* f = fields.find("name");
+  if (f == nullptr) {
+    missing(node, path, "name");
+    return;
+  }
+  auto name = text(*f, "a string");
+  if (!name) return;
+  if (!is_valid_subscription_name(*name)) {
+    error(f->mark(), f->path,
+          fmt::format("invalid {} name \"{}\": use 1 to 64 characters from [a-z0-9_.-]", kind,
+                      *name));
+  } else if (auto [first, inserted] = seen.emplace(*name, f->mark().line + 1); !inserted) {
+    error(f->mark(), f->path,
+          fmt::format("duplicate {} name \"{}\" (first used at line {})", kind, *name,
+                      first->second));
+  } else {
+    out = std::move(*name);
+  }
+}
+
 void Parser::parse_subscriptions(const Field& field, bool may_be_empty,
                                  std::vector<SubscriptionConfig>& out) {
   if (!field.value.IsNull() && !field.value.IsSequence()) {
@@ -645,26 +672,7 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
   }
   const Fields fields = map_fields(node, path, kSubscriptionKeys, {});
 
-  if (const Field* f = fields.find("name")) {
-    if (auto name = text(*f, "a string")) {
-      if (!is_valid_subscription_name(*name)) {
-        error(
-            f->mark(), f->path,
-            fmt::format("invalid subscription name \"{}\": use 1 to 64 characters from [a-z0-9_.-]",
-                        *name));
-      } else if (auto [first, inserted] =
-                     subscription_name_lines_.emplace(*name, f->mark().line + 1);
-                 !inserted) {
-        error(f->mark(), f->path,
-              fmt::format("duplicate subscription name \"{}\" (first used at line {})", *name,
-                          first->second));
-      } else {
-        out.name = std::move(*name);
-      }
-    }
-  } else {
-    missing(node, path, "name");
-  }
+  read_unique_name(node, path, fields, "subscription", subscription_name_lines_, out.name);
   if (const Field* f = fields.find("topics")) {
     parse_topics(*f, out.topics);
   } else {
@@ -945,24 +953,7 @@ void Parser::parse_inbox_source(const YAML::Node& node, const std::string& path,
   }
   const Fields fields = map_fields(node, path, kInboxSourceKeys, {});
   InboxSourceConfig source;
-  if (const Field* f = fields.find("name")) {
-    if (auto name = text(*f, "a string")) {
-      if (!is_valid_subscription_name(*name)) {
-        error(f->mark(), f->path,
-              fmt::format("invalid source name \"{}\": use 1 to 64 characters from [a-z0-9_.-]",
-                          *name));
-      } else if (auto [first, inserted] = source_name_lines_.emplace(*name, f->mark().line + 1);
-                 !inserted) {
-        error(f->mark(), f->path,
-              fmt::format("duplicate source name \"{}\" (first used at line {})", *name,
-                          first->second));
-      } else {
-        source.name = std::move(*name);
-      }
-    }
-  } else {
-    missing(node, path, "name");
-  }
+  read_unique_name(node, path, fields, "source", source_name_lines_, source.name);
   const Field* secret = fields.find("signing_secret");
   if (secret != nullptr) parse_signing_secrets(*secret, source.signing_secrets);
   const Field* unsigned_field = fields.find("unsigned");
