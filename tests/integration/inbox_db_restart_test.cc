@@ -18,20 +18,6 @@
 using namespace std::chrono_literals;
 using namespace relay::testing;
 
-namespace {
-
-// Starts the cluster again however the test ends: the tests after it need it.
-struct RestartClusterOnExit {
-  ~RestartClusterOnExit() {
-    try {
-      pg_start();
-    } catch (...) {
-    }
-  }
-};
-
-}  // namespace
-
 TEST_CASE("serial: inbox answers 503 with Retry-After while PostgreSQL is down and resumes after",
           "[integration][inbox][db_restart]") {
   auto db = TestDatabase::create();

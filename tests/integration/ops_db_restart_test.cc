@@ -24,20 +24,6 @@
 using namespace std::chrono_literals;
 using namespace relay::testing;
 
-namespace {
-
-// Starts the cluster again however the test ends: the tests after it need it.
-struct RestartClusterOnExit {
-  ~RestartClusterOnExit() {
-    try {
-      pg_start();
-    } catch (...) {
-    }
-  }
-};
-
-}  // namespace
-
 TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, nothing is lost",
           "[integration][ops][db_restart]") {
   auto db = TestDatabase::create();

@@ -13,4 +13,18 @@ void pg_stop();
 // Start again on the same port as before; no-op if running. Throws if that port was taken.
 void pg_start();
 
+// Starts the cluster again however the scope ends (an exception, a failed REQUIRE): the tests after
+// a stopping test need it. Errors are swallowed; the next test's own connection reports them.
+struct RestartClusterOnExit {
+  RestartClusterOnExit() = default;
+  RestartClusterOnExit(const RestartClusterOnExit&) = delete;
+  RestartClusterOnExit& operator=(const RestartClusterOnExit&) = delete;
+  ~RestartClusterOnExit() {
+    try {
+      pg_start();
+    } catch (...) {
+    }
+  }
+};
+
 }  // namespace relay::testing
