@@ -17,38 +17,51 @@ namespace {
 
 // Timestamps travel as microseconds since the epoch: no time-zone or text-format surprises.
 // Head + run: a key's oldest event (its head) is claimable when unleased and due; the same claim
-// takes up to $5 - 1 of that key's next events, stopping before a delayed one. Events behind a
-// head are never heads themselves, so one relay owns a key's run at a time and per-key order holds
-// across relays. The scan starts at the oldest $4 rows (a window), so a hot key's deep queue
-// cannot make every claim walk the whole table.
+// takes up to $5 - 1 of that key's next events, stopping before a leased or delayed one. Events
+// behind a head are never heads themselves, so one relay owns a key's run at a time and per-key
+// order holds across relays.
+// Everything is decided inside a window of the oldest $4 rows: a key's first row in the window is
+// its oldest row in the table, so one sort of the window finds every head and run (no per-row
+// lookups), and a hot key's deep queue cannot make a claim walk the whole table. Keys are grouped
+// by hashtext(key): two keys sharing a hash are ordered as one, which only ever holds back more.
+// Rows are locked with SKIP LOCKED (another relay is claiming them now), and a run is taken only
+// behind a head this claim locked, so a run never overtakes its head.
 // For each event, `held` lists the subscriptions that must not receive it directly: they still
 // have an earlier event of this key pending in relay.delivery, or (on_dead_letter: block, in $7) an
-// unreplayed dead letter for it.
+// unreplayed dead letter for it. One probe per claim skips the per-event lookups when neither
+// table has a row for those subscriptions (the usual case).
 constexpr const char* kClaimOutbox = R"(
-  WITH win AS (
-    SELECT id FROM relay.outbox ORDER BY id LIMIT $4
-  ), heads AS (
-    SELECT o.id, o.key FROM relay.outbox o JOIN win ON o.id = win.id
+  WITH win AS MATERIALIZED (
+    SELECT id, key,
+           (lease_until IS NOT NULL AND lease_until >= now())
+             OR (deliver_after IS NOT NULL AND deliver_after > now()) AS stuck
+      FROM relay.outbox ORDER BY id LIMIT $4
+  ), ranked AS (
+    SELECT id,
+           row_number() OVER by_id AS pos,
+           min(id) OVER by_key AS head_id,
+           min(id) FILTER (WHERE stuck) OVER by_key AS first_stuck
+      FROM win
+    -- A NULL key is its own group: each such event is a head.
+    WINDOW by_key AS (PARTITION BY hashtext(key), CASE WHEN key IS NULL THEN id END),
+           by_id AS (by_key ORDER BY id)
+  ), candidates AS MATERIALIZED (
+    SELECT id, head_id, pos FROM ranked
+     WHERE (first_stuck IS NULL OR id < first_stuck) AND pos <= $5
+     ORDER BY id LIMIT $3
+  ), locked AS (
+    SELECT o.id, c.head_id, c.pos FROM relay.outbox o JOIN candidates c ON o.id = c.id
      WHERE (o.lease_until IS NULL OR o.lease_until < now())
        AND (o.deliver_after IS NULL OR o.deliver_after <= now())
-       AND (o.key IS NULL OR NOT EXISTS (SELECT 1 FROM relay.outbox p WHERE p.key = o.key AND p.id < o.id))
-     ORDER BY o.id
-     LIMIT $3
      FOR UPDATE OF o SKIP LOCKED
   ), claimed AS (
-    -- Oldest first, at most $3 in all: a cut run is fine (its rest stays behind a leased event).
+    -- Per head, the unbroken prefix of its run that this claim locked, head first: a skipped
+    -- head or a gap ends it. (Grouping by head_id needs no join, whose row estimates are
+    -- unreliable on a queue table.)
     SELECT id FROM (
-    SELECT id FROM heads
-    UNION ALL
-    SELECT r.id FROM heads h CROSS JOIN LATERAL (
-      SELECT o2.id FROM relay.outbox o2
-       WHERE h.key IS NOT NULL AND o2.key = h.key AND o2.id > h.id
-         AND o2.id < coalesce((SELECT min(o3.id) FROM relay.outbox o3
-                                WHERE o3.key = h.key AND o3.id > h.id AND o3.deliver_after > now()),
-                              9223372036854775807)
-       ORDER BY o2.id
-       LIMIT $5 - 1) r
-    ) all_ids ORDER BY id LIMIT $3
+      SELECT id, pos, row_number() OVER (PARTITION BY head_id ORDER BY id) AS locked_pos
+        FROM locked) l
+     WHERE locked_pos = pos
   )
   UPDATE relay.outbox o
      SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond', claims = o.claims + 1
@@ -57,7 +70,13 @@ constexpr const char* kClaimOutbox = R"(
   RETURNING o.id, o.event_id::text, o.topic, o.key, o.payload, o.content_type, o.headers::text,
             (extract(epoch FROM o.created_at) * 1000000)::bigint,
             (extract(epoch FROM o.expires_at) * 1000000)::bigint,
-            CASE WHEN o.key IS NULL THEN '{}'::text[] ELSE ARRAY(
+            CASE WHEN o.key IS NULL OR NOT (
+                   (cardinality($6::text[]) > 0
+                    AND EXISTS (SELECT 1 FROM relay.delivery d0 WHERE d0.subscription = ANY($6::text[])))
+                OR (cardinality($7::text[]) > 0
+                    AND EXISTS (SELECT 1 FROM relay.dead_letter d1
+                                 WHERE d1.replayed_at IS NULL AND d1.subscription = ANY($7::text[]))))
+                 THEN '{}'::text[] ELSE ARRAY(
               SELECT d.subscription FROM relay.delivery d WHERE d.key = o.key AND d.subscription = ANY($6::text[])
               UNION
               SELECT dl.subscription FROM relay.dead_letter dl
