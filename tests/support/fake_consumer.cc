@@ -16,6 +16,10 @@ namespace {
 
 constexpr std::size_t kWorkerThreads = 16;
 constexpr std::size_t kKeepAliveMaxCount = 100000;
+// cpp-httplib 0.11 listens with a backlog of 5. When relay opens many lane connections at once on a
+// loaded machine, SYNs beyond it are dropped and retried after 1 s, then 3 s: past relay's connect
+// timeout, which then counts a failed attempt the test did not cause.
+constexpr int kListenBacklog = 1024;
 
 std::string lower(std::string s) {
   for (char& c : s) {
@@ -83,9 +87,18 @@ FakeConsumer::FakeConsumer(std::unique_ptr<httplib::Server> server, ConsumerHand
     }
   });
 
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](int sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   port_ = server_->bind_to_any_port("127.0.0.1");
+  server_->set_socket_options(httplib::default_socket_options);  // drop the reference to listen_fd
   if (port_ <= 0) {
     throw std::runtime_error("FakeConsumer: cannot bind 127.0.0.1:0");
+  }
+  if (listen_fd < 0 || ::listen(listen_fd, kListenBacklog) != 0) {
+    throw std::runtime_error("FakeConsumer: cannot raise the listen backlog");
   }
   listener_ = std::thread([this] { server_->listen_after_bind(); });
   if (!wait_until([this] { return server_->is_running(); }, std::chrono::seconds(10))) {
