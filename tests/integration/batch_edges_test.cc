@@ -1,0 +1,326 @@
+// Integration: edge cases of batch subscriptions (`batch: {max_events, max_bytes, linger}` with
+// `format: cloudevents-json`). SIGTERM while a batch lingers sends nothing, spends no attempt and
+// releases the claims; a rate limit counts the events of a batch, not its requests; an open circuit
+// breaker defers batches without spending attempts, so an outage produces no dead letters even
+// with max_attempts 2. Bodies are parsed here as JSON arrays of CloudEvents.
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/integration/test_config.h"
+#include "tests/support/fake_consumer.h"
+#include "tests/support/ops_probe.h"
+#include "tests/support/relay_process.h"
+#include "tests/support/test_database.h"
+#include "tests/support/wait.h"
+
+using namespace std::chrono_literals;
+using namespace relay::testing;
+
+namespace {
+
+// One event as it was found in a batch body.
+struct BatchEvent {
+  std::string id;
+  std::string key;  // "" when the event has none
+  int k = -1;       // from the payload {"k": .., "n": ..}
+  int n = -1;
+  int attempt = 0;  // the relayattempt extension
+};
+
+// The events of one cloudevents-json batch request, in body order. Fails the test on anything
+// else.
+std::vector<BatchEvent> events_of(const ReceivedRequest& r) {
+  const std::string content_type =
+      r.headers.count("content-type") ? r.headers.at("content-type") : "";
+  REQUIRE(content_type == "application/cloudevents-batch+json");
+  const auto body = nlohmann::json::parse(r.body);
+  REQUIRE(body.is_array());
+  std::vector<BatchEvent> out;
+  for (const auto& ce : body) {
+    BatchEvent e;
+    e.id = ce.at("id").get<std::string>();
+    if (ce.contains("subject")) e.key = ce["subject"].get<std::string>();
+    const auto& data = ce.at("data");
+    e.k = data.at("k").get<int>();
+    e.n = data.at("n").get<int>();
+    e.attempt = ce.at("relayattempt").get<int>();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// The ids of every event in the 2xx-answered requests, sorted (a multiset: a duplicate shows).
+std::vector<std::string> acknowledged_ids(const std::vector<ReceivedRequest>& requests) {
+  std::vector<std::string> ids;
+  for (const auto& r : requests) {
+    if (r.status < 200 || r.status > 299) continue;
+    for (const auto& e : events_of(r)) ids.push_back(e.id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// "    format: cloudevents-json\n    batch: {...}\n": the keys of a batch subscription.
+std::string batch_keys(int max_events, const std::string& linger) {
+  return fmt::format(
+      "    format: cloudevents-json\n"
+      "    batch: {{ max_events: {}, max_bytes: 1048576, linger: {} }}\n",
+      max_events, linger);
+}
+
+bool drained(TestDatabase& db) {
+  return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0;
+}
+
+// Publishes `n` events with keys key-0..key-(n-1) in one statement; returns their ids in publish
+// order.
+std::vector<std::string> publish_distinct_keys(TestDatabase& db, int n) {
+  std::vector<std::string> ids;
+  for (const auto& row : db.rows(fmt::format(
+           "SELECT relay.publish('t', 'key-' || i, jsonb_build_object('k', i, 'n', 0))::text "
+           "FROM generate_series(0, {}) i ORDER BY i",
+           n - 1))) {
+    ids.push_back(row[0]);
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SIGTERM while a batch lingers: relay exits at once, sends nothing, spends no attempt, and a "
+    "restart delivers every event once",
+    "[integration][batch]") {
+  constexpr int kEvents = 5;
+  // The longest linger the config accepts; the batch would wait this long for max_events (100).
+  constexpr auto kLinger = 10s;
+  auto db = TestDatabase::create();
+  FakeConsumer consumer;
+  TestRelayConfig cfg;
+  cfg.shutdown_timeout = "20s";  // longer than the linger: only waking the lane ends it sooner
+  cfg.subscriptions = {{.name = "batched",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .max_in_flight = 1,
+                        .extra = batch_keys(100, "10s")}};
+  const auto ids = publish_distinct_keys(db, kEvents);
+  {
+    RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+    // Claimed, so handed to the lane, which lingers for 95 more events.
+    REQUIRE(wait_until(
+        [&] { return db.count("relay.outbox WHERE lease_owner IS NOT NULL") == kEvents; }, 10s));
+    relay.signal(SIGTERM);
+    // A lane that sleeps out its linger would keep relay up for ~10 s after the claim.
+    const auto code = relay.wait_exit(kLinger / 2);
+    INFO(relay.log());
+    REQUIRE(code == 0);
+  }
+  CHECK(consumer.count() == 0);
+  CHECK(db.count("relay.dead_letter") == 0);
+  CHECK(db.count("relay.delivery WHERE attempts > 0") == 0);
+  // Still pending, and the claims were released: another relay may take them at once.
+  CHECK(db.count("relay.outbox WHERE lease_owner IS NULL AND lease_until IS NULL") == kEvents);
+
+  cfg.subscriptions[0].extra = batch_keys(100, "10ms");
+  RelayProcess restarted(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  REQUIRE(wait_until([&] { return drained(db); }, 30s));
+  const auto requests = consumer.requests();
+  for (const auto& r : requests) CHECK(r.status == 200);
+  CHECK(acknowledged_ids(requests) == sorted(ids));  // each exactly once
+  CHECK(db.count("relay.dead_letter") == 0);
+}
+
+TEST_CASE("a batch subscription's rate limit counts events, not requests", "[integration][batch]") {
+  constexpr int kRate = 10;  // events per second
+  constexpr int kBurst = 5;
+  constexpr int kEvents = kBurst + 2 * kRate;  // takes >= 2 s at the limit
+  constexpr auto kTolerance = 20ms;            // clock rounding between two processes
+  auto db = TestDatabase::create();
+  FakeConsumer consumer;
+  TestRelayConfig cfg;
+  // max_events > kEvents: counting requests, the whole backlog would go at once.
+  cfg.subscriptions = {
+      {.name = "limited",
+       .topics = {"*"},
+       .endpoint = consumer.url(),
+       .max_in_flight = 2,
+       .extra =
+           batch_keys(100, "10ms") +
+           fmt::format("    rate_limit: {{ events_per_second: {}, burst: {} }}\n", kRate, kBurst)}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  // Before the publish, so before relay can take any token for these events. The bucket holds at
+  // most kBurst tokens then, and gains kRate per second: by time t after this, at most
+  // kBurst + kRate * t events can have been sent. That is a lower bound on time, whatever the
+  // machine's speed.
+  const auto published_at = std::chrono::steady_clock::now();
+  const auto ids = publish_distinct_keys(db, kEvents);
+  REQUIRE(wait_until([&] { return drained(db); }, 30s));
+
+  const auto requests = consumer.requests();  // in arrival order
+  REQUIRE(!requests.empty());
+  CHECK(acknowledged_ids(requests) == sorted(ids));  // every event exactly once
+  int received = 0;
+  for (const auto& r : requests) {
+    CHECK(r.status == 200);
+    received += static_cast<int>(events_of(r).size());
+    const double elapsed =
+        std::chrono::duration<double>(r.received_at - published_at + kTolerance).count();
+    INFO("request " << r.sequence << " of " << requests.size() << ": " << received
+                    << " events received " << elapsed << " s after the publish");
+    CHECK(received <= kBurst + kRate * elapsed);
+  }
+  const auto last = requests.back().received_at - published_at;
+  INFO(requests.size() << " requests");
+  CHECK(last >= std::chrono::milliseconds(1000 * (kEvents - kBurst) / kRate) - kTolerance);
+}
+
+TEST_CASE(
+    "an open breaker defers batches without spending attempts: no dead letter with max_attempts "
+    "2, then each event is acknowledged once, in key order",
+    "[integration][batch]") {
+  constexpr int kKeys = 8;
+  constexpr int kPerKey = 4;  // <= the claim's run length per key (8): one claim takes them all
+  constexpr int kMaxEvents = 4;
+  constexpr int kMaxAttempts = 2;
+  constexpr int kThreshold = 2;
+  auto db = TestDatabase::create();
+  std::atomic<bool> down{true};
+  std::atomic<int> requests_while_down{0};
+  FakeConsumer consumer{[&](const ReceivedRequest&) {
+    if (down) {
+      ++requests_while_down;
+      return Reply{503};
+    }
+    return Reply{200};
+  }};
+
+  // Published before relay starts, n-major (key-0 n0, key-1 n0, ..., key-0 n1, ...), so relay's
+  // first claim holds every event in that order, and its one lane sends the 8 key heads first, 4
+  // per batch: the kThreshold failures that open the breaker each carry different events at
+  // attempt 1. No event can reach attempt kMaxAttempts before the breaker opens; after that, only
+  // probes go out, and a failed probe spends no attempt.
+  std::set<std::string> published;
+  for (const auto& row : db.rows(fmt::format(
+           "SELECT relay.publish('order.step', 'key-' || k, jsonb_build_object('k', k, 'n', "
+           "n))::text FROM generate_series(0, {}) n, generate_series(0, {}) k ORDER BY n, k",
+           kPerKey - 1, kKeys - 1))) {
+    published.insert(row[0]);
+  }
+  REQUIRE(published.size() == static_cast<size_t>(kKeys * kPerKey));
+  std::vector<std::string> expected_keys;
+  for (int n = 0; n < kPerKey; ++n) {
+    for (int k = 0; k < kKeys; ++k) expected_keys.push_back(fmt::format("key-{}", k));
+  }
+  std::vector<std::string> keys_in_id_order;
+  for (const auto& row : db.rows("SELECT key FROM relay.outbox ORDER BY id")) {
+    keys_in_id_order.push_back(row[0]);
+  }
+  REQUIRE(keys_in_id_order == expected_keys);
+
+  const int ops_port = FakeConsumer::unused_port();
+  TestRelayConfig cfg;
+  cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
+  cfg.subscriptions = {
+      {.name = "batched",
+       .topics = {"order.*"},
+       .endpoint = consumer.url(),
+       .max_attempts = kMaxAttempts,
+       .initial_backoff = "20ms",
+       .max_backoff = "200ms",
+       .max_in_flight = 1,
+       .extra = batch_keys(kMaxEvents, "50ms") +
+                fmt::format("    circuit_breaker: {{ failure_threshold: {}, open_for: 200ms, "
+                            "max_open_for: 400ms }}\n",
+                            kThreshold)}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+
+  OpsProbe ops(ops_port);
+  auto trips = [&] {
+    auto [status, body] = ops.get("/status");
+    if (status != 200) return 0LL;
+    return nlohmann::json::parse(body)["subscriptions"][0]["breaker"]["trips"].get<long long>();
+  };
+  // Sampled on every check while the consumer fails.
+  long long most_attempts = 0;
+  long long dead_letters = 0;
+  auto watch = [&] {
+    most_attempts =
+        std::max(most_attempts,
+                 std::stoll(db.value("SELECT coalesce(max(attempts), 0) FROM relay.delivery")));
+    dead_letters = std::max(dead_letters, db.count("relay.dead_letter"));
+  };
+  REQUIRE(wait_until(
+      [&] {
+        watch();
+        return trips() >= 1;
+      },
+      20s));
+  // Stay down for three half-open probes (the threshold's requests opened it; one lane sends
+  // nothing else while it is open).
+  REQUIRE(wait_until(
+      [&] {
+        watch();
+        return requests_while_down.load() >= kThreshold + 3;
+      },
+      20s));
+  watch();
+  down = false;
+
+  REQUIRE(wait_until([&] { return drained(db); }, 30s));
+  CHECK(db.count("relay.dead_letter") == 0);
+  CHECK(dead_letters == 0);
+  // The failures before the breaker opened spent one attempt on the events they carried; nothing
+  // while it was open spent another.
+  CHECK(most_attempts == kMaxAttempts - 1);
+
+  const auto requests = consumer.requests();
+  REQUIRE(requests.size() >= static_cast<size_t>(kThreshold + 3));
+  // The requests that opened the breaker: different events, each at its first attempt.
+  std::set<std::string> opening;
+  for (int i = 0; i < kThreshold; ++i) {
+    INFO("request " << i);
+    CHECK(requests[i].status == 503);
+    for (const auto& e : events_of(requests[i])) {
+      CHECK(e.attempt == 1);
+      CHECK(e.n == 0);
+      CHECK(opening.insert(e.id).second);
+    }
+  }
+  // No event was ever sent past its last attempt.
+  for (const auto& r : requests) {
+    for (const auto& e : events_of(r)) CHECK(e.attempt <= kMaxAttempts);
+  }
+  // Exactly once among the acknowledged requests (failed ones may carry the same ids), in key
+  // order.
+  CHECK(acknowledged_ids(requests) == std::vector<std::string>(published.begin(), published.end()));
+  std::map<int, std::vector<int>> order;  // k -> n of each acknowledged event, in arrival order
+  for (const auto& r : requests) {
+    if (r.status < 200 || r.status > 299) continue;
+    for (const auto& e : events_of(r)) {
+      CHECK(e.key == fmt::format("key-{}", e.k));
+      order[e.k].push_back(e.n);
+    }
+  }
+  REQUIRE(order.size() == static_cast<size_t>(kKeys));
+  std::vector<int> expected(kPerKey);
+  for (int i = 0; i < kPerKey; ++i) expected[i] = i;
+  for (const auto& [k, seq] : order) {
+    INFO("key-" << k);
+    CHECK(seq == expected);
+  }
+}
