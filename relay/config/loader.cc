@@ -368,6 +368,11 @@ class Parser {
   void missing(const YAML::Node& parent, const std::string& parent_path, std::string_view key);
 
   std::optional<std::string> text(const Field& field, std::string_view expected);
+  // A string that `check` accepts (check returns the problem, if any). With `empty_ok` an empty
+  // string is taken as is, unchecked (a ${VAR:-} that turns the feature off).
+  using Check = std::optional<std::string> (*)(std::string_view);
+  void read_checked(const Field* field, std::string_view expected, Check check, bool empty_ok,
+                    std::string& out);
   void read_string(const Field* field, std::string& out);
   void read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out);
   std::optional<std::int64_t> int_value(const Field& field, std::int64_t lo, std::int64_t hi);
@@ -482,6 +487,20 @@ std::optional<std::string> Parser::text(const Field& field, std::string_view exp
     return std::nullopt;
   }
   return std::move(interpolated).value();
+}
+
+void Parser::read_checked(const Field* field, std::string_view expected, Check check, bool empty_ok,
+                          std::string& out) {
+  if (field == nullptr) return;
+  auto v = text(*field, expected);
+  if (!v) return;
+  if (v->empty() && empty_ok) {
+    out.clear();
+  } else if (auto problem = check(*v)) {
+    error(field->mark(), field->path, std::move(*problem));
+  } else {
+    out = std::move(*v);
+  }
 }
 
 void Parser::read_string(const Field* field, std::string& out) {
@@ -599,18 +618,9 @@ void Parser::parse(const YAML::Node& root, Config& config) {
   }
   if (const Field* f = fields.find("ops")) {
     if (auto ops = section(*f, kOpsKeys)) {
-      if (const Field* listen = ops->find("listen")) {
-        // Empty means no ops listener, so ${OPS_LISTEN:-} can turn it off.
-        if (auto v = text(*listen, "a string such as 127.0.0.1:9090")) {
-          if (v->empty()) {
-            config.ops.listen.clear();
-          } else if (auto problem = check_listen(*v)) {
-            error(listen->mark(), listen->path, std::move(*problem));
-          } else {
-            config.ops.listen = std::move(*v);
-          }
-        }
-      }
+      // Empty means no ops listener, so ${OPS_LISTEN:-} can turn it off.
+      read_checked(ops->find("listen"), "a string such as 127.0.0.1:9090", check_listen,
+                   /*empty_ok=*/true, config.ops.listen);
     }
   }
   read_duration(fields.find("shutdown_timeout"), 0ms, 10min, config.shutdown_timeout);
@@ -679,13 +689,7 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
     missing(node, path, "topics");
   }
   if (const Field* f = fields.find("endpoint")) {
-    if (auto endpoint = text(*f, "a string")) {
-      if (auto problem = check_endpoint(*endpoint)) {
-        error(f->mark(), f->path, std::move(*problem));
-      } else {
-        out.endpoint = std::move(*endpoint);
-      }
-    }
+    read_checked(f, "a string", check_endpoint, /*empty_ok=*/false, out.endpoint);
   } else {
     missing(node, path, "endpoint");
   }
@@ -897,25 +901,12 @@ void Parser::parse_inbox(const Field& field, Config& config) {
   if (!fields) return;
   InboxConfig inbox;
   if (const Field* f = fields->find("listen")) {
-    if (auto listen = text(*f, "a string")) {
-      if (auto problem = check_listen(*listen)) {
-        error(f->mark(), f->path, std::move(*problem));
-      } else {
-        inbox.listen = std::move(*listen);
-      }
-    }
+    read_checked(f, "a string", check_listen, /*empty_ok=*/false, inbox.listen);
   } else {
     missing(field.value, field.path, "listen");
   }
-  if (const Field* f = fields->find("deliver_to")) {
-    if (auto url = text(*f, "a string"); url && !url->empty()) {
-      if (auto problem = check_endpoint(*url)) {
-        error(f->mark(), f->path, std::move(*problem));
-      } else {
-        inbox.deliver_to = std::move(*url);
-      }
-    }
-  }
+  read_checked(fields->find("deliver_to"), "a string", check_endpoint, /*empty_ok=*/true,
+               inbox.deliver_to);
   read_duration(fields->find("timestamp_tolerance"), 1s, 24h, inbox.timestamp_tolerance);
   read_duration(fields->find("retention"), 1min, 365 * 24h, inbox.retention);
   read_int(fields->find("workers"), 1, 1024, inbox.workers);
@@ -971,15 +962,8 @@ void Parser::parse_inbox_source(const YAML::Node& node, const std::string& path,
           "set signing_secret (requests are verified with it), or unsigned: true to accept "
           "unsigned requests");
   }
-  if (const Field* f = fields.find("deliver_to")) {
-    if (auto url = text(*f, "a string"); url && !url->empty()) {
-      if (auto problem = check_endpoint(*url)) {
-        error(f->mark(), f->path, std::move(*problem));
-      } else {
-        source.deliver_to = std::move(*url);
-      }
-    }
-  }
+  read_checked(fields.find("deliver_to"), "a string", check_endpoint, /*empty_ok=*/true,
+               source.deliver_to);
   const std::string push_url = source.deliver_to.empty() ? inbox.deliver_to : source.deliver_to;
   const Field* delivery = fields.find("delivery");
   if (!push_url.empty()) {

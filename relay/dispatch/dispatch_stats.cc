@@ -177,22 +177,7 @@ void DispatchStats::attempt(const std::string& subscription,
                             std::chrono::system_clock::time_point now) {
   Sub* s = find(subscription);
   if (s == nullptr) return;
-  s->attempts->Increment();
-  s->http[class_index(outcome.status)]->Increment();
-  switch (outcome.cause) {
-    case delivery::DeliveryOutcome::Cause::kTlsVerification:
-      s->tls_verification->Increment();
-      break;
-    case delivery::DeliveryOutcome::Cause::kTlsHandshake:
-      s->tls_handshake->Increment();
-      break;
-    case delivery::DeliveryOutcome::Cause::kNone:
-      break;
-  }
-  if (outcome.kind == delivery::DeliveryOutcome::Kind::kDelivered) {
-    const double secs = std::chrono::duration<double>(now - created_at).count();
-    s->latency->Observe(secs < 0 ? 0 : secs);
-  }
+  record_request(*s, outcome, {&created_at, 1}, now);
 }
 
 void DispatchStats::batch_attempt(const std::string& subscription,
@@ -201,24 +186,32 @@ void DispatchStats::batch_attempt(const std::string& subscription,
                                   std::chrono::system_clock::time_point now, BatchClose closed_by) {
   Sub* s = find(subscription);
   if (s == nullptr) return;
-  s->attempts->Increment(static_cast<double>(created_at.size()));
-  s->http[class_index(outcome.status)]->Increment();
+  s->batches[static_cast<int>(closed_by)]->Increment();
+  record_request(*s, outcome, created_at, now);
+}
+
+// One request carrying one event per `created_at`: an attempt per event, one response class, the
+// TLS cause, and each event's commit-to-2xx latency when it was delivered.
+void DispatchStats::record_request(
+    Sub& s, const delivery::DeliveryOutcome& outcome,
+    std::span<const std::chrono::system_clock::time_point> created_at,
+    std::chrono::system_clock::time_point now) {
+  s.attempts->Increment(static_cast<double>(created_at.size()));
+  s.http[class_index(outcome.status)]->Increment();
   switch (outcome.cause) {
     case delivery::DeliveryOutcome::Cause::kTlsVerification:
-      s->tls_verification->Increment();
+      s.tls_verification->Increment();
       break;
     case delivery::DeliveryOutcome::Cause::kTlsHandshake:
-      s->tls_handshake->Increment();
+      s.tls_handshake->Increment();
       break;
     case delivery::DeliveryOutcome::Cause::kNone:
       break;
   }
-  s->batches[static_cast<int>(closed_by)]->Increment();
-  if (outcome.kind == delivery::DeliveryOutcome::Kind::kDelivered) {
-    for (const auto& t : created_at) {
-      const double secs = std::chrono::duration<double>(now - t).count();
-      s->latency->Observe(secs < 0 ? 0 : secs);
-    }
+  if (outcome.kind != delivery::DeliveryOutcome::Kind::kDelivered) return;
+  for (const auto& t : created_at) {
+    const double secs = std::chrono::duration<double>(now - t).count();
+    s.latency->Observe(secs < 0 ? 0 : secs);
   }
 }
 

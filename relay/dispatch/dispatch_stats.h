@@ -82,6 +82,9 @@ class DispatchStats {
     prometheus::Counter* batches[3] = {};  // by BatchClose
   };
   Sub* find(const std::string& subscription);
+  void record_request(Sub& s, const delivery::DeliveryOutcome& outcome,
+                      std::span<const std::chrono::system_clock::time_point> created_at,
+                      std::chrono::system_clock::time_point now);
 
   prometheus::Family<prometheus::Counter>& deliveries_;
   prometheus::Family<prometheus::Counter>& attempts_;
