@@ -4,9 +4,6 @@
 // plus the optional ones relay sets), OpenSSL's one-shot HMAC for the signature. Batch bodies come
 // from build_batch_request directly (the dispatcher's batching has its own test, batch_test.cc).
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <nlohmann/json.hpp>
@@ -18,6 +15,7 @@
 #include "tests/integration/test_config.h"
 #include "tests/proto/protoc_decode.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/hmac_oracle.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -30,26 +28,11 @@ namespace {
 
 const std::string kSecret = "envelope-test-secret";
 
-std::string b64(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
+std::string b64(const std::string& bytes) { return openssl_base64(bytes); }
 
-// "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>".
 std::string expected_signature(const std::string& id, const std::string& ts,
                                const std::string& body) {
-  const std::string content = id + "." + ts + "." + body;
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
-           reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac,
-           &len) == nullptr)
-    return "hmac failed";
-  return "v1," + b64(std::string(reinterpret_cast<const char*>(mac), len));
+  return openssl_sign_v1(kSecret, id, ts, body);
 }
 
 std::string header(const ReceivedRequest& r, const std::string& name) {

@@ -5,13 +5,13 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <ctime>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "tests/support/hmac_oracle.h"
 
 namespace relay::testing {
 
@@ -22,24 +22,11 @@ inline const std::string kKeyA = "secret-a-0123456789abcdef";
 inline const std::string kSecretB = "raw-secret-b-used-as-bytes";  // not whsec_: raw key bytes
 inline const std::string kKeyB = "raw-secret-b-used-as-bytes";
 
-inline std::string b64(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
+inline std::string b64(const std::string& bytes) { return openssl_base64(bytes); }
 
-// "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>".
 inline std::string sign_v1(const std::string& key, const std::string& id, long long ts,
                            const std::string& body) {
-  const std::string content = id + "." + std::to_string(ts) + "." + body;
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &len);
-  return "v1," + b64(std::string(reinterpret_cast<const char*>(mac), len));
+  return openssl_sign_v1(key, id, ts, body);
 }
 
 inline long long unix_now() { return static_cast<long long>(std::time(nullptr)); }

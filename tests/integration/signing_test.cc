@@ -2,9 +2,6 @@
 // headers, checked by a consumer that verifies each signature with its own HMAC (OpenSSL's
 // one-shot HMAC() and EVP_EncodeBlock, not relay's Signer).
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <mutex>
@@ -14,6 +11,7 @@
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/hmac_oracle.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -23,26 +21,11 @@ using namespace relay::testing;
 
 namespace {
 
-std::string b64(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
+std::string b64(const std::string& bytes) { return openssl_base64(bytes); }
 
-// "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>".
 std::string expected_signature(const std::string& key, const std::string& id, const std::string& ts,
                                const std::string& body) {
-  const std::string content = id + "." + ts + "." + body;
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac,
-           &len) == nullptr)
-    return "hmac failed";
-  return "v1," + b64(std::string(reinterpret_cast<const char*>(mac), len));
+  return openssl_sign_v1(key, id, ts, body);
 }
 
 std::vector<std::string> split_spaces(const std::string& s) {

@@ -1,8 +1,5 @@
 #include "relay/delivery/request_builder.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
@@ -13,6 +10,7 @@
 
 #include "relay/delivery/envelope.h"
 #include "relay/v1/event.pb.h"
+#include "tests/support/hmac_oracle.h"
 
 using namespace std::chrono_literals;
 using relay::Event;
@@ -49,18 +47,10 @@ std::string only(const OutgoingRequest& req, std::string_view name) {
   return v.front();
 }
 
-// Independent of relay's Signer and base64: OpenSSL's one-shot HMAC() and EVP_EncodeBlock.
+// Independent of relay's Signer and base64 (tests/support/hmac_oracle.h).
 std::string expected_signature(const std::string& key, const std::string& id, long long ts,
                                const std::string& body) {
-  const std::string content = id + "." + std::to_string(ts) + "." + body;
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  REQUIRE(HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-               reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac,
-               &len) != nullptr);
-  unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
-  const int n = EVP_EncodeBlock(b64, mac, static_cast<int>(len));
-  return "v1," + std::string(reinterpret_cast<const char*>(b64), static_cast<size_t>(n));
+  return relay::testing::openssl_sign_v1(key, id, ts, body);
 }
 
 std::vector<std::string> split_spaces(const std::string& s) {

@@ -3,10 +3,9 @@
 
 #include "relay/inbox/webhook_verifier.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <catch2/catch.hpp>
+
+#include "tests/support/hmac_oracle.h"
 
 using namespace std::chrono_literals;
 using relay::inbox::VerifyFailure;
@@ -16,15 +15,7 @@ namespace {
 
 std::string sign(const std::string& key, const std::string& id, long long ts,
                  const std::string& body) {
-  const std::string content = id + "." + std::to_string(ts) + "." + body;
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(content.data()), content.size(), mac, &len);
-  std::string b64(4 * ((len + 2) / 3) + 1, '\0');
-  b64.resize(static_cast<size_t>(
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), mac, static_cast<int>(len))));
-  return "v1," + b64;
+  return relay::testing::openssl_sign_v1(key, id, ts, body);
 }
 
 const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));
