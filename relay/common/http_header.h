@@ -21,5 +21,7 @@ bool is_relay_reserved_header(std::string_view name);
 
 // ASCII case-insensitive equality (header names).
 bool iequals_ascii(std::string_view a, std::string_view b);
+// ASCII case-insensitive prefix test (header names).
+bool istarts_with(std::string_view s, std::string_view prefix);
 
 }  // namespace relay

@@ -18,10 +18,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals_ascii(s.substr(0, prefix.size()), prefix);
-}
-
 // Headers that describe this hop (transport, content negotiation, proxies) or carry credentials.
 bool is_hop_header(std::string_view name) {
   constexpr std::array<std::string_view, 19> kExact = {"accept",
