@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/batch_test_helpers.h"
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
 #include "tests/support/ops_probe.h"
@@ -28,35 +29,18 @@ using namespace relay::testing;
 
 namespace {
 
-// One event as it was found in a batch body.
-struct BatchEvent {
-  std::string id;
-  std::string key;  // "" when the event has none
-  int k = -1;       // from the payload {"k": .., "n": ..}
-  int n = -1;
-  int attempt = 0;  // the relayattempt extension
-};
-
-// The events of one cloudevents-json batch request, in body order. Fails the test on anything
-// else.
-std::vector<BatchEvent> events_of(const ReceivedRequest& r) {
-  const std::string content_type =
-      r.headers.count("content-type") ? r.headers.at("content-type") : "";
-  REQUIRE(content_type == "application/cloudevents-batch+json");
-  const auto body = nlohmann::json::parse(r.body);
-  REQUIRE(body.is_array());
-  std::vector<BatchEvent> out;
-  for (const auto& ce : body) {
-    BatchEvent e;
-    e.id = ce.at("id").get<std::string>();
-    if (ce.contains("subject")) e.key = ce["subject"].get<std::string>();
-    const auto& data = ce.at("data");
-    e.k = data.at("k").get<int>();
-    e.n = data.at("n").get<int>();
-    e.attempt = ce.at("relayattempt").get<int>();
-    out.push_back(std::move(e));
+// The events of one cloudevents-json batch request, in body order, each with its payload's k and n
+// and its relayattempt. Fails the test on anything else.
+std::vector<BatchEvent> json_events_of(const ReceivedRequest& r) {
+  REQUIRE(content_type_of(r) == "application/cloudevents-batch+json");
+  auto events = events_of(r);
+  for (const auto& e : events) {
+    INFO("event " << e.id);
+    REQUIRE(e.k >= 0);
+    REQUIRE(e.n >= 0);
+    REQUIRE(e.attempt > 0);
   }
-  return out;
+  return events;
 }
 
 // The ids of every event in the 2xx-answered requests, sorted (a multiset: a duplicate shows).
@@ -64,7 +48,7 @@ std::vector<std::string> acknowledged_ids(const std::vector<ReceivedRequest>& re
   std::vector<std::string> ids;
   for (const auto& r : requests) {
     if (r.status < 200 || r.status > 299) continue;
-    for (const auto& e : events_of(r)) ids.push_back(e.id);
+    for (const auto& e : json_events_of(r)) ids.push_back(e.id);
   }
   std::sort(ids.begin(), ids.end());
   return ids;
@@ -75,12 +59,9 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
   return v;
 }
 
-// "    format: cloudevents-json\n    batch: {...}\n": the keys of a batch subscription.
+// The keys of a cloudevents-json batch subscription.
 std::string batch_keys(int max_events, const std::string& linger) {
-  return fmt::format(
-      "    format: cloudevents-json\n"
-      "    batch: {{ max_events: {}, max_bytes: 1048576, linger: {} }}\n",
-      max_events, linger);
+  return relay::testing::batch_keys("cloudevents-json", max_events, 1048576, linger);
 }
 
 bool drained(TestDatabase& db) {
@@ -177,7 +158,7 @@ TEST_CASE("a batch subscription's rate limit counts events, not requests", "[int
   int received = 0;
   for (const auto& r : requests) {
     CHECK(r.status == 200);
-    received += static_cast<int>(events_of(r).size());
+    received += static_cast<int>(json_events_of(r).size());
     const double elapsed =
         std::chrono::duration<double>(r.received_at - published_at + kTolerance).count();
     INFO("request " << r.sequence << " of " << requests.size() << ": " << received
@@ -295,7 +276,7 @@ TEST_CASE(
   for (int i = 0; i < kThreshold; ++i) {
     INFO("request " << i);
     CHECK(requests[i].status == 503);
-    for (const auto& e : events_of(requests[i])) {
+    for (const auto& e : json_events_of(requests[i])) {
       CHECK(e.attempt == 1);
       CHECK(e.n == 0);
       CHECK(opening.insert(e.id).second);
@@ -303,7 +284,7 @@ TEST_CASE(
   }
   // No event was ever sent past its last attempt.
   for (const auto& r : requests) {
-    for (const auto& e : events_of(r)) CHECK(e.attempt <= kMaxAttempts);
+    for (const auto& e : json_events_of(r)) CHECK(e.attempt <= kMaxAttempts);
   }
   // Exactly once among the acknowledged requests (failed ones may carry the same ids), in key
   // order.
@@ -311,7 +292,7 @@ TEST_CASE(
   std::map<int, std::vector<int>> order;  // k -> n of each acknowledged event, in arrival order
   for (const auto& r : requests) {
     if (r.status < 200 || r.status > 299) continue;
-    for (const auto& e : events_of(r)) {
+    for (const auto& e : json_events_of(r)) {
       CHECK(e.key == fmt::format("key-{}", e.k));
       order[e.k].push_back(e.n);
     }
