@@ -193,7 +193,7 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
     return run_transaction(c, [&](pqxx::work& txn) {
       // The window covers what this relay already holds plus room to find new heads.
       const int heads = std::max(1, limit);
-      const int window = std::max(2000, in_flight_hint_ + 4 * limit);
+      const int window = std::max(kMinClaimWindow, in_flight_hint_ + kClaimWindowPerEvent * limit);
       auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()),
                                     heads, window, kRunLength, ordered_, blocking_);
       std::vector<ClaimedEvent> out;

@@ -30,6 +30,12 @@ class PgOutboxSource {
 
   // Events claimed per key head: the head plus at most this many - 1 of its successors.
   static constexpr int kRunLength = 8;
+  // A claim looks at the oldest rows only: what this relay holds, plus this many rows per event it
+  // asks for, at least kMinClaimWindow. Each claim sorts its whole window, so the window is a
+  // fixed cost per claim; 2 per event finds a full claim when at least half the rows past the
+  // held ones are claimable (keys not busy elsewhere).
+  static constexpr int kClaimWindowPerEvent = 2;
+  static constexpr int kMinClaimWindow = 2000;
   ~PgOutboxSource();
   PgOutboxSource(const PgOutboxSource&) = delete;
   PgOutboxSource& operator=(const PgOutboxSource&) = delete;
