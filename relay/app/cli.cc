@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <set>
+#include <string>
 
 #include "relay/admin/commands.h"
 #include "relay/admin/format.h"
@@ -232,6 +233,17 @@ std::string resolve_database_url(const CommandLine& cl, const std::string& from_
   return env != nullptr ? env : "";
 }
 
+// libpq waits forever for a server that accepts TCP but never answers (a hung host, a black-holed
+// address behind a proxy). Every connection relay opens gets database.connect_timeout through
+// PGCONNECT_TIMEOUT; a connect_timeout in the URL, or a non-empty PGCONNECT_TIMEOUT already in the
+// environment, wins. Called before any thread starts (setenv is not thread-safe).
+void default_connect_timeout(Millis timeout) {
+  const char* given = std::getenv("PGCONNECT_TIMEOUT");
+  if (given != nullptr && *given != '\0') return;
+  const long long seconds = (timeout.count() + 999) / 1000;
+  ::setenv("PGCONNECT_TIMEOUT", std::to_string(seconds).c_str(), /*overwrite=*/1);
+}
+
 // SIGINT during `relay dlq`: the bulk loop finishes its batch and stops. The handler only sets a
 // lock-free atomic (async-signal-safe); SA_RESETHAND makes a second Ctrl-C end the process at once,
 // which is still safe: each batch is one transaction.
@@ -283,6 +295,8 @@ int run_cli(const std::vector<std::string>& args) {
                  "set DATABASE_URL\n";
     return 2;
   }
+  default_connect_timeout(cfg ? cfg->database.connect_timeout
+                              : config::DatabaseConfig{}.connect_timeout);
   if (cl->command == "migrate") return admin::run_migrate(url, cl->status, std::cout, std::cerr);
   if (cl->command == "dlq" || cl->command == "status") {
     admin::Console console{.out = std::cout,

@@ -13,8 +13,6 @@
 int main(int argc, char** argv) {
   // libpq and cpp-httplib write to sockets a peer may have closed: take EPIPE, not SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
-  // libpq waits forever for a connection by default; a sidecar must notice a dead database.
-  setenv("PGCONNECT_TIMEOUT", "10", /*overwrite=*/0);
   try {
     return relay::app::run_cli(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::exception& e) {

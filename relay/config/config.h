@@ -14,6 +14,9 @@ namespace relay::config {
 
 struct DatabaseConfig {
   std::string url;  // required unless --database-url or DATABASE_URL is given
+  // How long opening one connection may take, 2s..1h (whole seconds, rounded up). libpq alone
+  // waits forever for a server that accepts TCP but never answers.
+  Millis connect_timeout{10'000};
 };
 
 struct SourceConfig {

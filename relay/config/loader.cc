@@ -50,7 +50,7 @@ struct KeySpec {
 };
 using Specs = std::span<const KeySpec>;
 
-constexpr KeySpec kDatabaseKeys[] = {{"url"}};
+constexpr KeySpec kDatabaseKeys[] = {{"url"}, {"connect_timeout"}};
 constexpr KeySpec kSourceKeys[] = {{"mode"}, {"batch_size"}, {"poll_interval"}, {"lease"}};
 constexpr KeySpec kRetryKeys[] = {
     {"max_attempts"}, {"initial_backoff"}, {"max_backoff"}, {"max_age"}};
@@ -586,7 +586,11 @@ void Parser::parse(const YAML::Node& root, Config& config) {
   const Fields fields = map_fields(root, "", kRootKeys, {});
 
   if (const Field* f = fields.find("database")) {
-    if (auto db = section(*f, kDatabaseKeys)) read_string(db->find("url"), config.database.url);
+    if (auto db = section(*f, kDatabaseKeys)) {
+      read_string(db->find("url"), config.database.url);
+      // libpq counts whole seconds and raises anything below 2 to 2.
+      read_duration(db->find("connect_timeout"), 2s, 1h, config.database.connect_timeout);
+    }
   }
   if (const Field* f = fields.find("source")) {
     if (auto source = section(*f, kSourceKeys)) {

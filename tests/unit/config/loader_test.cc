@@ -12,6 +12,7 @@
 namespace {
 
 using namespace std::chrono_literals;
+using relay::Millis;
 using relay::config::Config;
 using relay::config::ConfigError;
 using relay::config::EnvLookup;
@@ -19,7 +20,6 @@ using relay::config::known_config_keys;
 using relay::config::load_config;
 using relay::config::parse_config;
 using relay::config::SubscriptionConfig;
-using relay::Millis;
 
 EnvLookup env_of(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
@@ -90,6 +90,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   const Config c = config_of(yaml({
       "database:",
       "  url: postgresql://relay@db:5432/app",
+      "  connect_timeout: 3s",
       "source:",
       "  mode: table",
       "  batch_size: 200",
@@ -119,6 +120,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   }));
   CHECK(c.path == "relay.yaml");
   CHECK(c.database.url == "postgresql://relay@db:5432/app");
+  CHECK(c.database.connect_timeout == 3s);
   CHECK(c.source.mode == "table");
   CHECK(c.source.batch_size == 200);
   CHECK(c.source.poll_interval == 250ms);
@@ -151,6 +153,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
 TEST_CASE("keys left out take the documented defaults", "[config]") {
   const Config c = config_of(yaml({kSub0, kSub1, kSub2, kSub3}));
   CHECK(c.database.url.empty());
+  CHECK(c.database.connect_timeout == 10s);
   CHECK(c.source.mode == "table");
   CHECK(c.source.batch_size == 500);
   CHECK(c.source.poll_interval == 1s);
@@ -562,6 +565,8 @@ TEST_CASE("durations outside their range are errors naming the range", "[config]
               18, "source.poll_interval", "must be between 10ms and 1h, got 5ms");
   check_error(only_error(yaml({"source:", "  lease: 500ms", kSub0, kSub1, kSub2, kSub3})), 2, 10,
               "source.lease", "must be between 1s and 1h");
+  check_error(only_error(yaml({"database:", "  connect_timeout: 1s", kSub0, kSub1, kSub2, kSub3})),
+              2, 20, "database.connect_timeout", "must be between 2s and 1h, got 1s");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    connect_timeout: 2m"})), 5, 22,
               "subscriptions[0].connect_timeout", "must be between 1ms and 1m");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    retry: {max_age: 31d}"})), 5, 22,
@@ -1066,6 +1071,7 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
   CHECK(known_config_keys() == std::vector<std::string>{
                                    "database",
                                    "database.url",
+                                   "database.connect_timeout",
                                    "source",
                                    "source.mode",
                                    "source.batch_size",
