@@ -79,22 +79,26 @@ class SilentServer {
   std::atomic<int> accepted_{0};
 };
 
+// relay's config for a database at `url`, each connection attempt bounded at 2 s.
+std::string config_for(const std::string& url) {
+  return "database:\n"
+         "  url: " +
+         url +
+         "\n"
+         "  connect_timeout: 2s\n"
+         "subscriptions:\n"
+         "  - name: s\n"
+         "    topics: [\"*\"]\n"
+         "    endpoint: http://127.0.0.1:9/events\n";
+}
+
 }  // namespace
 
 TEST_CASE("relay migrate gives up on a database that accepts TCP but never answers",
           "[integration][connect]") {
   SilentServer db;
   relay::testing::TempDir dir("relay-connect.");
-  const std::string config = dir.write("relay.yaml",
-                                       "database:\n"
-                                       "  url: " +
-                                           db.url() +
-                                           "\n"
-                                           "  connect_timeout: 2s\n"
-                                           "subscriptions:\n"
-                                           "  - name: s\n"
-                                           "    topics: [\"*\"]\n"
-                                           "    endpoint: http://127.0.0.1:9/events\n");
+  const std::string config = dir.write("relay.yaml", config_for(db.url()));
   std::string output;
   // Without a connect timeout this would hang until run_cli's deadline SIGKILLs it (137).
   const int rc = RelayProcess::run_cli({"migrate", "--config", config}, &output, 120s);
@@ -107,16 +111,7 @@ TEST_CASE("relay migrate gives up on a database that accepts TCP but never answe
 TEST_CASE("relay run keeps retrying a silent database and still stops on SIGTERM",
           "[integration][connect]") {
   SilentServer db;
-  RelayProcess relay(
-      "database:\n"
-      "  url: " +
-      db.url() +
-      "\n"
-      "  connect_timeout: 2s\n"
-      "subscriptions:\n"
-      "  - name: s\n"
-      "    topics: [\"*\"]\n"
-      "    endpoint: http://127.0.0.1:9/events\n");
+  RelayProcess relay(config_for(db.url()));
   // A second connection means the first attempt timed out and relay retried.
   REQUIRE(wait_until([&] { return db.accepted() >= 2 || !relay.running(); }, 60s));
   INFO(relay.log());
