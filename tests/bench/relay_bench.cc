@@ -476,6 +476,14 @@ void add_cpu_rows(Section& sec, const CpuDelta& d) {
   }
 }
 
+// relay's and PostgreSQL's CPU over a phase, scaled to 10,000 events.
+void add_cpu_per_10k_rows(Section& sec, const CpuDelta& d, long events) {
+  const double scale = 1e4 / static_cast<double>(events);
+  if (d.relay) sec.add("relay CPU per 10,000 events", fmt::format("{:.3f} s", *d.relay * scale));
+  if (d.postgres)
+    sec.add("postgres CPU per 10,000 events", fmt::format("{:.3f} s", *d.postgres * scale));
+}
+
 // ---- child processes ----------------------------------------------------------------------------
 
 std::string describe_status(int status) {
@@ -1128,12 +1136,7 @@ class Bench {
           s.add("latency commit -> receipt", fmt_pct(percentiles(std::move(lat))));
           const CpuDelta d = c1 - c0;
           add_cpu_rows(s, d);
-          if (d.relay)
-            s.add("relay CPU per 10,000 events",
-                  fmt::format("{:.3f} s", *d.relay / static_cast<double>(n) * 1e4));
-          if (d.postgres)
-            s.add("postgres CPU per 10,000 events",
-                  fmt::format("{:.3f} s", *d.postgres / static_cast<double>(n) * 1e4));
+          add_cpu_per_10k_rows(s, d, n);
 
           // Phase 2, relay alone: a backlog of n events is committed while relay is paused
           // (SIGSTOP), then relay resumes and drains it. Nothing competes with relay for the CPU
@@ -1163,12 +1166,7 @@ class Bench {
           relay_drain_per_s_ = static_cast<double>(n) / drain;
           const CpuDelta d2 = c3 - c2;
           add_cpu_rows(s, d2);
-          if (d2.relay)
-            s.add("relay CPU per 10,000 events",
-                  fmt::format("{:.3f} s", *d2.relay / static_cast<double>(n) * 1e4));
-          if (d2.postgres)
-            s.add("postgres CPU per 10,000 events",
-                  fmt::format("{:.3f} s", *d2.postgres / static_cast<double>(n) * 1e4));
+          add_cpu_per_10k_rows(s, d2, n);
         });
   }
 
@@ -1314,9 +1312,7 @@ class Bench {
       s.add("LATENCY commit -> receipt", fmt_pct(percentiles(std::move(lat))));
       const CpuDelta d = c1 - c0;
       add_cpu_rows(s, d);
-      if (d.relay)
-        s.add("relay CPU per 10,000 events",
-              fmt::format("{:.3f} s", *d.relay / static_cast<double>(total) * 1e4));
+      add_cpu_per_10k_rows(s, d, total);
     });
   }
 
