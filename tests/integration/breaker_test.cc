@@ -64,7 +64,7 @@ TEST_CASE("a consumer down for a while then back: zero dead letters, only probes
 
   // Stay down for several open periods (each ends in one probe).
   const auto down_since = std::chrono::steady_clock::now();
-  REQUIRE(wait_until([&] { return requests_while_down.load() >= 3 + 4 + 4; }, 30s));
+  REQUIRE(wait_until([&] { return requests_while_down.load() >= 3 + 4 + 4; }, 60s));
   down = false;
   const auto down_for = std::chrono::steady_clock::now() - down_since;
 
@@ -99,7 +99,7 @@ TEST_CASE("one subscription down does not stop another, and gets everything afte
   CHECK(a.successful_ids().empty());
   a_down = false;
   REQUIRE(wait_until([&] { return as_set(a.successful_ids()) == ids; }, 60s));
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 60s));
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(b.count() == ids.size());  // b never got a duplicate because of a
 }
@@ -144,7 +144,7 @@ TEST_CASE("Retry-After on 429 spaces the retry at least that long, capped by max
                         .max_backoff = "1500ms"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 30s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
   const auto r = consumer.requests();
   REQUIRE(r.size() == 3);
   CHECK(r[1].received_at - r[0].received_at >= 1s);  // honoured Retry-After: 1
@@ -163,7 +163,7 @@ TEST_CASE("rate_limit spaces requests to a subscription", "[integration][breaker
                         .extra = "    rate_limit: { events_per_second: 20, burst: 1 }\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   publish(db, "t", 21);
-  REQUIRE(wait_until([&] { return consumer.count() == 21; }, 30s));
+  REQUIRE(wait_until([&] { return consumer.count() == 21; }, 60s));
   const auto r = consumer.requests();
   // 21 requests at 20/s with a burst of 1: the first is free, the other 20 take >= 1s in all.
   CHECK(r.back().received_at - r.front().received_at >= 950ms);
@@ -188,7 +188,7 @@ TEST_CASE(
 
   OpsProbe ops(ops_port);
   auto get = [&](const char* path) { return ops.get(path); };
-  REQUIRE(wait_until([&] { return get("/readyz").first == 200; }, 30s));
+  REQUIRE(wait_until([&] { return get("/readyz").first == 200; }, 60s));
   CHECK(get("/healthz").first == 200);
 
   publish(db, "order.paid", 5);
@@ -198,13 +198,13 @@ TEST_CASE(
     auto doc = nlohmann::json::parse(body);
     return doc["subscriptions"][0]["breaker"]["state"].get<std::string>();
   };
-  REQUIRE(wait_until([&] { return breaker_state() == "open"; }, 30s));
+  REQUIRE(wait_until([&] { return breaker_state() == "open"; }, 60s));
   auto doc = nlohmann::json::parse(get("/status").second);
   CHECK(doc["subscriptions"][0]["name"] == "billing");
   CHECK(doc["subscriptions"][0]["breaker"]["trips"].get<int>() >= 1);
   down = false;
   REQUIRE(wait_until([&] { return breaker_state() == "closed" && db.count("relay.delivery") == 0; },
-                     30s));
+                     60s));
   CHECK(db.count("relay.dead_letter") == 0);
 }
 
@@ -236,7 +236,7 @@ TEST_CASE("max_in_flight bounds the concurrent requests to a subscription",
     release = true;
   }
   cv.notify_all();
-  REQUIRE(wait_until([&] { return as_set(consumer.successful_ids()) == ids; }, 30s));
+  REQUIRE(wait_until([&] { return as_set(consumer.successful_ids()) == ids; }, 60s));
   std::lock_guard lock(mu);
   CHECK(max_seen == 3);
 }

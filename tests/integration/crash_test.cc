@@ -47,7 +47,7 @@ TEST_CASE(
 
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return consumer.count() >= 2'000; }, 60s));
+    REQUIRE(wait_until([&] { return consumer.count() >= 2'000; }, 120s));
     relay.kill9();
   }
   const size_t before_restart = consumer.count();
@@ -55,7 +55,7 @@ TEST_CASE(
   CHECK(before_restart < 10'000);  // the kill really was mid-run
 
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return all_done(db); }, 120s));
+  REQUIRE(wait_until([&] { return all_done(db); }, 240s));
 
   const auto received = consumer.received_ids();
   const std::set<std::string> distinct(received.begin(), received.end());
@@ -102,7 +102,7 @@ TEST_CASE("SIGTERM during slow deliveries exits 0 within shutdown_timeout and lo
   std::optional<int> exit_code;
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return consumer.count() >= 4; }, 30s));
+    REQUIRE(wait_until([&] { return consumer.count() >= 4; }, 60s));
     relay.signal(SIGTERM);
     exit_code = relay.wait_exit(3s + 2s);  // shutdown_timeout plus scheduling slack
     if (!exit_code) release_all();
@@ -136,7 +136,7 @@ TEST_CASE("two relays on one outbox never deliver the same event twice while bot
   RelayProcess b(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
   const auto ids = publish_many(db, 10'000, 100);
-  REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= ids.size(); }, 120s));
+  REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= ids.size(); }, 240s));
   const auto received = consumer.received_ids();
   CHECK(received.size() == ids.size());
   CHECK(std::set<std::string>(received.begin(), received.end()) == ids);
@@ -163,7 +163,7 @@ TEST_CASE(
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE attempts >= 3") == 1; }, 30s));
+    REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE attempts >= 3") == 1; }, 60s));
     relay.signal(SIGTERM);
     REQUIRE(relay.wait_exit(20s) == 0);
   }
@@ -172,8 +172,8 @@ TEST_CASE(
 
   healthy = true;
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 30s));
-  REQUIRE(wait_until([&] { return all_done(db); }, 10s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
+  REQUIRE(wait_until([&] { return all_done(db); }, 60s));
   const auto last = consumer.requests().back();
   CHECK(last.headers.at("idempotency-key") == id);
   CHECK(last.headers.at("relay-attempt") == std::to_string(attempts + 1));

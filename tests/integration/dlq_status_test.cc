@@ -244,7 +244,7 @@ TEST_CASE(
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.exec("SELECT relay.publish('order.paid', 'k' || i, '{}'::jsonb) FROM generate_series(1, 5) i");
   REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE subscription = 'flaky'") == 5; },
-                     30s));
+                     60s));
 
   std::string out;
   REQUIRE(RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"},
@@ -295,7 +295,7 @@ subscriptions:
         sub = doc.at("subscriptions").at(0);
         return sub.at("breaker").is_object() && sub.at("breaker").at("state") == "open";
       },
-      30s);
+      60s);
   INFO(sub.dump() << "\n" << relay.log());
   REQUIRE(open);
   CHECK(sub.at("name") == "payments");

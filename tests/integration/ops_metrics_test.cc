@@ -63,7 +63,7 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
     auto v = value(series);
     return v && *v == want;
   };
-  REQUIRE(wait_until([&] { return equals("relay_ready", 1); }, 30s));
+  REQUIRE(wait_until([&] { return equals("relay_ready", 1); }, 60s));
 
   // Series exist at 0 before anything happened (increase() sees the first event).
   scrape();
@@ -89,12 +89,12 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
 
   REQUIRE(wait_until(
       [&] { return equals(R"(relay_deliveries_total{outcome="delivered",subscription="s"})", 8); },
-      30s));
+      60s));
   REQUIRE(wait_until(
       [&] {
         return equals(R"(relay_deliveries_total{outcome="dead_lettered",subscription="s"})", 2);
       },
-      30s));
+      60s));
   scrape();
   INFO(last);
   CHECK(sample(last, R"(relay_deliveries_total{outcome="retry_scheduled",subscription="s"})") ==
@@ -115,14 +115,14 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
   CHECK(sample(last, R"(relay_breaker_state{subscription="s"})") == 0.0);
 
   // Database gauges come from a query every ~5 s.
-  REQUIRE(wait_until([&] { return equals(R"(relay_dead_letters{subscription="s"})", 2); }, 20s));
+  REQUIRE(wait_until([&] { return equals(R"(relay_dead_letters{subscription="s"})", 2); }, 60s));
   REQUIRE(wait_until([&] { return equals(R"(relay_outbox_backlog_events{topic="t.later"})", 1); },
-                     20s));
+                     60s));
   CHECK(sample(last, R"(relay_outbox_oldest_pending_age_seconds{topic="t.later"})") == 0.0);
 
   // A consumer that only answers 503 opens b's breaker after two failures.
   db.exec("SELECT relay.publish('b.x', 'b' || i, '{}'::jsonb) FROM generate_series(1, 3) i");
-  REQUIRE(wait_until([&] { return equals(R"(relay_breaker_state{subscription="b"})", 1); }, 30s));
+  REQUIRE(wait_until([&] { return equals(R"(relay_breaker_state{subscription="b"})", 1); }, 60s));
   scrape();
   INFO(last);
   CHECK(sample(last, R"(relay_breaker_transitions_total{subscription="b",to="open"})") == 1.0);
@@ -154,7 +154,7 @@ TEST_CASE("/metrics bounds the topic label: 100 topics, the rest summed under _o
   auto scrape = [&] { return last = ops.metrics(); };
   REQUIRE(wait_until(
       [&] { return sample(scrape(), R"(relay_outbox_backlog_events{topic="_other"})") == 11.0; },
-      30s));
+      60s));
   INFO(last);
   CHECK(sample(last, R"(relay_outbox_backlog_events{topic="big"})") == 3.0);
   std::istringstream in(last);
