@@ -48,14 +48,16 @@ TEST_CASE(
 TEST_CASE("cancel withdraws a part waiting in relay.delivery for its retry",
           "[integration][abort]") {
   auto db = TestDatabase::create();
-  FakeConsumer consumer{Reply{503}};
+  // The backoff has full jitter (a delay in [0, 30s] could be a few ms, and a second attempt would
+  // come before the cancel): Retry-After, capped by max_backoff, makes the wait exactly an hour.
+  FakeConsumer consumer{Reply{.status = 503, .headers = {{"Retry-After", "3600"}}}};
   TestRelayConfig cfg;
   cfg.subscriptions = {{.name = "s",
                         .topics = {"*"},
                         .endpoint = consumer.url(),
                         .max_attempts = 100,
                         .initial_backoff = "30s",
-                        .max_backoff = "30s"}};
+                        .max_backoff = "1h"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
   REQUIRE(
