@@ -102,14 +102,23 @@ TEST_CASE(
   const auto ids = publish_distinct_keys(db, kEvents);
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    // Claimed, so handed to the lane, which lingers for 95 more events.
+    // Claimed, so handed to the lane, which lingers for 95 more events. (The claims stay for the
+    // whole 10 s linger: a state that lasts, not one the re-check could miss.)
     REQUIRE(wait_until(
         [&] { return db.count("relay.outbox WHERE lease_owner IS NOT NULL") == kEvents; }, 60s));
+    const auto signalled = std::chrono::steady_clock::now();
     relay.signal(SIGTERM);
-    // A lane that sleeps out its linger would keep relay up for ~10 s after the claim.
-    const auto code = relay.wait_exit(kLinger / 2);
+    const auto code = relay.wait_exit(60s);
+    const auto took = std::chrono::steady_clock::now() - signalled;
     INFO(relay.log());
     REQUIRE(code == 0);
+    // A lane that slept out its linger would keep relay up until kLinger after it got the events,
+    // so nearly kLinger after this SIGTERM (sent as soon as the claim showed). Waking the lane ends
+    // it at once; the 2 s below kLinger are for the observation lag, and leave a slow machine 8 s
+    // to shut down (a fixed kLinger / 2 made relay's shutdown speed race the test's deadline).
+    INFO("relay exited " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                         << " ms after SIGTERM");
+    CHECK(took < kLinger - 2s);
   }
   CHECK(consumer.count() == 0);
   CHECK(db.count("relay.dead_letter") == 0);
