@@ -198,6 +198,9 @@ TEST_CASE(
     auto doc = nlohmann::json::parse(body);
     return doc["subscriptions"][0]["breaker"]["state"].get<std::string>();
   };
+  // "open" is not a passing state here: the consumer stays down until the test says so, and every
+  // failed probe re-opens the breaker for another 300 ms (a half-open probe lasts one request), so
+  // the re-check keeps getting chances until the deadline.
   REQUIRE(wait_until([&] { return breaker_state() == "open"; }, 60s));
   auto doc = nlohmann::json::parse(get("/status").second);
   CHECK(doc["subscriptions"][0]["name"] == "billing");
@@ -220,19 +223,25 @@ TEST_CASE("max_in_flight bounds the concurrent requests to a subscription",
     std::unique_lock lock(mu);
     max_seen = std::max(max_seen, ++now_in_flight);
     cv.notify_all();
-    // Hold each request until the test has seen the lanes fill up.
-    cv.wait_for(lock, 20s, [&] { return release; });
+    // Hold each request until the test has seen the lanes fill up (the cap only ends a failed run).
+    cv.wait_for(lock, 60s, [&] { return release; });
     --now_in_flight;
     return Reply{200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {
-      {.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_in_flight = 3}};
+  // A request timeout longer than the handler's hold: with the default 5 s, lanes that filled up
+  // slowly would give up on a held request and send another while the consumer still held the
+  // first, and the consumer would count 4 in flight although relay never had more than 3.
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .timeout = "120s",
+                        .max_in_flight = 3}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const auto ids = publish(db, "t", 30);  // 10 keys: enough to fill every lane
   {
     std::unique_lock lock(mu);
-    REQUIRE(cv.wait_for(lock, 30s, [&] { return now_in_flight == 3; }));
+    REQUIRE(cv.wait_for(lock, 50s, [&] { return now_in_flight == 3; }));
     release = true;
   }
   cv.notify_all();
