@@ -39,7 +39,18 @@ TEST_CASE(
     "SIGKILL in the middle of a 10,000-event run loses nothing and duplicates only delivered ids",
     "[integration][crash]") {
   auto db = TestDatabase::create();
-  FakeConsumer consumer;
+  // Requests after the first 2,000 are held until relay is dead, so the kill lands mid-run however
+  // fast relay is and however late the test thread runs (they get their 200 after the kill).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool killed = false;
+  FakeConsumer consumer{[&](const ReceivedRequest& r) {
+    if (r.sequence >= 2'000) {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, 60s, [&] { return killed; });
+    }
+    return Reply{200};
+  }};
   TestRelayConfig cfg;
   cfg.lease = "2s";  // the killed relay's claims come back after this
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
@@ -50,6 +61,11 @@ TEST_CASE(
     REQUIRE(wait_until([&] { return consumer.count() >= 2'000; }, 120s));
     relay.kill9();
   }
+  {
+    std::lock_guard lock(mu);
+    killed = true;
+  }
+  cv.notify_all();
   const size_t before_restart = consumer.count();
   INFO("received before the kill: " << before_restart);
   CHECK(before_restart < 10'000);  // the kill really was mid-run
@@ -104,7 +120,9 @@ TEST_CASE("SIGTERM during slow deliveries exits 0 within shutdown_timeout and lo
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
     REQUIRE(wait_until([&] { return consumer.count() >= 4; }, 60s));
     relay.signal(SIGTERM);
-    exit_code = relay.wait_exit(3s + 2s);  // shutdown_timeout plus scheduling slack
+    // shutdown_timeout (3 s) plus slack for a loaded machine. A relay that ignored it would wait
+    // out the held requests (30 s request timeout), so any bound well below 30 s still tells.
+    exit_code = relay.wait_exit(20s);
     if (!exit_code) release_all();
   }
   release_all();
@@ -131,6 +149,9 @@ TEST_CASE("two relays on one outbox never deliver the same event twice while bot
   FakeConsumer consumer;
   TestRelayConfig cfg;
   cfg.batch_size = 50;
+  // Leases are renewed every lease / 3; a long lease keeps a relay that a loaded machine stalls
+  // for seconds "healthy", so its claims cannot expire into the other relay's hands.
+  cfg.lease = "60s";
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess a(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   RelayProcess b(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
