@@ -127,8 +127,13 @@ TEST_CASE(
     "statement_timeout, storing nothing",
     "[integration][inbox]") {
   auto db = TestDatabase::create();
+  // The first insert waits on the lock until statement_timeout; the test has to see it waiting and
+  // make its second insert (acquire_timeout) inside that window. 1 s raced a loaded machine; 5 s is
+  // the store's default.
+  constexpr auto kStatementTimeout = 5000ms;
   relay::store::InboxStore store(
-      db.url(), {.max_connections = 1, .acquire_timeout = 200ms, .statement_timeout = 1000ms});
+      db.url(),
+      {.max_connections = 1, .acquire_timeout = 200ms, .statement_timeout = kStatementTimeout});
   relay::store::InboxEvent event{.source = "s", .event_id = "blocked", .payload = "x"};
   event.content_type = "application/json";
 
@@ -145,7 +150,7 @@ TEST_CASE(
                    "pg_stat_activity WHERE datname = current_database() AND "
                    "wait_event_type = 'Lock'") == 1;
       },
-      5s));
+      kStatementTimeout));  // the lock wait cannot outlast it
   // While the first insert waits, a second one finds no free connection.
   relay::store::InboxEvent second_event = event;
   second_event.event_id = "second";
