@@ -90,9 +90,14 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
   REQUIRE(wait_until(
       [&] { return equals(R"(relay_deliveries_total{outcome="delivered",subscription="s"})", 8); },
       60s));
+  // relay bumps relay_dead_letters_created_total just after the dead_lettered outcome: wait for
+  // both in one scrape, so the checks below cannot fall between the two increments.
+  const std::string created =
+      R"(relay_dead_letters_created_total{reason="non_retryable_status",subscription="s"})";
   REQUIRE(wait_until(
       [&] {
-        return equals(R"(relay_deliveries_total{outcome="dead_lettered",subscription="s"})", 2);
+        return equals(R"(relay_deliveries_total{outcome="dead_lettered",subscription="s"})", 2) &&
+               sample(last, created) == 2.0;
       },
       60s));
   scrape();
@@ -122,7 +127,14 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
 
   // A consumer that only answers 503 opens b's breaker after two failures.
   db.exec("SELECT relay.publish('b.x', 'b' || i, '{}'::jsonb) FROM generate_series(1, 3) i");
-  REQUIRE(wait_until([&] { return equals(R"(relay_breaker_state{subscription="b"})", 1); }, 60s));
+  // The state gauge is set just before the transition counter: wait for both in one scrape.
+  REQUIRE(wait_until(
+      [&] {
+        return equals(R"(relay_breaker_state{subscription="b"})", 1) &&
+               sample(last, R"(relay_breaker_transitions_total{subscription="b",to="open"})") >=
+                   1.0;
+      },
+      60s));
   scrape();
   INFO(last);
   CHECK(sample(last, R"(relay_breaker_transitions_total{subscription="b",to="open"})") == 1.0);
