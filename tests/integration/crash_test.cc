@@ -164,8 +164,8 @@ TEST_CASE("two relays on one outbox never deliver the same event twice while bot
 
   a.signal(SIGTERM);
   b.signal(SIGTERM);
-  CHECK(a.wait_exit(20s) == 0);
-  CHECK(b.wait_exit(20s) == 0);
+  CHECK(a.wait_exit(60s) == 0);
+  CHECK(b.wait_exit(60s) == 0);
 }
 
 TEST_CASE(
@@ -186,7 +186,7 @@ TEST_CASE(
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
     REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE attempts >= 3") == 1; }, 60s));
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(20s) == 0);
+    REQUIRE(relay.wait_exit(60s) == 0);
   }
   const int attempts = std::stoi(db.value("SELECT attempts FROM relay.delivery"));
   CHECK(consumer.count() == static_cast<size_t>(attempts));

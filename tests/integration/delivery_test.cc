@@ -99,7 +99,7 @@ TEST_CASE(
   CHECK(db.count("relay.dead_letter") == 0);
 
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE(

@@ -172,7 +172,7 @@ TEST_CASE(
   CHECK(db.count("relay.dead_letter") == 2);
 
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE("dlq replay --all replays what the filters select, once, while a relay is running",

@@ -257,7 +257,7 @@ TEST_CASE(
   CHECK(j.at("subscriptions")[0].at("retries_pending") == 5);
   CHECK(j.at("subscriptions")[0].at("dead_letters") == 0);
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE("dlq/status: relay status shows the open breaker of a real relay whose consumer is down",
@@ -310,7 +310,7 @@ subscriptions:
   CHECK(table.find(fmt::format("ops listener: http://127.0.0.1:{} (relay ", ops_port)) !=
         std::string::npos);
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE("dlq/status: relay status reports an unreachable database with exit 1 and no password",

@@ -130,7 +130,7 @@ TEST_CASE("cloudevents-json and protobuf subscriptions send envelopes that indep
   REQUIRE(wait_until([&] { return ce_consumer.count() == 2 && pb_consumer.count() == 2; }, 60s));
   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
   relay.signal(SIGTERM);
-  REQUIRE(relay.wait_exit(20s) == 0);
+  REQUIRE(relay.wait_exit(60s) == 0);
   CHECK(db.count("relay.dead_letter") == 0);
 
   // Every request: the body is signed under the event id; app headers stay HTTP headers.

@@ -63,5 +63,5 @@ TEST_CASE("serial: inbox answers 503 with Retry-After while PostgreSQL is down a
   CHECK(stored == acknowledged);
   INFO(relay.log());
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }

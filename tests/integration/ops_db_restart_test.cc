@@ -106,5 +106,5 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
   CHECK(metrics.find("relay_ready 1") != std::string::npos);
   INFO(relay.log());
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }

@@ -404,7 +404,7 @@ TEST_CASE("relay delivers every event exactly once to an https consumer verified
   CHECK(db.count("relay.delivery") == 0);
   CHECK(db.count("relay.dead_letter") == 0);
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE(
@@ -456,7 +456,7 @@ TEST_CASE(
               R"(relay_delivery_tls_errors_total{cause="tls_handshake",subscription="secure"})") ==
           0);
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(20s) == 0);
+    REQUIRE(relay.wait_exit(60s) == 0);
   }
 
   // The operator fixes tls.ca_file and restarts: everything goes out, once.
@@ -498,7 +498,7 @@ TEST_CASE("relay keeps events for an mTLS consumer until it is given a client ce
     CHECK(consumer.count() == 0);
     CHECK(db.count("relay.dead_letter") == 0);
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(20s) == 0);
+    REQUIRE(relay.wait_exit(60s) == 0);
   }
 
   cfg.subscriptions[0].extra =
