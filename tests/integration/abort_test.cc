@@ -33,13 +33,13 @@ TEST_CASE(
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   REQUIRE(
-      wait_until([&] { return consumer.successful_ids() == std::vector<std::string>{keep}; }, 30s));
+      wait_until([&] { return consumer.successful_ids() == std::vector<std::string>{keep}; }, 60s));
 
   CHECK(db.value("SELECT relay.cancel('" + one + "')") == "1");
   CHECK(db.value("SELECT relay.cancel('" + one + "')") == "0");  // already withdrawn
   CHECK(db.value("SELECT relay.cancel_key('order.paid', 'o-2')") == "3");
   // The consumer answers before relay records the outcome: wait for the delete to commit.
-  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
   CHECK(db.count("relay.dead_letter WHERE reason = 'cancelled' AND subscription = '*'") == 4);
   CHECK(db.value("SELECT key FROM relay.dead_letter WHERE event_id = '" + one + "'") == "o-1");
   CHECK(consumer.count() == 1);
@@ -48,18 +48,20 @@ TEST_CASE(
 TEST_CASE("cancel withdraws a part waiting in relay.delivery for its retry",
           "[integration][abort]") {
   auto db = TestDatabase::create();
-  FakeConsumer consumer{Reply{503}};
+  // The backoff has full jitter (a delay in [0, 30s] could be a few ms, and a second attempt would
+  // come before the cancel): Retry-After, capped by max_backoff, makes the wait exactly an hour.
+  FakeConsumer consumer{Reply{.status = 503, .headers = {{"Retry-After", "3600"}}}};
   TestRelayConfig cfg;
   cfg.subscriptions = {{.name = "s",
                         .topics = {"*"},
                         .endpoint = consumer.url(),
                         .max_attempts = 100,
                         .initial_backoff = "30s",
-                        .max_backoff = "30s"}};
+                        .max_backoff = "1h"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
   REQUIRE(
-      wait_until([&] { return db.count("relay.delivery WHERE lease_owner IS NULL") == 1; }, 30s));
+      wait_until([&] { return db.count("relay.delivery WHERE lease_owner IS NULL") == 1; }, 60s));
   CHECK(db.value("SELECT relay.cancel('" + id + "')") == "1");
   CHECK(db.count("relay.delivery") == 0);
   CHECK(
@@ -85,7 +87,7 @@ TEST_CASE("an event failing for longer than retry.max_age is dead-lettered as re
   yaml.replace(yaml.find(from), from.size(), "max_backoff: 100ms, max_age: 1s }");
   RelayProcess relay(yaml, {}, {{"DATABASE_URL", db.url()}});
   db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 60s));
   CHECK(db.value("SELECT reason FROM relay.dead_letter") == "retries_exhausted");
   CHECK(std::stoi(db.value("SELECT attempts FROM relay.dead_letter")) < 1000);
 }
@@ -112,11 +114,11 @@ TEST_CASE("with ordering: none a failing event does not hold back later events o
   for (int n = 0; n < 4; ++n) {
     db.value(fmt::format("SELECT relay.publish('t', 'same-key', '{{\"n\":{}}}'::jsonb)::text", n));
   }
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 3; }, 30s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 3; }, 60s));
   let_first = true;
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 4; }, 30s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 4; }, 60s));
   REQUIRE(wait_until(
-      [&] { return db.count("relay.delivery") == 0 && db.count("relay.outbox") == 0; }, 30s));
+      [&] { return db.count("relay.delivery") == 0 && db.count("relay.outbox") == 0; }, 60s));
 }
 
 TEST_CASE("fan-out: one failing subscription dead-letters only its own part",
@@ -130,7 +132,7 @@ TEST_CASE("fan-out: one failing subscription dead-letters only its own part",
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
   REQUIRE(wait_until(
-      [&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 30s));
+      [&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 60s));
   CHECK(db.value(
             "SELECT subscription || ' ' || reason || ' ' || last_status FROM relay.dead_letter") ==
         "strict non_retryable_status 422");

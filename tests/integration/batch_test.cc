@@ -153,7 +153,7 @@ TEST_CASE("a failed batch is retried whole: the same events in the same order, d
                         .max_in_flight = 1,
                         .extra = batch_keys("cloudevents-json", 100, 1 << 20, "300ms")}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return drained(db); }, 30s));
+  REQUIRE(wait_until([&] { return drained(db); }, 60s));
 
   const auto requests = consumer.requests();
   REQUIRE(requests.size() == 2);
@@ -181,7 +181,7 @@ TEST_CASE("a 400 answer to a batch dead-letters every event of it, one row each"
                         .max_in_flight = 1,
                         .extra = batch_keys("protobuf", 100, 1 << 20, "300ms")}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 9 && drained(db); }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 9 && drained(db); }, 60s));
 
   const auto rows = db.rows(
       "SELECT event_id::text, subscription, reason, attempts::text, last_status::text "
@@ -223,7 +223,7 @@ TEST_CASE("no batch request passes max_events, nor max_bytes with more than one 
                         .max_in_flight = 1,
                         .extra = batch_keys("cloudevents-json", kMax, kMaxBytes, "100ms")}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return drained(db); }, 30s));
+  REQUIRE(wait_until([&] { return drained(db); }, 60s));
 
   std::set<std::string> seen;
   bool hit_max_events = false;
@@ -270,7 +270,7 @@ TEST_CASE("expired and too-large events are dead-lettered alone; the rest of the
                         .max_in_flight = 1,
                         .extra = batch_keys("cloudevents-json", 100, 1 << 20, "300ms")}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 2 && drained(db); }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 2 && drained(db); }, 60s));
 
   CHECK(db.value("SELECT reason FROM relay.dead_letter WHERE event_id = '" + expired + "'") ==
         "expired");

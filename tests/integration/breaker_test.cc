@@ -64,7 +64,7 @@ TEST_CASE("a consumer down for a while then back: zero dead letters, only probes
 
   // Stay down for several open periods (each ends in one probe).
   const auto down_since = std::chrono::steady_clock::now();
-  REQUIRE(wait_until([&] { return requests_while_down.load() >= 3 + 4 + 4; }, 30s));
+  REQUIRE(wait_until([&] { return requests_while_down.load() >= 3 + 4 + 4; }, 60s));
   down = false;
   const auto down_for = std::chrono::steady_clock::now() - down_since;
 
@@ -99,7 +99,7 @@ TEST_CASE("one subscription down does not stop another, and gets everything afte
   CHECK(a.successful_ids().empty());
   a_down = false;
   REQUIRE(wait_until([&] { return as_set(a.successful_ids()) == ids; }, 60s));
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 60s));
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(b.count() == ids.size());  // b never got a duplicate because of a
 }
@@ -144,7 +144,7 @@ TEST_CASE("Retry-After on 429 spaces the retry at least that long, capped by max
                         .max_backoff = "1500ms"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 30s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
   const auto r = consumer.requests();
   REQUIRE(r.size() == 3);
   CHECK(r[1].received_at - r[0].received_at >= 1s);  // honoured Retry-After: 1
@@ -163,7 +163,7 @@ TEST_CASE("rate_limit spaces requests to a subscription", "[integration][breaker
                         .extra = "    rate_limit: { events_per_second: 20, burst: 1 }\n"}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   publish(db, "t", 21);
-  REQUIRE(wait_until([&] { return consumer.count() == 21; }, 30s));
+  REQUIRE(wait_until([&] { return consumer.count() == 21; }, 60s));
   const auto r = consumer.requests();
   // 21 requests at 20/s with a burst of 1: the first is free, the other 20 take >= 1s in all.
   CHECK(r.back().received_at - r.front().received_at >= 950ms);
@@ -188,7 +188,7 @@ TEST_CASE(
 
   OpsProbe ops(ops_port);
   auto get = [&](const char* path) { return ops.get(path); };
-  REQUIRE(wait_until([&] { return get("/readyz").first == 200; }, 30s));
+  REQUIRE(wait_until([&] { return get("/readyz").first == 200; }, 60s));
   CHECK(get("/healthz").first == 200);
 
   publish(db, "order.paid", 5);
@@ -198,13 +198,16 @@ TEST_CASE(
     auto doc = nlohmann::json::parse(body);
     return doc["subscriptions"][0]["breaker"]["state"].get<std::string>();
   };
-  REQUIRE(wait_until([&] { return breaker_state() == "open"; }, 30s));
+  // "open" is not a passing state here: the consumer stays down until the test says so, and every
+  // failed probe re-opens the breaker for another 300 ms (a half-open probe lasts one request), so
+  // the re-check keeps getting chances until the deadline.
+  REQUIRE(wait_until([&] { return breaker_state() == "open"; }, 60s));
   auto doc = nlohmann::json::parse(get("/status").second);
   CHECK(doc["subscriptions"][0]["name"] == "billing");
   CHECK(doc["subscriptions"][0]["breaker"]["trips"].get<int>() >= 1);
   down = false;
   REQUIRE(wait_until([&] { return breaker_state() == "closed" && db.count("relay.delivery") == 0; },
-                     30s));
+                     60s));
   CHECK(db.count("relay.dead_letter") == 0);
 }
 
@@ -220,23 +223,29 @@ TEST_CASE("max_in_flight bounds the concurrent requests to a subscription",
     std::unique_lock lock(mu);
     max_seen = std::max(max_seen, ++now_in_flight);
     cv.notify_all();
-    // Hold each request until the test has seen the lanes fill up.
-    cv.wait_for(lock, 20s, [&] { return release; });
+    // Hold each request until the test has seen the lanes fill up (the cap only ends a failed run).
+    cv.wait_for(lock, 60s, [&] { return release; });
     --now_in_flight;
     return Reply{200};
   }};
   TestRelayConfig cfg;
-  cfg.subscriptions = {
-      {.name = "s", .topics = {"*"}, .endpoint = consumer.url(), .max_in_flight = 3}};
+  // A request timeout longer than the handler's hold: with the default 5 s, lanes that filled up
+  // slowly would give up on a held request and send another while the consumer still held the
+  // first, and the consumer would count 4 in flight although relay never had more than 3.
+  cfg.subscriptions = {{.name = "s",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .timeout = "120s",
+                        .max_in_flight = 3}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const auto ids = publish(db, "t", 30);  // 10 keys: enough to fill every lane
   {
     std::unique_lock lock(mu);
-    REQUIRE(cv.wait_for(lock, 30s, [&] { return now_in_flight == 3; }));
+    REQUIRE(cv.wait_for(lock, 50s, [&] { return now_in_flight == 3; }));
     release = true;
   }
   cv.notify_all();
-  REQUIRE(wait_until([&] { return as_set(consumer.successful_ids()) == ids; }, 30s));
+  REQUIRE(wait_until([&] { return as_set(consumer.successful_ids()) == ids; }, 60s));
   std::lock_guard lock(mu);
   CHECK(max_seen == 3);
 }

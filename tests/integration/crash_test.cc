@@ -39,7 +39,18 @@ TEST_CASE(
     "SIGKILL in the middle of a 10,000-event run loses nothing and duplicates only delivered ids",
     "[integration][crash]") {
   auto db = TestDatabase::create();
-  FakeConsumer consumer;
+  // Requests after the first 2,000 are held until relay is dead, so the kill lands mid-run however
+  // fast relay is and however late the test thread runs (they get their 200 after the kill).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool killed = false;
+  FakeConsumer consumer{[&](const ReceivedRequest& r) {
+    if (r.sequence >= 2'000) {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, 60s, [&] { return killed; });
+    }
+    return Reply{200};
+  }};
   TestRelayConfig cfg;
   cfg.lease = "2s";  // the killed relay's claims come back after this
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
@@ -47,15 +58,20 @@ TEST_CASE(
 
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return consumer.count() >= 2'000; }, 60s));
+    REQUIRE(wait_until([&] { return consumer.count() >= 2'000; }, 120s));
     relay.kill9();
   }
+  {
+    std::lock_guard lock(mu);
+    killed = true;
+  }
+  cv.notify_all();
   const size_t before_restart = consumer.count();
   INFO("received before the kill: " << before_restart);
   CHECK(before_restart < 10'000);  // the kill really was mid-run
 
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return all_done(db); }, 120s));
+  REQUIRE(wait_until([&] { return all_done(db); }, 240s));
 
   const auto received = consumer.received_ids();
   const std::set<std::string> distinct(received.begin(), received.end());
@@ -102,9 +118,11 @@ TEST_CASE("SIGTERM during slow deliveries exits 0 within shutdown_timeout and lo
   std::optional<int> exit_code;
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return consumer.count() >= 4; }, 30s));
+    REQUIRE(wait_until([&] { return consumer.count() >= 4; }, 60s));
     relay.signal(SIGTERM);
-    exit_code = relay.wait_exit(3s + 2s);  // shutdown_timeout plus scheduling slack
+    // shutdown_timeout (3 s) plus slack for a loaded machine. A relay that ignored it would wait
+    // out the held requests (30 s request timeout), so any bound well below 30 s still tells.
+    exit_code = relay.wait_exit(20s);
     if (!exit_code) release_all();
   }
   release_all();
@@ -131,20 +149,23 @@ TEST_CASE("two relays on one outbox never deliver the same event twice while bot
   FakeConsumer consumer;
   TestRelayConfig cfg;
   cfg.batch_size = 50;
+  // Leases are renewed every lease / 3; a long lease keeps a relay that a loaded machine stalls
+  // for seconds "healthy", so its claims cannot expire into the other relay's hands.
+  cfg.lease = "60s";
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess a(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   RelayProcess b(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
 
   const auto ids = publish_many(db, 10'000, 100);
-  REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= ids.size(); }, 120s));
+  REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= ids.size(); }, 240s));
   const auto received = consumer.received_ids();
   CHECK(received.size() == ids.size());
   CHECK(std::set<std::string>(received.begin(), received.end()) == ids);
 
   a.signal(SIGTERM);
   b.signal(SIGTERM);
-  CHECK(a.wait_exit(20s) == 0);
-  CHECK(b.wait_exit(20s) == 0);
+  CHECK(a.wait_exit(60s) == 0);
+  CHECK(b.wait_exit(60s) == 0);
 }
 
 TEST_CASE(
@@ -163,17 +184,17 @@ TEST_CASE(
   const std::string id = db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE attempts >= 3") == 1; }, 30s));
+    REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE attempts >= 3") == 1; }, 60s));
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(20s) == 0);
+    REQUIRE(relay.wait_exit(60s) == 0);
   }
   const int attempts = std::stoi(db.value("SELECT attempts FROM relay.delivery"));
   CHECK(consumer.count() == static_cast<size_t>(attempts));
 
   healthy = true;
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 30s));
-  REQUIRE(wait_until([&] { return all_done(db); }, 10s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
+  REQUIRE(wait_until([&] { return all_done(db); }, 60s));
   const auto last = consumer.requests().back();
   CHECK(last.headers.at("idempotency-key") == id);
   CHECK(last.headers.at("relay-attempt") == std::to_string(attempts + 1));

@@ -127,9 +127,9 @@ RealDeadLetters produce_real_dead_letters(TestDatabase& db) {
       "'application/octet-stream')::text");
   out.other_id =
       db.value("SELECT relay.publish('order.shipped', NULL, '{\"order\": 3}'::jsonb)::text");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 3; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 3; }, 60s));
   relay.signal(SIGTERM);
-  REQUIRE(relay.wait_exit(20s) == 0);
+  REQUIRE(relay.wait_exit(60s) == 0);
   return out;
 }
 

@@ -125,8 +125,8 @@ TEST_CASE(
       db.value("SELECT relay.publish('order.paid', '43', '{\"n\": 2}'::jsonb)::text");
   REQUIRE(wait_until(
       [&] { return db.count("relay.dead_letter") == 2 && audit.successful_ids().size() == 2; },
-      30s));
-  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
+      60s));
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
   const std::string dl1 =
       db.value("SELECT id FROM relay.dead_letter WHERE event_id = '" + e1 + "'");
   const std::string dl2 =
@@ -139,7 +139,7 @@ TEST_CASE(
   INFO(r.output);
   REQUIRE(r.code == 0);
   CHECK(r.output == "replayed " + dl1 + ": event " + e1 + " queued for subscription billing\n");
-  REQUIRE(wait_until([&] { return count_of(billing.successful_ids(), e1) == 1; }, 30s));
+  REQUIRE(wait_until([&] { return count_of(billing.successful_ids(), e1) == 1; }, 60s));
 
   const auto requests = billing.requests();
   const ReceivedRequest& ok = requests.back();
@@ -148,7 +148,7 @@ TEST_CASE(
   CHECK(ok.headers.at("relay-subscription") == "billing");
   CHECK(ok.headers.at("x-tenant") == "acme");
   CHECK(ok.body == "{\"n\": 1}");
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 10s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 60s));
   CHECK(db.count("relay.dead_letter WHERE id = " + dl1 + " AND replayed_at IS NOT NULL") == 1);
 
   // A second replay of the same dead letter enqueues nothing.
@@ -162,8 +162,8 @@ TEST_CASE(
   // Replaying the other one, and seeing it arrive, shows the first was not sent a third time; the
   // audit subscription, which had received both, gets neither again.
   REQUIRE(dlq(db, {"replay", dl2, dl1}).code == 0);
-  REQUIRE(wait_until([&] { return count_of(billing.successful_ids(), e2) == 1; }, 30s));
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 10s));
+  REQUIRE(wait_until([&] { return count_of(billing.successful_ids(), e2) == 1; }, 60s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 60s));
   CHECK(count_of(billing.received_ids(), e1) == 2);  // the 400, then the replay
   CHECK(count_of(billing.successful_ids(), e1) == 1);
   CHECK(count_of(audit.received_ids(), e1) == 1);
@@ -172,7 +172,7 @@ TEST_CASE(
   CHECK(db.count("relay.dead_letter") == 2);
 
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE("dlq replay --all replays what the filters select, once, while a relay is running",
@@ -187,7 +187,7 @@ TEST_CASE("dlq replay --all replays what the filters select, once, while a relay
       "SELECT relay.publish(CASE WHEN i % 2 = 0 THEN 'order.paid' ELSE 'refund.sent' END, 'k' || "
       "i, "
       "jsonb_build_object('i', i)) FROM generate_series(1, 20) i");
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 20; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 20; }, 60s));
   billing.set_handler([](const ReceivedRequest&) { return Reply{200}; });
 
   auto r = dlq(db, {"replay", "--all", "--topic", "order.*", "--yes"});
@@ -195,12 +195,12 @@ TEST_CASE("dlq replay --all replays what the filters select, once, while a relay
   REQUIRE(r.code == 0);
   CHECK(r.output.find("10 unreplayed dead letters match (topic order.*)") != std::string::npos);
   CHECK(r.output.find("replayed 10 dead letters") != std::string::npos);
-  REQUIRE(wait_until([&] { return billing.successful_ids().size() == 10; }, 30s));
+  REQUIRE(wait_until([&] { return billing.successful_ids().size() == 10; }, 60s));
 
   auto twice = dlq(db, {"replay", "--all", "--topic", "order.*", "--yes"});
   CHECK(twice.code == 0);
   CHECK(twice.output == "no unreplayed dead letters match (topic order.*)\n");
-  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 10s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery") == 0; }, 60s));
   CHECK(db.count("relay.dead_letter WHERE replayed_at IS NULL") == 10);
   CHECK(db.count("relay.dead_letter WHERE replayed_at IS NULL AND topic = 'refund.sent'") == 10);
   CHECK(billing.successful_ids().size() == 10);
@@ -227,7 +227,7 @@ TEST_CASE(
   const std::string unrouted =
       db.value("SELECT relay.publish('nobody.listens', NULL, '{}'::jsonb)::text");
   REQUIRE(wait_until(
-      [&] { return db.count("relay.dead_letter WHERE subscription = '(none)'") == 1; }, 30s));
+      [&] { return db.count("relay.dead_letter WHERE subscription = '(none)'") == 1; }, 60s));
   const std::string dl_none =
       db.value("SELECT id FROM relay.dead_letter WHERE subscription = '(none)'");
 
@@ -237,15 +237,15 @@ TEST_CASE(
   CHECK(r.output.find("replayed " + dl + ": event " + cancelled + " queued for the outbox") !=
         std::string::npos);
   // Delivered now (the replay does not keep the delay) to both subscriptions, same id.
-  REQUIRE(wait_until([&] { return count_of(a.successful_ids(), cancelled) == 1; }, 30s));
-  REQUIRE(wait_until([&] { return count_of(b.successful_ids(), cancelled) == 1; }, 30s));
+  REQUIRE(wait_until([&] { return count_of(a.successful_ids(), cancelled) == 1; }, 60s));
+  REQUIRE(wait_until([&] { return count_of(b.successful_ids(), cancelled) == 1; }, 60s));
   // Still nobody wants the unrouted one: it comes back as a new dead letter, same event id.
   REQUIRE(wait_until(
       [&] {
         return db.count("relay.dead_letter WHERE event_id = '" + unrouted +
                         "' AND replayed_at IS NULL") == 1;
       },
-      30s));
+      60s));
   CHECK(db.count("relay.dead_letter WHERE event_id = '" + unrouted + "'") == 2);
 }
 

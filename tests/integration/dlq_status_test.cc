@@ -244,7 +244,7 @@ TEST_CASE(
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   db.exec("SELECT relay.publish('order.paid', 'k' || i, '{}'::jsonb) FROM generate_series(1, 5) i");
   REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE subscription = 'flaky'") == 5; },
-                     30s));
+                     60s));
 
   std::string out;
   REQUIRE(RelayProcess::run_cli({"status", "--config", relay.config_path(), "--output", "json"},
@@ -257,7 +257,7 @@ TEST_CASE(
   CHECK(j.at("subscriptions")[0].at("retries_pending") == 5);
   CHECK(j.at("subscriptions")[0].at("dead_letters") == 0);
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE("dlq/status: relay status shows the open breaker of a real relay whose consumer is down",
@@ -295,7 +295,7 @@ subscriptions:
         sub = doc.at("subscriptions").at(0);
         return sub.at("breaker").is_object() && sub.at("breaker").at("state") == "open";
       },
-      30s);
+      60s);
   INFO(sub.dump() << "\n" << relay.log());
   REQUIRE(open);
   CHECK(sub.at("name") == "payments");
@@ -310,7 +310,7 @@ subscriptions:
   CHECK(table.find(fmt::format("ops listener: http://127.0.0.1:{} (relay ", ops_port)) !=
         std::string::npos);
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE("dlq/status: relay status reports an unreachable database with exit 1 and no password",

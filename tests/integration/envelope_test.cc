@@ -127,10 +127,10 @@ TEST_CASE("cloudevents-json and protobuf subscriptions send envelopes that indep
        .extra = "    format: protobuf\n" + secret},
   };
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return ce_consumer.count() == 2 && pb_consumer.count() == 2; }, 30s));
-  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 30s));
+  REQUIRE(wait_until([&] { return ce_consumer.count() == 2 && pb_consumer.count() == 2; }, 60s));
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
   relay.signal(SIGTERM);
-  REQUIRE(relay.wait_exit(20s) == 0);
+  REQUIRE(relay.wait_exit(60s) == 0);
   CHECK(db.count("relay.dead_letter") == 0);
 
   // Every request: the body is signed under the event id; app headers stay HTTP headers.

@@ -23,7 +23,7 @@ TEST_CASE("inbox intake throughput and latency with keep-alive clients", "[.benc
     const int port = FakeConsumer::unused_port();
     RelayProcess relay(inbox_yaml(port, {{.name = "bench", .secrets = {kSecretA}}}), {},
                        {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 30s));
+    REQUIRE(wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 60s));
 
     const std::string body = R"({"order_id":12345,"amount":"19.99","currency":"EUR"})";
     std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));

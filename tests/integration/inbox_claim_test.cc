@@ -69,7 +69,7 @@ TEST_CASE("an inbox event whose lease expires unacknowledged is claimed again",
   insert_pull_events(db);
   CHECK(claim(db, 1, "200 milliseconds") == Rows{{"e1", "1"}});
   // Lease time is the database's: wait for it to pass, then e1 is the oldest claimable again.
-  REQUIRE(wait_until([&] { return claim(db, 1) == Rows{{"e1", "2"}}; }, 10s));
+  REQUIRE(wait_until([&] { return claim(db, 1) == Rows{{"e1", "2"}}; }, 60s));
   CHECK(db.value("SELECT relay.inbox_ack('pull', ARRAY['e1'])") == "1");
   CHECK(claim(db, 1) == Rows{{"e2", "1"}});
 }
@@ -111,7 +111,7 @@ TEST_CASE("retention deletes finished inbox rows past inbox.retention in batches
   RelayProcess relay(inbox_yaml(port, {{.name = "pull"}}, "  retention: 7d\n",
                                 fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port)),
                      {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return db.count("relay.inbox") == 15; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.inbox") == 15; }, 60s));
   CHECK(db.count("relay.inbox WHERE event_id LIKE 'recent-%'") == 10);
   CHECK(db.count("relay.inbox WHERE event_id LIKE 'pending-%'") == 5);
   OpsProbe ops(ops_port);
@@ -119,7 +119,7 @@ TEST_CASE("retention deletes finished inbox rows past inbox.retention in batches
       [&] {
         return OpsProbe::sample(ops.metrics(), "relay_inbox_retention_deleted_total") == 2503;
       },
-      10s));
+      60s));
 }
 
 TEST_CASE(
@@ -127,8 +127,13 @@ TEST_CASE(
     "statement_timeout, storing nothing",
     "[integration][inbox]") {
   auto db = TestDatabase::create();
+  // The first insert waits on the lock until statement_timeout; the test has to see it waiting and
+  // make its second insert (acquire_timeout) inside that window. 1 s raced a loaded machine; 5 s is
+  // the store's default.
+  constexpr auto kStatementTimeout = 5000ms;
   relay::store::InboxStore store(
-      db.url(), {.max_connections = 1, .acquire_timeout = 200ms, .statement_timeout = 1000ms});
+      db.url(),
+      {.max_connections = 1, .acquire_timeout = 200ms, .statement_timeout = kStatementTimeout});
   relay::store::InboxEvent event{.source = "s", .event_id = "blocked", .payload = "x"};
   event.content_type = "application/json";
 
@@ -145,7 +150,7 @@ TEST_CASE(
                    "pg_stat_activity WHERE datname = current_database() AND "
                    "wait_event_type = 'Lock'") == 1;
       },
-      5s));
+      kStatementTimeout));  // the lock wait cannot outlast it
   // While the first insert waits, a second one finds no free connection.
   relay::store::InboxEvent second_event = event;
   second_event.event_id = "second";

@@ -23,7 +23,7 @@ TEST_CASE("serial: inbox answers 503 with Retry-After while PostgreSQL is down a
   auto db = TestDatabase::create();
   const int port = FakeConsumer::unused_port();
   RelayProcess relay(inbox_yaml(port, {{.name = "open"}}), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 30s));
+  REQUIRE(wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 60s));
   InboxClient client(port);
 
   std::set<std::string> acknowledged;
@@ -63,5 +63,5 @@ TEST_CASE("serial: inbox answers 503 with Retry-After while PostgreSQL is down a
   CHECK(stored == acknowledged);
   INFO(relay.log());
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }

@@ -31,7 +31,7 @@ constexpr auto sample = &OpsProbe::sample;
 
 // Waits until the inbox answers at all (a GET is answered 405 once it listens).
 bool inbox_up(int port) {
-  return wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 30s);
+  return wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 60s);
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ using namespace relay::testing;
 namespace {
 
 bool inbox_up(int port) {
-  return wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 30s);
+  return wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 60s);
 }
 
 const std::string kFastRetry =
@@ -52,7 +52,7 @@ TEST_CASE("a pushing source delivers stored events in key order and sets process
     ids.push_back(id);
   }
   REQUIRE(wait_until([&] { return db.count("relay.inbox WHERE processed_at IS NOT NULL") == 20; },
-                     20s));
+                     60s));
   CHECK(db.count("relay.delivery") == 0);
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(db.value("SELECT min(attempts) || '-' || max(attempts) FROM relay.inbox") == "1-1");
@@ -98,12 +98,12 @@ TEST_CASE("a pushed event the app refuses is dead-lettered as inbox:<source> and
   REQUIRE(client.post("/inbox/pay", body, signed_headers(kKeyA, "msg_not_a_uuid", body)).status ==
           200);
 
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 20s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 60s));
   CHECK(
       db.value("SELECT event_id || ' ' || subscription || ' ' || reason FROM relay.dead_letter") ==
       "msg_not_a_uuid inbox:pay non_retryable_status");
   REQUIRE(wait_until(
-      [&] { return db.count("relay.inbox WHERE dead_lettered_at IS NOT NULL") == 1; }, 10s));
+      [&] { return db.count("relay.inbox WHERE dead_lettered_at IS NOT NULL") == 1; }, 60s));
   CHECK(db.value(
             "SELECT (processed_at IS NULL)::text || ' ' || (last_error LIKE "
             "'dead-lettered (non_retryable_status)%')::text || ' ' || attempts FROM relay.inbox") ==
@@ -117,7 +117,7 @@ TEST_CASE("a pushed event the app refuses is dead-lettered as inbox:<source> and
   REQUIRE(RelayProcess::run_cli({"dlq", "replay", "--all", "--yes", "--database-url", db.url()},
                                 &out) == 0);
   REQUIRE(
-      wait_until([&] { return db.count("relay.inbox WHERE processed_at IS NOT NULL") == 1; }, 20s));
+      wait_until([&] { return db.count("relay.inbox WHERE processed_at IS NOT NULL") == 1; }, 60s));
   CHECK(db.value("SELECT (dead_lettered_at IS NULL)::text FROM relay.inbox") == "true");
   CHECK(db.count("relay.outbox") == 0);
   CHECK(app.successful_ids() == std::vector<std::string>{"msg_not_a_uuid"});

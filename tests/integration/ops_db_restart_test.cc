@@ -37,7 +37,7 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
   OpsProbe ops(ops_port);
   auto get = [&](const char* path) { return ops.get(path); };
   auto readyz = [&] { return get("/readyz").first; };
-  REQUIRE(wait_until([&] { return readyz() == 200; }, 30s));
+  REQUIRE(wait_until([&] { return readyz() == 200; }, 60s));
 
   std::set<std::string> committed;
   int failed_publishes = 0;
@@ -75,7 +75,7 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
           publish_one();
           return readyz() == 503;
         },
-        30s));
+        60s));
     CHECK(get("/healthz").first == 200);  // down database: not ready, but alive
     publish_for(3000ms);
     CHECK(relay.running());
@@ -106,5 +106,5 @@ TEST_CASE("serial: relay rides out a PostgreSQL stop and start: readyz flips, no
   CHECK(metrics.find("relay_ready 1") != std::string::npos);
   INFO(relay.log());
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }

@@ -63,7 +63,7 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
     auto v = value(series);
     return v && *v == want;
   };
-  REQUIRE(wait_until([&] { return equals("relay_ready", 1); }, 30s));
+  REQUIRE(wait_until([&] { return equals("relay_ready", 1); }, 60s));
 
   // Series exist at 0 before anything happened (increase() sees the first event).
   scrape();
@@ -89,12 +89,17 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
 
   REQUIRE(wait_until(
       [&] { return equals(R"(relay_deliveries_total{outcome="delivered",subscription="s"})", 8); },
-      30s));
+      60s));
+  // relay bumps relay_dead_letters_created_total just after the dead_lettered outcome: wait for
+  // both in one scrape, so the checks below cannot fall between the two increments.
+  const std::string created =
+      R"(relay_dead_letters_created_total{reason="non_retryable_status",subscription="s"})";
   REQUIRE(wait_until(
       [&] {
-        return equals(R"(relay_deliveries_total{outcome="dead_lettered",subscription="s"})", 2);
+        return equals(R"(relay_deliveries_total{outcome="dead_lettered",subscription="s"})", 2) &&
+               sample(last, created) == 2.0;
       },
-      30s));
+      60s));
   scrape();
   INFO(last);
   CHECK(sample(last, R"(relay_deliveries_total{outcome="retry_scheduled",subscription="s"})") ==
@@ -115,14 +120,21 @@ TEST_CASE("/metrics counts deliveries, retries, dead letters, attempts, classes 
   CHECK(sample(last, R"(relay_breaker_state{subscription="s"})") == 0.0);
 
   // Database gauges come from a query every ~5 s.
-  REQUIRE(wait_until([&] { return equals(R"(relay_dead_letters{subscription="s"})", 2); }, 20s));
+  REQUIRE(wait_until([&] { return equals(R"(relay_dead_letters{subscription="s"})", 2); }, 60s));
   REQUIRE(wait_until([&] { return equals(R"(relay_outbox_backlog_events{topic="t.later"})", 1); },
-                     20s));
+                     60s));
   CHECK(sample(last, R"(relay_outbox_oldest_pending_age_seconds{topic="t.later"})") == 0.0);
 
   // A consumer that only answers 503 opens b's breaker after two failures.
   db.exec("SELECT relay.publish('b.x', 'b' || i, '{}'::jsonb) FROM generate_series(1, 3) i");
-  REQUIRE(wait_until([&] { return equals(R"(relay_breaker_state{subscription="b"})", 1); }, 30s));
+  // The state gauge is set just before the transition counter: wait for both in one scrape.
+  REQUIRE(wait_until(
+      [&] {
+        return equals(R"(relay_breaker_state{subscription="b"})", 1) &&
+               sample(last, R"(relay_breaker_transitions_total{subscription="b",to="open"})") >=
+                   1.0;
+      },
+      60s));
   scrape();
   INFO(last);
   CHECK(sample(last, R"(relay_breaker_transitions_total{subscription="b",to="open"})") == 1.0);
@@ -154,7 +166,7 @@ TEST_CASE("/metrics bounds the topic label: 100 topics, the rest summed under _o
   auto scrape = [&] { return last = ops.metrics(); };
   REQUIRE(wait_until(
       [&] { return sample(scrape(), R"(relay_outbox_backlog_events{topic="_other"})") == 11.0; },
-      30s));
+      60s));
   INFO(last);
   CHECK(sample(last, R"(relay_outbox_backlog_events{topic="big"})") == 3.0);
   std::istringstream in(last);

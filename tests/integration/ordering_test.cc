@@ -116,7 +116,7 @@ TEST_CASE("per-key order survives a relay killed and restarted in the middle",
   const auto cfg = to_yaml(flaky_config(flaky.consumer()));
   {
     RelayProcess relay(cfg, {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return flaky.consumer().successful_ids().size() >= 3000; }, 120s));
+    REQUIRE(wait_until([&] { return flaky.consumer().successful_ids().size() >= 3000; }, 240s));
     relay.kill9();
   }
   REQUIRE(db.count("relay.outbox") + db.count("relay.delivery") > 0);  // really mid-run
@@ -184,8 +184,8 @@ TEST_CASE("on_dead_letter block holds a key's later events until the dead letter
   }
   // key-2 flows; key-1's head is dead-lettered and its 4 successors wait.
   REQUIRE(wait_until(
-      [&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 30s));
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 5; }, 30s));
+      [&] { return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0; }, 60s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 5; }, 60s));
   CHECK(db.count("relay.delivery WHERE key = 'key-1'") == 4);
   // Replaying the head (as `relay dlq replay` does) lets the key go, in order.
   reject_first = false;
@@ -215,7 +215,7 @@ TEST_CASE("on_dead_letter skip lets the next event of a key go after its head is
     db.value(
         fmt::format("SELECT relay.publish('t', 'key-1', '{{\"k\":1,\"n\":{}}}'::jsonb)::text", n));
   }
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 3; }, 30s));
-  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1 && drained(db); }, 30s));
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 3; }, 60s));
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1 && drained(db); }, 60s));
   CHECK(first_successes(consumer).at(1) == std::vector<int>{1, 2, 3});
 }

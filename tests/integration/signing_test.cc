@@ -114,7 +114,7 @@ TEST_CASE("two signing secrets sign every attempt twice and custom headers are s
   CHECK(db.count("relay.dead_letter") == 0);
 
   relay.signal(SIGTERM);
-  REQUIRE(relay.wait_exit(20s) == 0);
+  REQUIRE(relay.wait_exit(60s) == 0);
   const std::string log = relay.log();
   CHECK(log.find(token) == std::string::npos);
   CHECK(log.find(b64(new_key)) == std::string::npos);

@@ -399,12 +399,12 @@ TEST_CASE("relay delivers every event exactly once to an https consumer verified
 
   REQUIRE(wait_until(
       [&] { return db.count("relay.outbox") == 0 && consumer.successful_ids().size() >= 50; },
-      30s));
+      60s));
   CHECK(as_multiset(consumer.received_ids()) == as_multiset(ids));  // each once, no retries
   CHECK(db.count("relay.delivery") == 0);
   CHECK(db.count("relay.dead_letter") == 0);
   relay.signal(SIGTERM);
-  CHECK(relay.wait_exit(20s) == 0);
+  CHECK(relay.wait_exit(60s) == 0);
 }
 
 TEST_CASE(
@@ -439,14 +439,14 @@ TEST_CASE(
                      "'TLS: server certificate verification failed (unable to get local "
                      "issuer certificate)%'") == 20;
         },
-        30s));
+        60s));
     std::string metrics;
     REQUIRE(wait_until(
         [&] {
           metrics = ops.metrics();
           return OpsProbe::sample(metrics, tls_errors).value_or(0) >= 40;
         },
-        10s));
+        60s));
     INFO(relay.log());
     CHECK(consumer.count() == 0);
     CHECK(db.count("relay.dead_letter") == 0);
@@ -456,7 +456,7 @@ TEST_CASE(
               R"(relay_delivery_tls_errors_total{cause="tls_handshake",subscription="secure"})") ==
           0);
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(20s) == 0);
+    REQUIRE(relay.wait_exit(60s) == 0);
   }
 
   // The operator fixes tls.ca_file and restarts: everything goes out, once.
@@ -464,7 +464,7 @@ TEST_CASE(
   RelayProcess fixed(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   REQUIRE(wait_until(
       [&] { return db.count("relay.delivery") == 0 && consumer.successful_ids().size() >= 20; },
-      30s));
+      60s));
   CHECK(as_multiset(consumer.received_ids()) == as_multiset(ids));
   CHECK(db.count("relay.outbox") == 0);
   CHECK(db.count("relay.dead_letter") == 0);
@@ -494,11 +494,11 @@ TEST_CASE("relay keeps events for an mTLS consumer until it is given a client ce
                      "relay.delivery WHERE attempts = 0 AND last_error LIKE "
                      "'TLS: the server refused the handshake%'") == 10;
         },
-        30s));
+        60s));
     CHECK(consumer.count() == 0);
     CHECK(db.count("relay.dead_letter") == 0);
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(20s) == 0);
+    REQUIRE(relay.wait_exit(60s) == 0);
   }
 
   cfg.subscriptions[0].extra =
@@ -508,7 +508,7 @@ TEST_CASE("relay keeps events for an mTLS consumer until it is given a client ce
   RelayProcess with_cert(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   REQUIRE(wait_until(
       [&] { return db.count("relay.delivery") == 0 && consumer.successful_ids().size() >= 10; },
-      30s));
+      60s));
   CHECK(as_multiset(consumer.received_ids()) == as_multiset(ids));
   CHECK(db.count("relay.dead_letter") == 0);
 }

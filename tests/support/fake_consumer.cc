@@ -101,7 +101,7 @@ FakeConsumer::FakeConsumer(std::unique_ptr<httplib::Server> server, ConsumerHand
     throw std::runtime_error("FakeConsumer: cannot raise the listen backlog");
   }
   listener_ = std::thread([this] { server_->listen_after_bind(); });
-  if (!wait_until([this] { return server_->is_running(); }, std::chrono::seconds(10))) {
+  if (!wait_until([this] { return server_->is_running(); }, std::chrono::seconds(60))) {
     server_->stop();
     listener_.join();
     throw std::runtime_error("FakeConsumer: server did not start");

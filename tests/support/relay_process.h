@@ -5,7 +5,7 @@
 // own process group and inherits no descriptor but 0-2 (stdin is /dev/null).
 //
 //   RelayProcess relay(config_yaml, {}, {{"DATABASE_URL", db.url()}});
-//   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
+//   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
 //   relay.signal(SIGTERM);
 //   REQUIRE(relay.wait_exit(10s) == 0);
 //

@@ -4,7 +4,7 @@
 //
 //   auto db = TestDatabase::create();          // relay_it_<random hex>, migrations applied
 //   db.value("SELECT relay.publish('t', 'k', '{}'::jsonb)::text");
-//   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 10s));
+//   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
 //
 // The database is dropped (WITH (FORCE), so relay connections do not block it) when the object is
 // destroyed. Queries run in autocommit on one connection owned by the object, opened lazily and
