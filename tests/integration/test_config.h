@@ -16,7 +16,8 @@ struct TestSubscription {
   int max_attempts = 5;
   std::string initial_backoff = "20ms";
   std::string max_backoff = "200ms";
-  std::string timeout = "5s";
+  std::string timeout =
+      "30s";  // a loaded machine may stall a request for seconds: no spurious retry
   int max_in_flight = 8;
   std::string extra;  // more subscription keys, YAML lines indented by 4 spaces
 };

@@ -121,10 +121,11 @@ std::string RelayProcess::binary() {
 }
 
 RelayProcess::RelayProcess(const std::string& config_yaml, std::vector<std::string> extra_args,
-                           const EnvVars& env) {
+                           const EnvVars& env, const std::string& binary_path) {
   config_path_ = dir_.write("relay.yaml", config_yaml);
   log_path_ = dir_.path() + "/relay.log";
-  std::vector<std::string> args{binary(), "run", "--config", config_path_};
+  std::vector<std::string> args{binary_path.empty() ? binary() : binary_path, "run", "--config",
+                                config_path_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   ExecImage image(std::move(args), env);
   pid_ = spawn(image, log_path_);

@@ -31,10 +31,11 @@ using EnvVars = std::map<std::string, std::string>;
 class RelayProcess {
  public:
   // Starts `$RELAY_BINARY run --config <tmp>/relay.yaml <extra_args...>` with the test's
-  // environment plus `env` (which overrides inherited variables). Throws if RELAY_BINARY is unset
-  // or fork fails.
+  // environment plus `env` (which overrides inherited variables). `binary_path`, if not empty,
+  // runs that binary instead of $RELAY_BINARY (e.g. a Release build). Throws if RELAY_BINARY is
+  // unset and no path is given, or fork fails.
   explicit RelayProcess(const std::string& config_yaml, std::vector<std::string> extra_args = {},
-                        const EnvVars& env = {});
+                        const EnvVars& env = {}, const std::string& binary_path = {});
   ~RelayProcess();
   RelayProcess(const RelayProcess&) = delete;
   RelayProcess& operator=(const RelayProcess&) = delete;
