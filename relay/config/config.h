@@ -35,9 +35,11 @@ struct RetryConfig {
 
 struct CircuitBreakerConfig {
   int failure_threshold = 5;  // consecutive retryable failures that open the breaker, 1..1000
-  Millis open_for{30'000};    // first open period, 10ms..1h
-  Millis max_open_for{
-      600'000};  // open periods double on repeated trips up to this, >= open_for, ..24h
+  Millis open_for{10'000};    // first open period, 10ms..1h
+  // Open periods double on repeated trips up to this, >= open_for, ..24h; when unset it is 30 s, or
+  // open_for if that is longer. It is also the longest an endpoint that came back waits for its
+  // probe: 30 s by default, at the price of one probe per 30 s to an endpoint that stays down.
+  Millis max_open_for{30'000};
 };
 
 // Token bucket per subscription: at most `events_per_second` on average, bursts up to `burst`.

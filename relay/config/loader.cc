@@ -1039,6 +1039,9 @@ void Parser::parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out
   const Field* max_open_for = breaker->find("max_open_for");
   const bool open_ok = read_duration(open_for, 10ms, 1h, out.open_for);
   const bool max_ok = read_duration(max_open_for, 10ms, 24h, out.max_open_for);
+  // Unset, max_open_for follows a longer open_for (no doubling) rather than reject it.
+  if (open_ok && max_open_for == nullptr && out.max_open_for < out.open_for)
+    out.max_open_for = out.open_for;
   // As for retry: only when both are good, pointing at whichever key is set.
   if (open_ok && max_ok && out.max_open_for < out.open_for) {
     const Field* at = max_open_for != nullptr ? max_open_for : open_for;

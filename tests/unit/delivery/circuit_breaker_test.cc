@@ -80,3 +80,27 @@ TEST_CASE("failures of requests sent before the breaker opened do not extend it"
   breaker.record_failure();  // a straggler
   CHECK(breaker.snapshot().reopens_in == Millis(20'000));
 }
+
+TEST_CASE(
+    "with the default settings an endpoint that comes back is probed within 30 s, however often "
+    "the breaker tripped",
+    "[delivery]") {
+  ManualClock clock;
+  const config::CircuitBreakerConfig defaults;
+  delivery::CircuitBreaker breaker(defaults, clock);
+  for (int i = 0; i < defaults.failure_threshold; ++i) {
+    REQUIRE(breaker.allow_request());
+    breaker.record_failure();
+  }
+  // A long outage: every probe fails and the open period grows, up to its ceiling.
+  for (int trip = 1; trip <= 20; ++trip) {
+    REQUIRE(breaker.state() == State::kOpen);
+    const Millis wait = breaker.time_until_probe();
+    INFO("trip " << trip << ": next probe in " << wait.count() << " ms");
+    CHECK(wait <= 30s + Millis(1));  // time_until_probe rounds up to the next millisecond
+    clock.advance(wait);
+    REQUIRE(breaker.admit() == delivery::CircuitBreaker::Admission::kProbe);
+    breaker.record_failure();
+  }
+  CHECK(breaker.snapshot().open_for == 30s);
+}
