@@ -192,10 +192,42 @@ void Dispatcher::run_source(std::stop_token stop) {
     database_ok_ = false;
     ++db_failures;
     parked = false;  // unknown after an error: park again before sleeping
+    source_parked_ = false;
     return wait_backoff(db_failures, stop);
+  };
+  // Any database call that succeeded says the database is there: readiness must not depend on a
+  // claim, which a relay with nothing to claim (an inbox-only relay, every breaker open) never
+  // makes.
+  auto on_db_ok = [&] {
+    database_ok_ = true;
+    if (db_failures > 0) {
+      log_.info("database available again");
+      stats_.database_reconnect();
+      db_failures = 0;
+    }
+  };
+
+  // A claim failed in a way that may have committed it (the connection died during the call):
+  // rows may be leased to us that nobody here works on. Release them before renewing any lease.
+  bool claim_in_doubt = false;
+  auto on_claim_error = [&](const Error& e) {
+    if (e.code == ErrorCode::kInDoubt || e.code == ErrorCode::kUnavailable) claim_in_doubt = true;
+    return on_db_error(e, "claim");
   };
 
   while (!stop.stop_requested()) {
+    if (claim_in_doubt) {
+      const HeldClaims::Snapshot held = held_.snapshot();
+      auto released = source_.release_unheld(held.outbox, held.deliveries);
+      if (!released) {
+        if (!on_db_error(released.error(), "release after an in-doubt claim")) break;
+        continue;
+      }
+      claim_in_doubt = false;
+      if (*released > 0)
+        log_.warn("released claims that an interrupted claim committed unseen",
+                  {{"rows", std::to_string(*released)}});
+    }
     if (clock_.now() >= next_renew) {
       auto r = source_.renew_leases();
       if (!r) {
@@ -219,9 +251,10 @@ void Dispatcher::run_source(std::stop_token stop) {
       // Scheduled retries first, with at most half the room, so a deep outbox can't starve them.
       auto due = source_.claim_deliveries(std::min(batch, std::max(1, room / 2)), sendable);
       if (!due) {
-        if (!on_db_error(due.error(), "claim")) break;
+        if (!on_claim_error(due.error())) break;
         continue;
       }
+      for (const auto& d : *due) held_.add_delivery(d.delivery_id);
       found += static_cast<int>(due->size());
       in_flight_items_ += static_cast<int>(due->size());
       room -= static_cast<int>(due->size());
@@ -232,9 +265,10 @@ void Dispatcher::run_source(std::stop_token stop) {
         source_.set_in_flight_hint(in_flight_items_.load());
         auto events = source_.claim_outbox(want);
         if (!events) {
-          if (!on_db_error(events.error(), "claim")) break;
+          if (!on_claim_error(events.error())) break;
           continue;
         }
+        for (const auto& e : *events) held_.add_outbox(e.event.outbox_id);
         found += static_cast<int>(events->size());
         in_flight_items_ += static_cast<int>(events->size());
         room -= static_cast<int>(events->size());
@@ -242,12 +276,7 @@ void Dispatcher::run_source(std::stop_token stop) {
         for (auto& e : *events) dispatch_event(std::move(e));
       }
       counters_.claimed += found;
-      database_ok_ = true;
-      if (db_failures > 0) {
-        log_.info("database available again");
-        stats_.database_reconnect();
-        db_failures = 0;
-      }
+      on_db_ok();
     }
 
     if (found > 0) {
@@ -256,6 +285,7 @@ void Dispatcher::run_source(std::stop_token stop) {
         auto r = source_.unpark();
         if (!r && !on_db_error(r.error(), "unpark")) break;
         parked = false;
+        source_parked_ = false;
       }
     }
     // Re-read: the recorder may have finished items since the claim. If we still see the limit, the
@@ -275,7 +305,9 @@ void Dispatcher::run_source(std::stop_token stop) {
         if (!on_db_error(r.error(), "park")) break;
         continue;
       }
+      on_db_ok();
       parked = true;
+      source_parked_ = true;  // before the claim below: see run_recorder
       park_expires = clock_.now() + park_ttl;
       continue;  // claim once more: an event committed before the park row was visible rang no bell
     } else {
@@ -293,6 +325,7 @@ void Dispatcher::run_source(std::stop_token stop) {
         if (!on_db_error(next.error(), "wait")) break;
         continue;
       }
+      on_db_ok();
       if (*next) wait = std::min(wait, std::max(Millis(1), **next));
       if (all_held) wait = std::min(wait, std::max(Millis(1), next_probe));
       woke = source_.wait_for_wakeup(wait, kick_fd_);
@@ -423,9 +456,11 @@ std::optional<store::PartOutcome> Dispatcher::settle_unsent(const SubscriptionLa
     auto held = lane.held_keys.find(*e.key);
     if (task.held || (held != lane.held_keys.end() && held->second == task.claim)) {
       // An earlier event of this key is not through yet (pending in relay.delivery, or earlier in
-      // this claim): queue behind it. It is promoted when its predecessor leaves; max_backoff is
-      // only the safety net.
+      // this claim): queue behind it. It is promoted when its predecessor leaves, or made due at
+      // once if the predecessor left before this row was written; max_backoff is only the safety
+      // net.
       part.kind = Kind::kDeferred;
+      part.behind_key = true;
       part.retry_in = cfg.retry.max_backoff;
       part.last_error = "waiting behind an earlier event of the same key";
       hold_key(sub, lane, task);
@@ -788,6 +823,13 @@ void Dispatcher::run_recorder(std::stop_token stop) {
         break;
       }
     }
+    {
+      // Written (or given up: their leases will expire): no longer ours to keep.
+      std::vector<std::int64_t> outbox_ids, delivery_ids;
+      for (const auto& o : batch.outbox) outbox_ids.push_back(o.outbox_id);
+      for (const auto& d : batch.deliveries) delivery_ids.push_back(d.delivery_id);
+      held_.remove(outbox_ids, delivery_ids);
+    }
     if (db_failures > 0 && !record_failed_) {
       log_.info("recording outcomes again");
       stats_.database_reconnect();
@@ -835,20 +877,24 @@ void Dispatcher::run_recorder(std::stop_token stop) {
       }
     }
     const int before = in_flight_items_.fetch_sub(items_done);
-    // Wake the source only when it may be waiting for this: it was at capacity, or a retry is now
-    // scheduled that may fall due before its current sleep ends.
+    // Wake the source when it may be waiting for this: it was at capacity; a retry is now
+    // scheduled that may fall due before its current sleep ends; or it is parked and an outcome
+    // may have freed a key whose next event waits (no notification announces that, and it must
+    // not wait for the poll). A source that is not parked claims again within kBusyPoll anyway;
+    // one that parks after this load claims once more after setting the flag, and sees this batch.
     bool scheduled = false;
+    bool settled = false;
+    auto note = [&](const store::PartOutcome& p) {
+      using Kind = store::PartOutcome::Kind;
+      scheduled = scheduled || p.kind == Kind::kRetry || p.kind == Kind::kDeferred;
+      settled = settled || p.kind == Kind::kDelivered || p.kind == Kind::kDeadLetter;
+    };
     for (const auto& o : batch.outbox) {
-      for (const auto& p : o.parts) {
-        scheduled = scheduled || p.kind == store::PartOutcome::Kind::kRetry ||
-                    p.kind == store::PartOutcome::Kind::kDeferred;
-      }
+      for (const auto& p : o.parts) note(p);
     }
-    for (const auto& d : batch.deliveries) {
-      scheduled = scheduled || d.part.kind == store::PartOutcome::Kind::kRetry ||
-                  d.part.kind == store::PartOutcome::Kind::kDeferred;
-    }
-    if (before >= max_in_flight_items_ || scheduled) kick_source();
+    for (const auto& d : batch.deliveries) note(d.part);
+    if (before >= max_in_flight_items_ || scheduled || (settled && source_parked_.load()))
+      kick_source();
   }
 }
 

@@ -39,6 +39,7 @@
 #include "relay/delivery/rate_limiter.h"
 #include "relay/delivery/sender.h"
 #include "relay/dispatch/dispatch_stats.h"
+#include "relay/dispatch/held_claims.h"
 #include "relay/dispatch/matcher.h"
 #include "relay/store/outbox_source.h"
 #include "relay/store/outcome_store.h"
@@ -207,6 +208,10 @@ class Dispatcher {
   int kick_fd_ = -1;  // eventfd: wakes the source when capacity frees up or a retry was scheduled
 
   std::atomic<int> in_flight_items_{0};
+  HeldClaims held_;  // what this relay claimed and has not yet recorded
+  // The source is parked: it sleeps until a notification, a kick or its timer. Set before its last
+  // claim, so an outcome recorded before the flag is seen set was visible to that claim.
+  std::atomic<bool> source_parked_{false};
   std::atomic<bool> draining_{false};   // shutdown: do not start new attempts
   std::atomic<bool> hard_stop_{false};  // drain deadline passed: in-flight sends were aborted
   std::atomic<bool> record_failed_{false};

@@ -14,7 +14,8 @@ namespace {
 // so a duplicate is never acknowledged before its original is durable.
 // A keyed event whose (subscription, key) already has a pending delivery queues behind it with a
 // far next_attempt_at (the dispatcher promotes it when its predecessor leaves); otherwise it is due
-// now. Its per-key order number (outbox_id) is the inbox row's seq.
+// now (`pred` below closes the hand-over's race). Its per-key order number (outbox_id) is the
+// inbox row's seq.
 constexpr const char* kInsert = R"(
   WITH ins AS (
     INSERT INTO relay.inbox (source, event_id, topic, key, payload, content_type, headers, lease_owner, lease_until)
@@ -22,13 +23,22 @@ constexpr const char* kInsert = R"(
             CASE WHEN $8::boolean THEN 'relay-push' END, CASE WHEN $8::boolean THEN 'infinity'::timestamptz END)
     ON CONFLICT (source, event_id) DO NOTHING
     RETURNING seq, received_at),
+  -- The key's pending deliveries, locked FOR KEY SHARE (only a DELETE conflicts): a predecessor
+  -- whose removal is in progress is waited for and skipped once gone (so this event is due now),
+  -- and one removed after this lock waits for this statement to commit, so its promote_next sees
+  -- this event.
+  pred AS (
+    SELECT 1 FROM relay.delivery d
+     WHERE $4::text IS NOT NULL AND $8::boolean AND $10::boolean
+       AND d.key = $4::text AND d.subscription = $9::text
+       AND EXISTS (SELECT 1 FROM ins)
+     FOR KEY SHARE OF d),
   push AS (
     INSERT INTO relay.delivery (outbox_id, event_id, subscription, topic, key, payload, content_type, headers,
                                 created_at, attempts, first_failed_at, next_attempt_at)
     SELECT ins.seq, $2, $9, coalesce($3, $1), $4, $5, $6, $7::jsonb,
            coalesce('epoch'::timestamptz + $12::bigint * interval '1 microsecond', ins.received_at), 0, now(),
-           CASE WHEN $4::text IS NOT NULL AND $10::boolean AND EXISTS (
-                  SELECT 1 FROM relay.delivery d WHERE d.key = $4::text AND d.subscription = $9::text)
+           CASE WHEN EXISTS (SELECT 1 FROM pred)
                 THEN now() + $11::bigint * interval '1 millisecond' ELSE now() END
       FROM ins
      WHERE $8::boolean

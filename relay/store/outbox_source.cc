@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "relay/common/fault_point.h"
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
@@ -153,15 +154,18 @@ PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Mill
       subscriptions_(name_array(subscriptions)),
       ordered_(name_array(ordered)),
       blocking_(name_array(blocking)) {
-  conn_ = std::make_unique<PgConnection>(std::move(database_url), [this](pqxx::connection& c) {
-    c.prepare("claim_outbox", kClaimOutbox);
-    c.prepare("claim_deliveries", kClaimDeliveries);
-    c.prepare("renew_outbox", kRenewOutbox);
-    c.prepare("renew_deliveries", kRenewDeliveries);
-    c.prepare("next_due", kNextDue);
-    // LISTEN before the first claim: a wake-up sent between the claim and the wait is not lost.
-    listener_ = std::make_unique<OutboxListener>(c, notified_);
-  });
+  conn_ = std::make_unique<PgConnection>(
+      std::move(database_url),
+      [this](pqxx::connection& c) {
+        c.prepare("claim_outbox", kClaimOutbox);
+        c.prepare("claim_deliveries", kClaimDeliveries);
+        c.prepare("renew_outbox", kRenewOutbox);
+        c.prepare("renew_deliveries", kRenewDeliveries);
+        c.prepare("next_due", kNextDue);
+        // LISTEN before the first claim: a wake-up sent between the claim and the wait is not lost.
+        listener_ = std::make_unique<OutboxListener>(c, notified_);
+      },
+      [this] { listener_.reset(); });
 }
 
 PgOutboxSource::~PgOutboxSource() {
@@ -181,7 +185,9 @@ auto PgOutboxSource::with_connection(Fn&& fn) {
     return R(c.error());
   }
   R result = fn(**c);
-  if (!result.has_value() && result.error().code == ErrorCode::kUnavailable) {
+  // In doubt means the connection died during COMMIT: it is as gone as after kUnavailable.
+  if (!result.has_value() && (result.error().code == ErrorCode::kUnavailable ||
+                              result.error().code == ErrorCode::kInDoubt)) {
     listener_.reset();
     conn_->reset();
   }
@@ -189,7 +195,7 @@ auto PgOutboxSource::with_connection(Fn&& fn) {
 }
 
 Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit) {
-  return with_connection([&](pqxx::connection& c) {
+  auto result = with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
       // The window covers what this relay already holds plus room to find new heads.
       const int heads = std::max(1, limit);
@@ -211,12 +217,13 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
       return out;
     });
   });
+  return in_doubt_if_injected(std::move(result), "claim_outbox.ack_lost");
 }
 
 Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
     int limit, const std::vector<std::string>& subscriptions) {
   const std::string names = name_array(subscriptions);
-  return with_connection([&](pqxx::connection& c) {
+  auto result = with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
       auto rows =
           txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()),
@@ -238,6 +245,7 @@ Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
       return out;
     });
   });
+  return in_doubt_if_injected(std::move(result), "claim_deliveries.ack_lost");
 }
 
 Status PgOutboxSource::renew_leases() {
@@ -246,6 +254,41 @@ Status PgOutboxSource::renew_leases() {
       const auto ms = static_cast<long long>(lease_.count());
       txn.exec_prepared("renew_outbox", owner_, ms);
       txn.exec_prepared("renew_deliveries", owner_, ms);
+    });
+  });
+}
+
+// Fault point: the claim committed, but its acknowledgement is lost on the way back, as when the
+// server restarts during COMMIT. Fires only for claims that took rows, so a test can aim it.
+template <typename T>
+Result<std::vector<T>> PgOutboxSource::in_doubt_if_injected(Result<std::vector<T>>&& claimed,
+                                                            const char* point) {
+  if (!claimed || claimed->empty() || !fault_fires(point)) return std::move(claimed);
+  listener_.reset();
+  conn_->reset();
+  return Error{ErrorCode::kInDoubt,
+               std::string("connection lost during COMMIT (injected fault ") + point + ")"};
+}
+
+Result<long long> PgOutboxSource::release_unheld(const std::vector<std::int64_t>& outbox_ids,
+                                                 const std::vector<std::int64_t>& delivery_ids) {
+  const std::string outbox = bigint_array(outbox_ids);
+  const std::string deliveries = bigint_array(delivery_ids);
+  return with_connection([&](pqxx::connection& c) {
+    return run_transaction(c, [&](pqxx::work& txn) {
+      // Plain UPDATEs, no SKIP LOCKED: a row still locked by the in-doubt claim (its backend not
+      // yet gone) is waited for and then seen as that claim left it.
+      long long n = txn.exec_params(
+                           "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL "
+                           "WHERE lease_owner = $1 AND id <> ALL($2::bigint[])",
+                           owner_, outbox)
+                        .affected_rows();
+      n += txn.exec_params(
+                  "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL "
+                  "WHERE lease_owner = $1 AND id <> ALL($2::bigint[])",
+                  owner_, deliveries)
+               .affected_rows();
+      return n;
     });
   });
 }

@@ -4,6 +4,7 @@
 // event at the same time; a crashed relay's claims become claimable again when its lease runs out.
 // The same connection LISTENs for the outbox wake-up. Not thread-safe: one owner thread.
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,12 @@ class PgOutboxSource {
   Status renew_leases();
   // Releases every claim this instance holds, without counting an attempt (shutdown).
   Status release_all();
+  // After a claim whose outcome is unknown (kInDoubt, or kUnavailable during it): releases every
+  // row leased to this instance except the outbox and relay.delivery ids it still works on, so a
+  // claim that committed unseen leaves nothing stranded under a lease that renew_leases() would
+  // keep alive forever. Returns how many rows it released.
+  Result<long long> release_unheld(const std::vector<std::int64_t>& outbox_ids,
+                                   const std::vector<std::int64_t>& delivery_ids);
   // Asks to be woken by the outbox trigger until `ttl` from now (a relay that dies stops costing
   // the app NOTIFYs when it expires). Call again before it runs out to stay parked.
   Status park(Millis ttl);
@@ -77,6 +84,8 @@ class PgOutboxSource {
  private:
   template <typename Fn>
   auto with_connection(Fn&& fn);  // defined in the .cc, the only user
+  template <typename T>
+  Result<std::vector<T>> in_doubt_if_injected(Result<std::vector<T>>&& claimed, const char* point);
 
   const std::string owner_;
   const Millis lease_;

@@ -21,7 +21,8 @@ constexpr const char* kOutboxToDelivery = R"(
   SELECT id, event_id, $2, topic, key, payload, content_type, headers, created_at, expires_at,
          $3, now(), now() + $4 * interval '1 millisecond', NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, '')
     FROM relay.outbox WHERE id = $1 AND lease_owner = $8
-  ON CONFLICT (event_id, subscription) DO NOTHING)";
+  ON CONFLICT (event_id, subscription) DO NOTHING
+  RETURNING id)";
 
 constexpr const char* kOutboxToDeadLetter = R"(
   INSERT INTO relay.dead_letter (event_id, subscription, topic, key, payload, content_type, headers, created_at,
@@ -63,12 +64,25 @@ constexpr const char* kDeleteDeliveries =
     "subscription, key";
 
 // Events queued behind a key's head wait with a far next_attempt_at; when the head leaves, its
-// successor is due at once. (A successor queued concurrently with the head leaving is not seen
-// here; it falls due by itself at its own next_attempt_at, at most max_backoff later.)
+// successor is due at once. A successor queued concurrently with the head leaving is handled by
+// kDueIfFirst on its side.
 constexpr const char* kPromoteNext = R"(
   UPDATE relay.delivery SET next_attempt_at = now()
    WHERE id = (SELECT id FROM relay.delivery WHERE subscription = $1 AND key = $2 ORDER BY outbox_id LIMIT 1)
      AND next_attempt_at > now() AND lease_owner IS NULL)";
+// The other half of the hand-over: a row just queued behind its key ($1) is due at once when no
+// earlier event of its (subscription, key) is pending any more. FOR KEY SHARE (only a DELETE
+// conflicts) makes the check wait for a predecessor whose removal is in progress and then skip it
+// if it is gone; and a predecessor removed after this lock is taken waits for this transaction, so
+// its promote_next sees this row. Either way the successor never waits for max_backoff.
+constexpr const char* kDueIfFirst = R"(
+  WITH pred AS (
+    SELECT 1 FROM relay.delivery p JOIN relay.delivery me
+        ON p.subscription = me.subscription AND p.key = me.key AND p.outbox_id < me.outbox_id
+     WHERE me.id = $1
+     FOR KEY SHARE OF p)
+  UPDATE relay.delivery SET next_attempt_at = now()
+   WHERE id = $1 AND next_attempt_at > now() AND NOT EXISTS (SELECT 1 FROM pred))";
 constexpr const char* kReleaseDeliveries =
     "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) "
     "AND lease_owner = $2";
@@ -118,6 +132,7 @@ PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int 
     c.prepare("delivery_defer", kDeliveryDefer);
     c.prepare("delete_deliveries", kDeleteDeliveries);
     c.prepare("promote_next", kPromoteNext);
+    c.prepare("due_if_first", kDueIfFirst);
     c.prepare("release_deliveries", kReleaseDeliveries);
   });
 }
@@ -150,11 +165,14 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
             break;
           case PartOutcome::Kind::kRetry:
           case PartOutcome::Kind::kDeferred:
-          case PartOutcome::Kind::kAborted:  // others finished: keep this part, attempt not counted
-            txn.exec_prepared("outbox_to_delivery", o.outbox_id, p.subscription, p.attempts,
-                              static_cast<long long>(p.retry_in.count()), status, error, response,
-                              owner_);
+          case PartOutcome::Kind::kAborted: {  // others finished: keep this part, no attempt
+            const auto inserted = txn.exec_prepared(
+                "outbox_to_delivery", o.outbox_id, p.subscription, p.attempts,
+                static_cast<long long>(p.retry_in.count()), status, error, response, owner_);
+            if (p.behind_key && !inserted.empty())
+              txn.exec_prepared("due_if_first", inserted[0][0].as<std::int64_t>());
             break;
+          }
           case PartOutcome::Kind::kDeadLetter:
             txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription, p.reason,
                               p.attempts, status, error, response, owner_);
@@ -199,6 +217,7 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
         case PartOutcome::Kind::kDeferred:
           txn.exec_prepared("delivery_defer", d.delivery_id,
                             static_cast<long long>(p.retry_in.count()), owner_);
+          if (p.behind_key) txn.exec_prepared("due_if_first", d.delivery_id);
           break;
       }
     }

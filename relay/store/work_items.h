@@ -32,6 +32,9 @@ struct PartOutcome {
                   // counted
   };
   Kind kind = Kind::kDelivered;
+  // kDeferred only: queued behind an earlier event of its key, not held back by the breaker. The
+  // store makes it due at once if that predecessor is already gone when the row is written.
+  bool behind_key = false;
   std::string subscription;
   int attempts = 0;  // attempts made in total, including this one
   Millis retry_in{0};

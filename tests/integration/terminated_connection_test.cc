@@ -1,0 +1,77 @@
+// Integration: every database connection relay holds is ended by the server (pg_terminate_backend,
+// as an operator or a failover does) while relay is idle on some of them and has deliveries in
+// flight. relay must replace them and shut down cleanly — and, in the sanitizer build, without the
+// leak libpqxx 6.4 has when a statement starts on a connection that is already gone: this relay
+// runs with LeakSanitizer on and no suppressions, so a leak fails it with a non-zero exit.
+
+#include <catch2/catch.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+
+#include "tests/integration/test_config.h"
+#include "tests/support/fake_consumer.h"
+#include "tests/support/relay_process.h"
+#include "tests/support/test_database.h"
+#include "tests/support/wait.h"
+
+using namespace std::chrono_literals;
+using namespace relay::testing;
+
+TEST_CASE(
+    "connections the server terminated are replaced before use: relay delivers, then exits 0 "
+    "under LeakSanitizer with no suppressions",
+    "[integration][db]") {
+  auto db = TestDatabase::create();
+  // Requests are held until the test lets them go, so deliveries are in flight while the sessions
+  // are ended and their outcomes then go through the recorder's terminated connection.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  FakeConsumer consumer{[&](const ReceivedRequest&) {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 120s, [&] { return release; });
+    return Reply{200};
+  }};
+  auto let_go = [&] {
+    {
+      std::lock_guard lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+  const int ops_port = FakeConsumer::unused_port();
+  TestRelayConfig cfg;
+  cfg.shutdown_timeout = "2s";
+  cfg.extra =
+      fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);  // its metrics connection too
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
+  RelayProcess relay(to_yaml(cfg), {},
+                     {{"DATABASE_URL", db.url()}, {"LSAN_OPTIONS", "print_suppressions=0"}});
+  INFO("relay log:\n" << relay.log());
+  for (int i = 0; i < 3; ++i)
+    db.exec("SELECT relay.publish('t', 'k" + std::to_string(i) + "', '{}'::jsonb)");
+  REQUIRE(wait_until([&] { return consumer.count() >= 3; }, 60s));
+
+  // End every session of relay's, and wait until each backend is gone: by then it has told its
+  // client so on the socket.
+  const std::string relay_backends =
+      "pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+      "AND backend_type = 'client backend'";
+  const std::string pids =
+      db.value("SELECT coalesce(string_agg(pid::text, ','), '0') FROM " + relay_backends);
+  REQUIRE(pids != "0");
+  db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN (" + pids + ")");
+  REQUIRE(wait_until([&] { return db.count("pg_stat_activity WHERE pid IN (" + pids + ")") == 0; },
+                     60s));
+
+  // Work still flows on new connections...
+  let_go();
+  db.exec("SELECT relay.publish('t', 'after', '{}'::jsonb)");
+  REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
+  CHECK(consumer.successful_ids().size() >= 4);
+
+  // ...and the shutdown, which writes on every connection it still has, ends cleanly.
+  relay.signal(SIGTERM);
+  CHECK(relay.wait_exit(60s) == 0);
+}
