@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,7 +37,8 @@ using std::chrono::milliseconds;
 // current request's bound plus this.
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr int kMaxAcceptsPerWake = 64;
-// After EMFILE/ENFILE the listener stays readable; pausing accept() avoids a busy loop.
+// After EMFILE/ENFILE with no idle connection to close, the listener stays readable; pausing
+// accept() avoids a busy loop.
 constexpr milliseconds kAcceptPause{100};
 // After a response that closes the connection, input is read and discarded this long (after
 // shutdown(SHUT_WR)) so that unread request bytes do not turn close() into a reset that destroys
@@ -428,6 +430,7 @@ class HttpServer::Impl {
     s.head_timeouts = stats_.head_timeouts.load();
     s.body_timeouts = stats_.body_timeouts.load();
     s.idle_closed = stats_.idle_closed.load();
+    s.idle_evicted = stats_.idle_evicted.load();
     s.write_timeouts = stats_.write_timeouts.load();
     s.bad_request = stats_.bad_request.load();
     s.length_required = stats_.length_required.load();
@@ -473,6 +476,9 @@ class HttpServer::Impl {
     std::optional<ParsedHead> head;  // set once the head is parsed, while the body arrives
     size_t body_start = 0;
     TimePoint idle_deadline{};
+    // Orders idle connections: set from next_idle_seq_ each time the connection becomes idle (at
+    // accept and after a keep-alive response), so the smallest value has been idle longest.
+    std::uint64_t idle_seq = 0;
     TimePoint read_deadline{};  // valid while `in` holds part of a request
     std::string out;
     size_t out_pos = 0;
@@ -497,8 +503,8 @@ class HttpServer::Impl {
   struct AtomicStats {
     std::atomic<std::uint64_t> connections_accepted{0}, connections_rejected{0},
         rejected_queue_full{0}, requests{0}, handler_errors{0}, head_timeouts{0}, body_timeouts{0},
-        idle_closed{0}, write_timeouts{0}, bad_request{0}, length_required{0}, payload_too_large{0},
-        expectation_failed{0}, headers_too_large{0}, version_not_supported{0};
+        idle_closed{0}, idle_evicted{0}, write_timeouts{0}, bad_request{0}, length_required{0},
+        payload_too_large{0}, expectation_failed{0}, headers_too_large{0}, version_not_supported{0};
   };
 
   void wake() {
@@ -636,11 +642,13 @@ class HttpServer::Impl {
           std::uint64_t count = 0;
           [[maybe_unused]] ssize_t n = ::read(wake_fd_, &count, sizeof count);
         }
-        if (fds[1].revents != 0) accept_connections(now, accept_paused_until);
         for (size_t i = 0; i < polled.size(); ++i) {
           const short revents = fds[i + 2].revents;
           if (revents != 0) on_socket_event(*polled[i], revents, now);
         }
+        // After the socket events: a connection whose request just started arriving is no longer
+        // idle, and accepting may close connections, which `polled` must not point to any more.
+        if (fds[1].revents != 0) accept_connections(now, accept_paused_until);
       }
       take_completions(now);
       enforce_deadlines(now);
@@ -671,20 +679,92 @@ class HttpServer::Impl {
     close_marked();
   }
 
+  // Making room (why idle sockets alone cannot deny service): a client holds a connection slot by
+  // connecting and sending nothing, for idle_timeout each time. When max_connections are open (or
+  // accept() runs out of descriptors), a new connection closes the connection that has been idle
+  // longest instead of being refused. Idle means no request in progress: accepted with no bytes
+  // yet, or kept alive between requests -- state kReading with nothing received (empty lines
+  // between requests are not a request) and no input waiting in the socket (a request that has
+  // started to arrive but is not read yet). A connection mid-request, with a worker, writing a
+  // response or lingering after an error response is never evicted. The evicted connection is
+  // closed silently, as at idle_timeout (HTTP lets a server close an idle keep-alive connection at
+  // any time; clients retry on a new one), and counted in idle_evicted. Only when no connection is
+  // idle does the new one get 503.
+  //
+  // Idle connections, oldest first, for one accept round: built on the first eviction of the round
+  // (O(n log n), and only when the server is full), then connections accepted in the round are
+  // appended, being the youngest.
+  struct EvictionOrder {
+    bool built = false;
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> idle;  // (idle_seq, conn id)
+  };
+
+  static bool is_idle(const Connection& conn) {
+    return conn.state == ConnState::kReading && conn.in.empty() && conn.out_pos == conn.out.size();
+  }
+
+  // Bytes the client sent that the server has not read yet.
+  static bool has_unread_input(int fd) {
+    int pending = 0;
+    return ::ioctl(fd, FIONREAD, &pending) == 0 && pending > 0;
+  }
+
+  // Closes the longest-idle connection (see above); false if no connection is idle.
+  bool evict_longest_idle(EvictionOrder& order) {
+    if (!order.built) {
+      for (const auto& [id, conn] : conns_) {
+        if (is_idle(*conn)) order.idle.emplace_back(conn->idle_seq, id);
+      }
+      std::sort(order.idle.begin(), order.idle.end());
+      order.built = true;
+    }
+    while (!order.idle.empty()) {
+      const auto [seq, id] = order.idle.front();
+      order.idle.pop_front();
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;
+      Connection& conn = *it->second;
+      if (!is_idle(conn) || conn.idle_seq != seq || has_unread_input(conn.fd)) continue;
+      ++stats_.idle_evicted;
+      ::close(conn.fd);
+      conns_.erase(it);
+      return true;
+    }
+    return false;
+  }
+
+  // A connection waits in the listener's accept queue.
+  bool connection_waiting() const {
+    pollfd p{.fd = listen_fd_, .events = POLLIN, .revents = 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
+  }
+
+  // REQUIRES: no pointer into conns_ is held (connections may be closed to make room).
   void accept_connections(TimePoint now, TimePoint& accept_paused_until) {
+    close_marked();  // connections the socket events just ended free their slots first
+    EvictionOrder eviction;
     for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
       sockaddr_storage addr{};
       socklen_t len = sizeof addr;
       const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
                                SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        logger().warn("accept failed; pausing accepts", {{"error", errno_text(errno)}});
+        const int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) return;
+        if (err == EINTR || err == ECONNABORTED) continue;
+        if (err == EMFILE || err == ENFILE) {
+          // accept() fails for want of a descriptor before it looks at the queue: make room only
+          // for a connection that is waiting. An idle connection's descriptor is the room; each
+          // retry closes one and the round is bounded by kMaxAcceptsPerWake, so this cannot spin.
+          if (!connection_waiting()) return;
+          if (evict_longest_idle(eviction)) continue;
+        }
+        logger().warn("accept failed; pausing accepts", {{"error", errno_text(err)}});
         accept_paused_until = now + kAcceptPause;
         return;
       }
-      if (conns_.size() >= static_cast<size_t>(limits_.max_connections)) {
+      if (conns_.size() >= static_cast<size_t>(limits_.max_connections) &&
+          !evict_longest_idle(eviction)) {
         // Best effort: one non-blocking send, then close. Holding the socket to linger would
         // exceed the very bound being enforced.
         ++stats_.connections_rejected;
@@ -703,6 +783,8 @@ class HttpServer::Impl {
       conn->fd = fd;
       conn->peer = format_peer(addr);
       conn->idle_deadline = now + limits_.idle_timeout;
+      conn->idle_seq = next_idle_seq_++;
+      if (eviction.built) eviction.idle.emplace_back(conn->idle_seq, conn->id);
       conns_.emplace(conn->id, std::move(conn));
     }
   }
@@ -899,6 +981,7 @@ class HttpServer::Impl {
     }
     conn.state = ConnState::kReading;
     conn.idle_deadline = now + limits_.idle_timeout;
+    conn.idle_seq = next_idle_seq_++;
     if (!conn.in.empty()) {  // pipelined: its bytes are here already
       conn.read_deadline = now + limits_.read_timeout;
       process_input(conn, now);
@@ -974,6 +1057,7 @@ class HttpServer::Impl {
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::uint64_t> to_close_;
   std::uint64_t next_conn_id_ = 1;
+  std::uint64_t next_idle_seq_ = 1;
 
   const int wake_fd_;  // eventfd: workers and stop() wake the I/O thread
   std::stop_source stop_source_;

@@ -20,8 +20,12 @@
 //    a request that would be rejected gets its final status instead. Other Expect values -> 417.
 //  - A complete request that finds max_queued_connections requests already waiting for a worker
 //    (all workers busy) gets 503 with Retry-After: 1 and the connection is closed. (503, not 429:
-//    the server is overloaded; it is not this client's rate.) More than max_connections open
-//    connections: the new one gets the same 503 and is closed.
+//    the server is overloaded; it is not this client's rate.)
+//  - A new connection that finds max_connections open closes the connection that has been idle
+//    longest -- no request in progress: accepted and silent, or kept alive between requests --
+//    silently, as at idle_timeout, so idle sockets alone cannot lock clients out. Only if none is
+//    idle (each is mid-request, with a worker, or being answered) does the new connection get the
+//    same 503, and is closed. accept() failing for want of descriptors also closes an idle one.
 //  - Keep-alive per HTTP/1.1 (HTTP/1.0 only with "Connection: keep-alive"); "Connection: close" is
 //    honoured; after max_requests_per_connection responses the server sends Connection: close.
 //    Pipelined requests are served in order.
@@ -89,7 +93,8 @@ struct HttpServerLimits {
   int workers = kDefaultWorkers;  // handler threads, >= 1
   // Complete requests (one per connection) waiting for a free worker; beyond: 503. May be 0.
   int max_queued_connections = kDefaultMaxQueuedConnections;
-  int max_connections = kDefaultMaxConnections;  // open sockets; beyond: 503 at accept
+  // Open sockets; beyond: the longest-idle connection is closed, or 503 at accept if none is idle.
+  int max_connections = kDefaultMaxConnections;
   std::chrono::milliseconds read_timeout = kDefaultReadTimeout;    // whole request, from 1st byte
   std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout;    // no bytes of a next request
   std::chrono::milliseconds write_timeout = kDefaultWriteTimeout;  // whole response
@@ -111,6 +116,7 @@ struct HttpServerStats {
   std::uint64_t head_timeouts = 0;         // 408: head incomplete at read_timeout
   std::uint64_t body_timeouts = 0;         // 408: body incomplete at read_timeout
   std::uint64_t idle_closed = 0;           // closed silently after idle_timeout
+  std::uint64_t idle_evicted = 0;          // idle, closed silently to make room at max_connections
   std::uint64_t write_timeouts = 0;        // response not written within write_timeout
   // Error responses the server produced itself, by reason.
   std::uint64_t bad_request = 0;            // 400

@@ -22,6 +22,12 @@ InboxStats::InboxStats(prometheus::Registry& registry, const std::vector<std::st
                            .Help("Inbox requests the HTTP server refused before the handler "
                                  "(queue full, timeouts, oversized or malformed requests)")
                            .Register(registry)),
+      idle_evicted_(BuildCounter()
+                        .Name("relay_inbox_idle_connections_evicted_total")
+                        .Help("Idle inbox connections closed to make room for a new connection "
+                              "when max_connections were open")
+                        .Register(registry)
+                        .Add({})),
       retention_deleted_(BuildCounter()
                              .Name("relay_inbox_retention_deleted_total")
                              .Help("Finished inbox rows deleted after inbox.retention")
@@ -81,6 +87,10 @@ void InboxStats::sync_server(const HttpServerStats& st) {
     auto& counter = server_rejected_.Add({{"reason", reason}});
     if (value > seen) counter.Increment(static_cast<double>(value - seen));
     seen = std::max(seen, value);
+  }
+  if (st.idle_evicted > idle_evicted_seen_) {
+    idle_evicted_.Increment(static_cast<double>(st.idle_evicted - idle_evicted_seen_));
+    idle_evicted_seen_ = st.idle_evicted;
   }
 }
 

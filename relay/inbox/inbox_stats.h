@@ -11,6 +11,8 @@
 //                                                  (queue_full, too_many_connections, timeout,
 //                                                  bad_request, headers_too_large,
 //                                                  payload_too_large, length_required, other)
+//   relay_inbox_idle_connections_evicted_total     idle connections the HTTP server closed to
+//                                                  make room for a new one at max_connections
 //   relay_inbox_retention_deleted_total            rows deleted by the retention task
 //
 // Thread-safe.
@@ -53,8 +55,8 @@ class InboxStats {
   // `reason` must be one of kReasons; an unconfigured `source` counts as kUnknownSource.
   void rejected(const std::string& source, const std::string& reason);
   void retention_deleted(int n);
-  // Brings relay_inbox_server_rejected_total up to the server's own counters (call before a
-  // scrape). Counters only move forward.
+  // Brings relay_inbox_server_rejected_total and relay_inbox_idle_connections_evicted_total up to
+  // the server's own counters (call before a scrape). Counters only move forward.
   void sync_server(const HttpServerStats& stats);
 
  private:
@@ -69,11 +71,13 @@ class InboxStats {
   prometheus::Family<prometheus::Counter>& duplicates_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& server_rejected_;
+  prometheus::Counter& idle_evicted_;
   prometheus::Counter& retention_deleted_;
   std::map<std::string, Source> sources_;  // constant after construction (with kUnknownSource)
 
   std::mutex mu_;
   std::map<std::string, std::uint64_t> server_seen_;  // guarded by mu_: last synced values
+  std::uint64_t idle_evicted_seen_ = 0;               // guarded by mu_
 };
 
 }  // namespace relay::inbox

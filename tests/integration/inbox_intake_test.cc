@@ -1,17 +1,20 @@
 // Integration: POST /inbox/{source} on the real binary. Every rejection answers its status and
 // stores nothing; a valid event is stored once however often and however concurrently it is sent;
 // signatures rotate; binary mode and both envelopes are read; metrics count each outcome; a client
-// trickling its request does not hold a worker.
+// trickling its request does not hold a worker; idle sockets cannot fill the server.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <csignal>
 #include <thread>
+#include <vector>
 
 #include "relay/common/event.h"
 #include "relay/delivery/envelope.h"
@@ -33,6 +36,54 @@ constexpr auto sample = &OpsProbe::sample;
 bool inbox_up(int port) {
   return wait_until([&] { return InboxClient(port).get("/inbox/x").status == 405; }, 60s);
 }
+
+// A blocking TCP connection to 127.0.0.1:port; -1 if it fails.
+int connect_loopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True once the peer has closed `fd` (EOF or reset); false while it is open and silent. Bytes that
+// arrive are consumed and make it count as closed too: an idle socket must get nothing.
+bool peer_closed(int fd) {
+  char buf[512];
+  const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// Raises this process's RLIMIT_NOFILE soft limit to the hard limit for its lifetime; relay started
+// meanwhile inherits it. The default soft limit (often 1024) is below what a test with over a
+// thousand sockets needs on each side.
+class FdLimitRaised {
+ public:
+  FdLimitRaised() {
+    getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit raised = saved_;
+    raised.rlim_cur = saved_.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &raised);
+  }
+  ~FdLimitRaised() { setrlimit(RLIMIT_NOFILE, &saved_); }
+  FdLimitRaised(const FdLimitRaised&) = delete;
+  FdLimitRaised& operator=(const FdLimitRaised&) = delete;
+
+  rlim_t soft() const {
+    rlimit now{};
+    getrlimit(RLIMIT_NOFILE, &now);
+    return now.rlim_cur;
+  }
+
+ private:
+  rlimit saved_{};
+};
 
 }  // namespace
 
@@ -313,4 +364,62 @@ TEST_CASE("a client trickling its request byte by byte is cut off at read_timeou
   CHECK(sent < head.size());
   CHECK((answer.empty() || answer.rfind("HTTP/1.1 408", 0) == 0));
   CHECK(db.count("relay.inbox") == 1);
+}
+
+TEST_CASE("1,100 idle connections do not lock a signed request out of the inbox",
+          "[integration][inbox]") {
+  constexpr int kIdle = 1'100;            // more than the inbox's default max_connections (1,024)
+  constexpr int kMaxConnections = 1'024;  // HttpServerLimits::kDefaultMaxConnections
+  FdLimitRaised fd_limit;
+  // Each side holds every socket: this process the client ends, relay the server ends.
+  if (fd_limit.soft() < 2 * kIdle) {
+    FAIL("RLIMIT_NOFILE hard limit " << fd_limit.soft() << " is too low for " << kIdle
+                                     << " sockets on each side");
+  }
+
+  auto db = TestDatabase::create();
+  const int port = FakeConsumer::unused_port();
+  const int ops_port = FakeConsumer::unused_port();
+  // idle_timeout far beyond the test: only making room may close an idle socket.
+  RelayProcess relay(
+      inbox_yaml(port, {{.name = "signed", .secrets = {kSecretA}}}, "  idle_timeout: 30m\n",
+                 fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port)),
+      {}, {{"DATABASE_URL", db.url()}});
+  REQUIRE(inbox_up(port));
+
+  // Sockets that connect and never send a byte, in order: the accept queue is FIFO, so relay
+  // accepts them in this order and evicts the oldest first.
+  std::vector<int> idle;
+  for (int i = 0; i < kIdle; ++i) {
+    const int fd = connect_loopback(port);
+    REQUIRE(fd >= 0);
+    idle.push_back(fd);
+  }
+
+  // Accepted after every idle socket, so the server is full when it arrives.
+  InboxClient client(port);
+  const std::string body = R"({"order":1100})";
+  const auto reply = client.post("/inbox/signed", body, signed_headers(kKeyA, "evt-full", body));
+  CHECK(reply.status == 200);
+  CHECK(db.count("relay.inbox WHERE event_id = 'evt-full'") == 1);
+
+  // At least kIdle + 1 - kMaxConnections idle connections made room (one more if inbox_up's
+  // closed connection was still open): the oldest idle sockets were closed without an answer,
+  // the newest is still open, and no connection was refused.
+  constexpr int kMinEvicted = kIdle + 1 - kMaxConnections;
+  CHECK(wait_until(
+      [&] {
+        for (int i = 0; i < kMinEvicted - 1; ++i) {
+          if (!peer_closed(idle[i])) return false;
+        }
+        return true;
+      },
+      60s));
+  CHECK_FALSE(peer_closed(idle.back()));
+  OpsProbe ops(ops_port);
+  const std::string m = ops.metrics();
+  CHECK(sample(m, "relay_inbox_idle_connections_evicted_total").value_or(-1) >= kMinEvicted);
+  CHECK(sample(m, "relay_inbox_server_rejected_total{reason=\"too_many_connections\"}")
+            .value_or(-1) == 0);
+  for (const int fd : idle) close(fd);
 }

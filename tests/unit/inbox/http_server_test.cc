@@ -4,10 +4,12 @@
 #include "relay/inbox/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +18,8 @@
 #include <catch2/catch.hpp>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -39,6 +43,8 @@ using relay::testing::wait_until;
 namespace {
 
 constexpr auto kDeadline = 10s;  // generous: only a broken server waits this long
+// For tests with many sockets, or that wait on several steps of the server in turn.
+constexpr auto kLongDeadline = 60s;
 
 struct RawResponse {
   int status = 0;
@@ -672,21 +678,182 @@ TEST_CASE("with max_queued_connections 0 a request waits only for an idle worker
   CHECK(ok->status == 200);
 }
 
-TEST_CASE("connections beyond max_connections get 503 at accept", "[inbox][http]") {
+// Connects `n` clients that send nothing and waits until the server has taken `seen_after`
+// connections in all (accepted or refused at accept).
+std::vector<std::unique_ptr<RawClient>> connect_idle(HttpServer& server, int n,
+                                                     std::uint64_t seen_after) {
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < n; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server.port()));
+    REQUIRE(clients.back()->connected());
+  }
+  REQUIRE(wait_until(
+      [&] {
+        const auto stats = server.stats();
+        return stats.connections_accepted + stats.connections_rejected >= seen_after;
+      },
+      kLongDeadline));
+  return clients;
+}
+
+TEST_CASE("at max_connections a new connection closes the longest-idle one instead of a 503",
+          "[inbox][http]") {
   EchoHandler handler;
-  auto server = start_server(handler, {.max_connections = 1});
-  RawClient first(server->port());
-  REQUIRE(wait_until([&] { return server->stats().connections_accepted == 1; }, kDeadline));
-  RawClient second(server->port());
-  const auto rejected = second.read_response();
+  // idle_timeout far beyond the test, so only eviction closes anything.
+  auto server = start_server(handler, {.max_connections = 8, .idle_timeout = 10min});
+  // 11 idle sockets for 8 slots: the 9th..11th each evict the oldest (accept order is FIFO).
+  auto idle = connect_idle(*server, 11, 11);
+  CHECK(server->stats().connections_rejected == 0);
+  CHECK(server->stats().idle_evicted == 3);
+
+  RawClient real(server->port());  // evicts idle[3]
+  REQUIRE(real.send(post("/inbox/a", "{}")));
+  const auto response = real.read_response(kLongDeadline);
+  REQUIRE(response);
+  CHECK(response->status == 200);
+  CHECK_FALSE(response->closes());
+
+  for (int i = 0; i < 4; ++i) {
+    INFO("evicted idle client " << i);
+    CHECK_FALSE(idle[i]->read_response(kLongDeadline));  // closed silently: EOF, no 503
+  }
+  for (int i = 4; i < 11; ++i) {
+    INFO("idle client still open " << i);
+    CHECK_FALSE(idle[i]->readable_within(0ms));  // no bytes, no EOF
+  }
+  const auto stats = server->stats();
+  CHECK(stats.idle_evicted == 4);
+  CHECK(stats.connections_accepted == 12);
+  CHECK(stats.connections_rejected == 0);
+  CHECK(stats.idle_closed == 0);
+  CHECK(handler.calls == 1);
+}
+
+TEST_CASE("a keep-alive connection idle since its last response is evicted after older idle ones",
+          "[inbox][http]") {
+  EchoHandler handler;
+  auto server = start_server(handler, {.max_connections = 3, .idle_timeout = 10min});
+  auto idle = connect_idle(*server, 3, 3);
+  // idle[0] is the oldest connection but has just been used: idle[1] has been idle longest.
+  REQUIRE(idle[0]->send(get("/used")));
+  const auto used = idle[0]->read_response(kLongDeadline);
+  REQUIRE(used);
+  REQUIRE(used->status == 200);
+
+  RawClient next(server->port());
+  REQUIRE(next.send(get("/next")));
+  const auto response = next.read_response(kLongDeadline);
+  REQUIRE(response);
+  CHECK(response->status == 200);
+  CHECK_FALSE(idle[1]->read_response(kLongDeadline));
+  CHECK_FALSE(idle[0]->readable_within(0ms));
+  CHECK_FALSE(idle[2]->readable_within(0ms));
+  CHECK(server->stats().idle_evicted == 1);
+  REQUIRE(idle[0]->send(get("/again")));  // the used connection is still served
+  const auto again = idle[0]->read_response(kLongDeadline);
+  REQUIRE(again);
+  CHECK(again->status == 200);
+}
+
+// Lowers this process's RLIMIT_NOFILE soft limit so that exactly `free_fds` more descriptors can
+// be opened (the lowest free numbers are taken first, so the limit is where the count of free
+// numbers below it reaches `free_fds`), and restores it at scope exit. ok() is false if that
+// cannot be set.
+class FdBudget {
+ public:
+  explicit FdBudget(int free_fds) {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    std::vector<int> listed;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+      listed.push_back(std::stoi(entry.path().filename().string()));
+    }
+    std::vector<int> open;
+    for (const int fd : listed) {
+      if (::fcntl(fd, F_GETFD) != -1) open.push_back(fd);  // not the listing's own, closed by now
+    }
+    std::sort(open.begin(), open.end());
+    int limit = 0;
+    for (int free = 0; free < free_fds; ++limit) {
+      if (!std::binary_search(open.begin(), open.end(), limit)) ++free;
+    }
+    rlimit lowered = saved_;
+    lowered.rlim_cur = static_cast<rlim_t>(limit);
+    ok_ = lowered.rlim_cur <= saved_.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &lowered) == 0;
+  }
+  ~FdBudget() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+  FdBudget(const FdBudget&) = delete;
+  FdBudget& operator=(const FdBudget&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  bool ok_ = false;
+};
+
+TEST_CASE("when accept runs out of descriptors the longest-idle connection makes room",
+          "[inbox][http]") {
+  EchoHandler handler;
+  auto server = start_server(handler, {.idle_timeout = 10min});  // max_connections 1024: far off
+  auto idle = connect_idle(*server, 3, 3);
+  // Every code path the test and the server take while the process is out of descriptors runs
+  // once first: UBSan's first check of a virtual call (Clock::wall_now in a worker) needs a pipe.
+  REQUIRE(idle[2]->send(get("/warm-up")));
+  const auto warm_up = idle[2]->read_response(kLongDeadline);
+  REQUIRE(warm_up);
+  REQUIRE(warm_up->status == 200);
+  {
+    // The real client's socket takes the last free descriptor, so the server's accept() fails
+    // with EMFILE. The six sockets of the idle connections stay open throughout.
+    FdBudget budget(1);
+    REQUIRE(budget.ok());
+    RawClient real(server->port());
+    REQUIRE(real.connected());
+    REQUIRE(real.send(get("/real")));
+    const auto response = real.read_response(kLongDeadline);
+    REQUIRE(response);
+    CHECK(response->status == 200);
+  }
+  CHECK_FALSE(idle[0]->read_response(kLongDeadline));  // closed silently
+  CHECK_FALSE(idle[1]->readable_within(0ms));
+  CHECK_FALSE(idle[2]->readable_within(0ms));
+  CHECK(server->stats().idle_evicted == 1);
+  CHECK(server->stats().connections_rejected == 0);
+}
+
+TEST_CASE("when every connection is busy a new one gets 503 at accept and none is evicted",
+          "[inbox][http]") {
+  GatedHandler handler;
+  auto server = start_server(handler, {.max_connections = 2, .idle_timeout = 10min});
+  // Busy 1: its request is with the handler.
+  RawClient handled(server->port());
+  REQUIRE(handled.send(get("/handled")));
+  REQUIRE(wait_until([&] { return handler.entered() == 1; }, kLongDeadline));
+  // Busy 2: mid-request. The 100 Continue proves the server has read the head.
+  RawClient half(server->port());
+  REQUIRE(half.send(
+      "POST /half HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
+  const auto interim = half.read_response(kLongDeadline);
+  REQUIRE(interim);
+  REQUIRE(interim->status == 100);
+
+  RawClient refused(server->port());
+  const auto rejected = refused.read_response(kLongDeadline);
   REQUIRE(rejected);
   CHECK(rejected->status == 503);
-  CHECK(rejected->header("Retry-After") != nullptr);
+  REQUIRE(rejected->header("Retry-After") != nullptr);
+  CHECK(*rejected->header("Retry-After") == "1");
   CHECK(server->stats().connections_rejected == 1);
-  REQUIRE(first.send(get("/still")));
-  const auto ok = first.read_response();
-  REQUIRE(ok);
-  CHECK(ok->status == 200);
+  CHECK(server->stats().idle_evicted == 0);
+
+  handler.open();
+  REQUIRE(half.send("body"));
+  const auto ok_half = half.read_response(kLongDeadline);
+  REQUIRE(ok_half);
+  CHECK(ok_half->status == 200);
+  CHECK(ok_half->body == "/half");
+  const auto ok_handled = handled.read_response(kLongDeadline);
+  REQUIRE(ok_handled);
+  CHECK(ok_handled->status == 200);
 }
 
 TEST_CASE("stop() with a handler running and clients connected returns and closes them",
