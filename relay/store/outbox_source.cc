@@ -169,8 +169,7 @@ PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Mill
 }
 
 PgOutboxSource::~PgOutboxSource() {
-  listener_.reset();  // a receiver must die before its connection
-  conn_.reset();
+  conn_.reset();  // closes the connection, then drops listener_ (before_drop), then destroys it
 }
 
 // Runs fn on the live connection; on kUnavailable drops it (and its listener) so the next call
@@ -180,16 +179,14 @@ auto PgOutboxSource::with_connection(Fn&& fn) {
   using R = decltype(fn(std::declval<pqxx::connection&>()));
   auto c = conn_->get();
   if (!c) {
-    listener_.reset();
-    conn_->reset();
+    conn_->reset();  // drops listener_ too (before_drop)
     return R(c.error());
   }
   R result = fn(**c);
   // In doubt means the connection died during COMMIT: it is as gone as after kUnavailable.
   if (!result.has_value() && (result.error().code == ErrorCode::kUnavailable ||
                               result.error().code == ErrorCode::kInDoubt)) {
-    listener_.reset();
-    conn_->reset();
+    conn_->reset();  // drops listener_ too (before_drop)
   }
   return result;
 }
@@ -264,8 +261,7 @@ template <typename T>
 Result<std::vector<T>> PgOutboxSource::in_doubt_if_injected(Result<std::vector<T>>&& claimed,
                                                             const char* point) {
   if (!claimed || claimed->empty() || !fault_fires(point)) return std::move(claimed);
-  listener_.reset();
-  conn_->reset();
+  conn_->reset();  // drops listener_ too (before_drop)
   return Error{ErrorCode::kInDoubt,
                std::string("connection lost during COMMIT (injected fault ") + point + ")"};
 }
@@ -338,7 +334,8 @@ Result<std::optional<Millis>> PgOutboxSource::time_until_next_due() {
 }
 
 Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
-  return with_connection([&](pqxx::connection& c) -> Result<bool> {
+  bool stray_input = false;
+  auto woke = with_connection([&](pqxx::connection& c) -> Result<bool> {
     try {
       c.get_notifs();  // anything that arrived during earlier statements
       if (notified_) {
@@ -355,8 +352,8 @@ Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
         (void)eventfd_read(kick_fd, &value);
         kicked = true;
       }
-      if (n > 0 && fds[0].revents != 0)
-        c.get_notifs();  // throws broken_connection if the server went away
+      // get_notifs() throws broken_connection if the server went away.
+      if (n > 0 && fds[0].revents != 0 && c.get_notifs() == 0) stray_input = true;
       const bool woke = notified_ || kicked;
       notified_ = false;
       return woke;
@@ -364,6 +361,15 @@ Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
       return classify_exception(e);
     }
   });
+  // Input that is no notification on a connection that only listens between statements is most
+  // likely the server ending the session: its FATAL message arrives before the socket closes.
+  // Replace the connection now instead of finding out with a statement (libpqxx 6.4 leaks that
+  // statement's result); the caller claims at once on the new one.
+  if (woke && stray_input) {
+    conn_->reset();  // drops listener_ too (before_drop)
+    return true;
+  }
+  return woke;
 }
 
 }  // namespace relay::store
