@@ -65,6 +65,12 @@ TEST_CASE("every inbox rejection answers its status, stores nothing, and is coun
   auto h = signed_headers(kKeyA, "evt-1", body);
   h[1].second = "soon";
   CHECK(client.post("/inbox/signed", body, h).status == 401);
+  // A timestamp past what nanoseconds hold (9223372037 s) is stale, not a crash (issue 13, item 1).
+  auto far = client.post(
+      "/inbox/signed", "{}",
+      {{"webhook-id", "a"}, {"webhook-timestamp", "9223372037"}, {"webhook-signature", "v1,x"}});
+  CHECK(far.status == 401);
+  CHECK(far.body.find("webhook-timestamp") != std::string::npos);
   // A signature over a different body (tampered payload).
   CHECK(client.post("/inbox/signed", body + " ", signed_headers(kKeyA, "evt-1", body)).status ==
         401);
@@ -111,7 +117,7 @@ TEST_CASE("every inbox rejection answers its status, stores nothing, and is coun
   };
   CHECK(rejected("bad_signature", "signed") == 2);
   CHECK(rejected("missing_signature", "signed") == 1);
-  CHECK(rejected("stale_timestamp", "signed") == 2);
+  CHECK(rejected("stale_timestamp", "signed") == 3);
   CHECK(rejected("bad_timestamp", "signed") == 1);
   CHECK(rejected("unknown_source", "_unknown") == 2);
   CHECK(rejected("method_not_allowed", "signed") == 1);
