@@ -18,6 +18,7 @@
 
 #include "relay/common/base64.h"
 #include "relay/common/check.h"
+#include "relay/common/database_url.h"
 #include "relay/common/duration.h"
 #include "relay/common/http_header.h"
 #include "relay/config/interpolate.h"
@@ -373,7 +374,6 @@ class Parser {
   using Check = std::optional<std::string> (*)(std::string_view);
   void read_checked(const Field* field, std::string_view expected, Check check, bool empty_ok,
                     std::string& out);
-  void read_string(const Field* field, std::string& out);
   void read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out);
   std::optional<std::int64_t> int_value(const Field& field, std::int64_t lo, std::int64_t hi);
   std::optional<Millis> duration_value(const Field& field, Millis lo, Millis hi);
@@ -503,11 +503,6 @@ void Parser::read_checked(const Field* field, std::string_view expected, Check c
   }
 }
 
-void Parser::read_string(const Field* field, std::string& out) {
-  if (field == nullptr) return;
-  if (auto v = text(*field, "a string")) out = std::move(*v);
-}
-
 void Parser::read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out) {
   if (field == nullptr) return;
   auto v = text(*field, "a string");
@@ -587,7 +582,10 @@ void Parser::parse(const YAML::Node& root, Config& config) {
 
   if (const Field* f = fields.find("database")) {
     if (auto db = section(*f, kDatabaseKeys)) {
-      read_string(db->find("url"), config.database.url);
+      // The shapes libpq would refuse by echoing the URL, password included, are caught here
+      // with the same check connect() makes (its message quotes nothing).
+      read_checked(db->find("url"), "a string", database_url_problem, /*empty_ok=*/true,
+                   config.database.url);
       // libpq counts whole seconds and raises anything below 2 to 2.
       read_duration(db->find("connect_timeout"), 2s, 1h, config.database.connect_timeout);
     }

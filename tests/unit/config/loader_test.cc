@@ -685,6 +685,21 @@ TEST_CASE("a variable's value is validated like a literal", "[config]") {
               2, 15, "source.batch_size", "must be between 1 and 10000, got 0");
 }
 
+TEST_CASE("a database URL libpq would echo is an error that quotes no password", "[config]") {
+  for (const std::string url : {"postgresql://relay:pwLeft%zzpwRight@db/app",
+                                "postgresq1://relay:pwTypo@db/app", "POSTGRESQL://relay:pwUp@db/app",
+                                "postgresql://relay:pwA@pwB@db/app", "host=db password=pw cret"}) {
+    INFO(url);
+    const ConfigError e = only_error(yaml({"database:", "  url: ${URL}", kSub0, kSub1, kSub2, kSub3}),
+                                     env_of({{"URL", url}}));
+    check_error(e, 2, 8, "database.url", "");
+    CHECK(e.to_string().find("pw") == std::string::npos);
+  }
+  CHECK(config_of(yaml({"database:", "  url: ${URL}", kSub0, kSub1, kSub2, kSub3}),
+                  env_of({{"URL", "host=db password='se cret' dbname=app"}}))
+            .database.url == "host=db password='se cret' dbname=app");
+}
+
 TEST_CASE("signing_secret errors never echo the secret", "[config]") {
   const ConfigError list_item =
       only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    signing_secret: [whsec_topsecret]"}));
