@@ -30,6 +30,8 @@ using namespace std::chrono_literals;
 using Keys = std::span<const std::string_view>;
 
 constexpr std::int64_t kMiB = 1024 * 1024;
+// The key path of a problem with the whole document.
+constexpr std::string_view kDocumentKey = "(document)";
 
 // The schema: one table of keys per map, in the order of config.h (suggestions prefer earlier
 // keys). The parser looks keys up only through these tables (Fields::find checks it), and
@@ -359,6 +361,17 @@ class Parser {
     e.key_path = std::move(key_path);
     e.message = std::move(message);
     errors_.push_back(std::move(e));
+  }
+
+  // A problem with the document as a whole: key "(document)", and line 1, column 1 when there
+  // is no better place (an empty file), so every error has the file:line:col: key: shape.
+  void document_error(const YAML::Mark& mark, std::string message) {
+    error(mark, std::string(kDocumentKey), std::move(message));
+    ConfigError& e = errors_.back();
+    if (e.line == 0) {
+      e.line = 1;
+      e.column = 1;
+    }
   }
 
   std::vector<ConfigError>& errors() { return errors_; }
@@ -1114,25 +1127,25 @@ std::variant<Config, std::vector<ConfigError>> parse_config(const std::string& t
   try {
     const std::vector<YAML::Node> documents = YAML::LoadAll(text);
     if (documents.empty() || documents.front().IsNull()) {
-      parser.error(YAML::Mark::null_mark(), "",
-                   "the file is empty (at least one subscription is required)");
+      parser.document_error(YAML::Mark::null_mark(),
+                            "the file is empty (at least one subscription is required)");
     } else if (!documents.front().IsMap()) {
-      parser.error(documents.front().Mark(), "",
-                   fmt::format("expected a map of settings at the top level, got {}",
-                               describe(documents.front())));
+      parser.document_error(documents.front().Mark(),
+                            fmt::format("expected a map of settings at the top level, got {}",
+                                        describe(documents.front())));
     } else {
       if (documents.size() > 1) {
-        parser.error(documents[1].Mark(), "",
-                     "more than one YAML document (\"---\"); put all settings in one");
+        parser.document_error(documents[1].Mark(),
+                              "more than one YAML document (\"---\"); put all settings in one");
       }
       parser.parse(documents.front(), config);
     }
   } catch (const YAML::ParserException& e) {
     // The mark is 0-based; error() makes it 1-based. A syntax error ends the walk: nothing after it
     // can be trusted.
-    parser.error(e.mark, "", fmt::format("YAML syntax error: {}", e.msg));
+    parser.document_error(e.mark, fmt::format("YAML syntax error: {}", e.msg));
   } catch (const YAML::Exception& e) {
-    parser.error(e.mark, "", fmt::format("cannot read the YAML: {}", e.msg));
+    parser.document_error(e.mark, fmt::format("cannot read the YAML: {}", e.msg));
   }
   std::vector<ConfigError>& errors = parser.errors();
   if (errors.empty()) return config;

@@ -253,7 +253,7 @@ TEST_CASE("an unreadable file is one error with no line", "[config]") {
 TEST_CASE("an empty file or one with only comments is an error", "[config]") {
   for (const std::string text : {"", "\n\n", "# nothing here\n", "---\n"}) {
     CAPTURE(text);
-    check_error(only_error(text), 0, 0, "", "empty");
+    check_error(only_error(text), 1, 1, "(document)", "empty");
   }
 }
 
@@ -261,24 +261,41 @@ TEST_CASE("a YAML syntax error is reported with a 1-based line and column", "[co
   const ConfigError e = only_error(yaml({kSub0, kSub1, "    topics: [\"order.*\"", kSub3}));
   CHECK(e.line == 4);
   CHECK(e.column == 5);
-  CHECK(e.key_path.empty());
+  CHECK(e.key_path == "(document)");
   CHECK_THAT(e.message,
              Catch::Contains("YAML syntax error") && Catch::Contains("end of sequence flow"));
 }
 
 TEST_CASE("a tab in the indentation is a syntax error at its place", "[config]") {
   check_error(only_error(yaml({"source:", "\tbatch_size: 5", kSub0, kSub1, kSub2, kSub3})), 2, 12,
-              "", "YAML syntax error");
+              "(document)", "YAML syntax error");
 }
 
 TEST_CASE("a document that is not a map is an error", "[config]") {
-  check_error(only_error(yaml({"- a", "- b"})), 1, 1, "",
+  check_error(only_error(yaml({"- a", "- b"})), 1, 1, "(document)",
               "expected a map of settings at the top level, got a list");
 }
 
 TEST_CASE("a second YAML document is an error", "[config]") {
-  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "---", "log: {level: info}"})), 6, 1, "",
-              "more than one YAML document");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "---", "log: {level: info}"})), 6, 1,
+              "(document)", "more than one YAML document");
+}
+
+TEST_CASE("control characters from the file are escaped in every error line", "[config]") {
+  // A value or key with a newline or CR must not print a line that reads like another error.
+  const auto errors =
+      errors_of(yaml({"log: {level: \"a\\nfake.yaml:1:1: log.level: injected\"}",
+                      "\"b\\rc\\td\\x1b[2J\\u0085\": 1", kSub0, kSub1, kSub2, kSub3}));
+  REQUIRE(errors.size() == 2);
+  for (const auto& e : errors) {
+    const std::string line = e.to_string();
+    INFO(line);
+    CHECK(line.find_first_of("\n\r\t\x1b") == std::string::npos);
+    CHECK(line.find("\xc2\x85") == std::string::npos);
+  }
+  CHECK_THAT(errors[0].to_string(),
+             Catch::StartsWith("relay.yaml:1:14: log.level: invalid value \"a\\nfake.yaml:1:1:"));
+  CHECK_THAT(errors[1].to_string(), Catch::Contains("b\\rc\\td\\x1b[2J\\u0085"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -686,12 +703,13 @@ TEST_CASE("a variable's value is validated like a literal", "[config]") {
 }
 
 TEST_CASE("a database URL libpq would echo is an error that quotes no password", "[config]") {
-  for (const std::string url : {"postgresql://relay:pwLeft%zzpwRight@db/app",
-                                "postgresq1://relay:pwTypo@db/app", "POSTGRESQL://relay:pwUp@db/app",
-                                "postgresql://relay:pwA@pwB@db/app", "host=db password=pw cret"}) {
+  for (const std::string url :
+       {"postgresql://relay:pwLeft%zzpwRight@db/app", "postgresq1://relay:pwTypo@db/app",
+        "POSTGRESQL://relay:pwUp@db/app", "postgresql://relay:pwA@pwB@db/app",
+        "host=db password=pw cret"}) {
     INFO(url);
-    const ConfigError e = only_error(yaml({"database:", "  url: ${URL}", kSub0, kSub1, kSub2, kSub3}),
-                                     env_of({{"URL", url}}));
+    const ConfigError e = only_error(
+        yaml({"database:", "  url: ${URL}", kSub0, kSub1, kSub2, kSub3}), env_of({{"URL", url}}));
     check_error(e, 2, 8, "database.url", "");
     CHECK(e.to_string().find("pw") == std::string::npos);
   }
