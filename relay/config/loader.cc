@@ -20,6 +20,7 @@
 #include "relay/common/check.h"
 #include "relay/common/database_url.h"
 #include "relay/common/duration.h"
+#include "relay/common/endpoint.h"
 #include "relay/common/http_header.h"
 #include "relay/config/interpolate.h"
 
@@ -226,49 +227,12 @@ bool starts_with_no_case(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-// Returns why `url` is not a usable endpoint, or nullopt. Messages never quote the URL: it may
-// carry credentials (http://user:password@host/).
+// Returns why `url` is not a usable endpoint, or nullopt: the sender's own parser decides, so
+// check-config accepts exactly what run can send to. Messages never quote the URL: it may carry
+// credentials (http://user:password@host/).
 std::optional<std::string> check_endpoint(std::string_view url) {
-  std::size_t scheme_length = 0;
-  if (starts_with_no_case(url, "http://")) {
-    scheme_length = 7;
-  } else if (starts_with_no_case(url, "https://")) {
-    scheme_length = 8;
-  } else {
-    return "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/events";
-  }
-  if (url.find_first_of(" \t\r\n") != std::string_view::npos) return "must not contain whitespace";
-  std::string_view authority = url.substr(scheme_length);
-  authority = authority.substr(0, authority.find_first_of("/?#"));
-  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos)
-    authority = authority.substr(at + 1);
-  std::string_view host = authority;
-  std::string_view port;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) return "has an unterminated IPv6 address";
-    host = authority.substr(1, close - 1);
-    std::string_view rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return "has unexpected text after the IPv6 address";
-      has_port = true;
-      port = rest.substr(1);
-    }
-  } else if (const std::size_t colon = authority.find(':'); colon != std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port = authority.substr(colon + 1);
-    has_port = true;
-  }
-  if (host.empty()) return "must name a host, e.g. http://127.0.0.1:8080/events";
-  if (has_port) {
-    int value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 1 ||
-        value > 65535) {
-      return "has an invalid port (expected 1..65535)";
-    }
-  }
+  auto endpoint = parse_endpoint(url);
+  if (!endpoint) return endpoint.error().message;
   return std::nullopt;
 }
 

@@ -178,6 +178,31 @@ TEST_CASE("relay run refuses a broken config with exit 2 before touching the dat
   CHECK(out.find("source.mode") != std::string::npos);
 }
 
+TEST_CASE("check-config and run agree: an endpoint with credentials fails both, at its key",
+          "[integration][config]") {
+  const std::string yaml =
+      "subscriptions:\n  - name: billing\n    topics: [\"order.*\"]\n"
+      "    endpoint: http://user:pwSecret@127.0.0.1:8080/events\n";
+  auto check = check_config(yaml);
+  INFO(check.output);
+  CHECK(check.code == 2);
+  CHECK(
+      check.output.find("relay.yaml:4:15: subscriptions[0].endpoint: must not carry credentials") !=
+      std::string::npos);
+  TempDir dir;
+  const std::string path = dir.write("relay.yaml", yaml);
+  std::string out;
+  const int code = RelayProcess::run_cli(
+      {"run", "--config", path, "--database-url", "postgresql://x@127.0.0.1:1/db"}, &out,
+      std::chrono::seconds(30));
+  INFO(out);
+  CHECK(code == 2);
+  CHECK(out.find("relay.yaml:4:15: subscriptions[0].endpoint: must not carry credentials") !=
+        std::string::npos);
+  CHECK(check.output.find("pwSecret") == std::string::npos);
+  CHECK(out.find("pwSecret") == std::string::npos);
+}
+
 TEST_CASE("a missing config file and an unknown command are usage errors (exit 2)",
           "[integration][config]") {
   std::string out;
