@@ -60,8 +60,10 @@ std::optional<VerifyFailure> WebhookVerifier::verify(
     std::string_view body, std::chrono::system_clock::time_point now) const {
   using Reason = VerifyFailure::Reason;
   if (id == nullptr || timestamp == nullptr || signature == nullptr) {
-    return VerifyFailure{Reason::kMissingSignature,
-                         "missing webhook-id, webhook-timestamp or webhook-signature header"};
+    return VerifyFailure{
+        Reason::kMissingSignature,
+        "missing webhook-id, webhook-timestamp or webhook-signature header (or their "
+        "svix-* aliases)"};
   }
   const auto seconds = parse_seconds(*timestamp);
   if (!seconds) {

@@ -198,6 +198,48 @@ TEST_CASE("a source with two secrets accepts a signature made with either; unsig
             {"rot", "a"}, {"rot", "b"}, {"rot", "c"}, {"open", "e"}});
 }
 
+TEST_CASE("a request signed with Svix's header names is accepted; webhook-* wins over svix-*",
+          "[integration][inbox]") {
+  auto db = TestDatabase::create();
+  const int port = FakeConsumer::unused_port();
+  RelayProcess relay(inbox_yaml(port, {{.name = "svix", .secrets = {kSecretA}}}), {},
+                     {{"DATABASE_URL", db.url()}});
+  REQUIRE(inbox_up(port));
+  InboxClient client(port);
+  const std::string body = R"({"type":"invoice.paid"})";
+  const long long now = unix_now();
+
+  // What a Svix-powered sender sends: the Standard Webhooks values under svix-* names.
+  auto svix = client.post("/inbox/svix", body,
+                          {{"svix-id", "msg_svix"},
+                           {"svix-timestamp", std::to_string(now)},
+                           {"svix-signature", sign_v1(kKeyA, "msg_svix", now, body)}});
+  INFO(svix.body);
+  CHECK(svix.status == 200);
+  // A bad svix signature is still refused.
+  CHECK(client
+            .post("/inbox/svix", body,
+                  {{"svix-id", "msg_bad"},
+                   {"svix-timestamp", std::to_string(now)},
+                   {"svix-signature", sign_v1(kKeyB, "msg_bad", now, body)}})
+            .status == 401);
+  // Both sets: the webhook-* headers are the ones verified (and the id taken), svix-* ignored.
+  auto both = signed_headers(kKeyA, "msg_both", body, now);
+  both.push_back({"svix-id", "msg_other"});
+  both.push_back({"svix-timestamp", "1"});
+  both.push_back({"svix-signature", "v1,AAAA"});
+  CHECK(client.post("/inbox/svix", body, both).status == 200);
+  auto webhook_bad = signed_headers(kKeyB, "msg_wbad", body, now);
+  webhook_bad.push_back({"svix-id", "msg_wbad"});
+  webhook_bad.push_back({"svix-timestamp", std::to_string(now)});
+  webhook_bad.push_back({"svix-signature", sign_v1(kKeyA, "msg_wbad", now, body)});
+  CHECK(client.post("/inbox/svix", body, webhook_bad).status == 401);
+
+  // Stored under the id that was signed; the signature headers are not kept as app headers.
+  CHECK(db.rows("SELECT event_id, headers::text FROM relay.inbox ORDER BY event_id") ==
+        std::vector<std::vector<std::string>>{{"msg_both", "{}"}, {"msg_svix", "{}"}});
+}
+
 TEST_CASE("binary mode stores id, type, subject, content type and app headers, not credentials",
           "[integration][inbox]") {
   auto db = TestDatabase::create();
