@@ -73,6 +73,13 @@ bool expect(std::string_view s, std::size_t& i, char c) {
 
 }  // namespace
 
+namespace {
+// The years parse_timestamp accepts; with any UTC offset and a 100-year duration subtracted
+// (parse_time_bound) the result still fits a nanosecond time_point.
+constexpr int kMinYear = 1970;
+constexpr int kMaxYear = 2261;
+}  // namespace
+
 Result<WallTime> parse_timestamp(std::string_view text) {
   const auto bad = [&] {
     return Error{
@@ -124,6 +131,13 @@ Result<WallTime> parse_timestamp(std::string_view text) {
       minute > 59 || second > 60) {
     return bad();
   }
+  // A system_clock::time_point counts nanoseconds in 64 bits: about 1677..2262. Refuse what it
+  // cannot hold instead of overflowing (a typo like 9999-01-01 is UB otherwise).
+  if (year < kMinYear || year > kMaxYear) {
+    return Error{
+        ErrorCode::kInvalidArgument,
+        fmt::format("timestamp \"{}\" is out of range (years {} to {})", text, kMinYear, kMaxYear)};
+  }
   struct tm tm {};
   tm.tm_year = year - 1900;
   tm.tm_mon = month - 1;
@@ -142,6 +156,8 @@ Result<WallTime> parse_time_bound(std::string_view flag, std::string_view text, 
   if (auto d = parse_duration(text)) return now - *d;
   auto t = parse_timestamp(text);
   if (t) return *t;
+  if (t.error().message.find("out of range") != std::string::npos)
+    return Error{ErrorCode::kInvalidArgument, fmt::format("{}: {}", flag, t.error().message)};
   return Error{
       ErrorCode::kInvalidArgument,
       fmt::format(

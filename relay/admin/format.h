@@ -16,7 +16,9 @@ namespace relay::admin {
 using WallTime = std::chrono::system_clock::time_point;
 
 // RFC 3339: "2024-05-01T12:00:00Z", "2024-05-01 12:00:00.5+02:00", or a bare date "2024-05-01"
-// (midnight UTC). kInvalidArgument naming the text otherwise.
+// (midnight UTC), in the years 1970 to 2261 (what a nanosecond system_clock holds, with room for
+// offsets and a 100-year --since). kInvalidArgument naming the text otherwise ("out of range" for
+// a well-formed time outside those years).
 Result<WallTime> parse_timestamp(std::string_view text);
 
 // A --since/--until value: a duration ("90m", "7d") meaning that long before `now`, or an RFC 3339

@@ -13,6 +13,7 @@
 
 #include "relay/common/backoff.h"
 #include "relay/common/clock.h"
+#include "relay/common/database_url.h"
 #include "relay/common/log.h"
 #include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
@@ -26,7 +27,6 @@
 #include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
 #include "relay/store/migrations.h"
-#include "relay/store/transaction.h"
 
 namespace relay::app {
 namespace {
@@ -172,7 +172,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
 
   log.info("starting", {{"version", kVersion},
                         {"config", config.path},
-                        {"database", store::redact_url(database_url)}});
+                        {"database", redact_database_url(database_url)}});
 
   // The ops listener comes up first, so probes get answers (not ready yet) while relay waits for
   // its database.

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -147,15 +148,21 @@ struct Config {
 };
 
 // One problem found in a config file. line/column are 1-based; 0 when the problem has no place in
-// the file (e.g. the file cannot be read).
+// the file (the file cannot be read). Problems with the file as a whole (empty, a YAML syntax
+// error, several documents, a top level that is not a map) have the key path "(document)".
 struct ConfigError {
   std::string file;
   int line = 0;
   int column = 0;
   std::string key_path;  // dotted, with list indexes: "subscriptions[0].retry.max_attempts"
   std::string message;
-  // "relay.yaml:12:5: subscriptions[0].timeout: invalid duration \"5x\" ..."
+  // "relay.yaml:12:5: subscriptions[0].timeout: invalid duration \"5x\" ..." on one line: control
+  // characters in the file name, key or message (they come from the file) are escaped.
   std::string to_string() const;
 };
+
+// `text` with control characters escaped ("\n", "\r", "\t", "\x1b", C1 controls as "\u0085"), so
+// text from a config file cannot start a line of its own in relay's output. Other bytes unchanged.
+std::string escape_control_characters(std::string_view text);
 
 }  // namespace relay::config

@@ -18,7 +18,9 @@
 
 #include "relay/common/base64.h"
 #include "relay/common/check.h"
+#include "relay/common/database_url.h"
 #include "relay/common/duration.h"
+#include "relay/common/endpoint.h"
 #include "relay/common/http_header.h"
 #include "relay/config/interpolate.h"
 
@@ -29,6 +31,8 @@ using namespace std::chrono_literals;
 using Keys = std::span<const std::string_view>;
 
 constexpr std::int64_t kMiB = 1024 * 1024;
+// The key path of a problem with the whole document.
+constexpr std::string_view kDocumentKey = "(document)";
 
 // The schema: one table of keys per map, in the order of config.h (suggestions prefer earlier
 // keys). The parser looks keys up only through these tables (Fields::find checks it), and
@@ -223,49 +227,12 @@ bool starts_with_no_case(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-// Returns why `url` is not a usable endpoint, or nullopt. Messages never quote the URL: it may
-// carry credentials (http://user:password@host/).
+// Returns why `url` is not a usable endpoint, or nullopt: the sender's own parser decides, so
+// check-config accepts exactly what run can send to. Messages never quote the URL: it may carry
+// credentials (http://user:password@host/).
 std::optional<std::string> check_endpoint(std::string_view url) {
-  std::size_t scheme_length = 0;
-  if (starts_with_no_case(url, "http://")) {
-    scheme_length = 7;
-  } else if (starts_with_no_case(url, "https://")) {
-    scheme_length = 8;
-  } else {
-    return "must be an http:// or https:// URL, e.g. http://127.0.0.1:8080/events";
-  }
-  if (url.find_first_of(" \t\r\n") != std::string_view::npos) return "must not contain whitespace";
-  std::string_view authority = url.substr(scheme_length);
-  authority = authority.substr(0, authority.find_first_of("/?#"));
-  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos)
-    authority = authority.substr(at + 1);
-  std::string_view host = authority;
-  std::string_view port;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) return "has an unterminated IPv6 address";
-    host = authority.substr(1, close - 1);
-    std::string_view rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return "has unexpected text after the IPv6 address";
-      has_port = true;
-      port = rest.substr(1);
-    }
-  } else if (const std::size_t colon = authority.find(':'); colon != std::string_view::npos) {
-    host = authority.substr(0, colon);
-    port = authority.substr(colon + 1);
-    has_port = true;
-  }
-  if (host.empty()) return "must name a host, e.g. http://127.0.0.1:8080/events";
-  if (has_port) {
-    int value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 1 ||
-        value > 65535) {
-      return "has an invalid port (expected 1..65535)";
-    }
-  }
+  auto endpoint = parse_endpoint(url);
+  if (!endpoint) return endpoint.error().message;
   return std::nullopt;
 }
 
@@ -360,6 +327,17 @@ class Parser {
     errors_.push_back(std::move(e));
   }
 
+  // A problem with the document as a whole: key "(document)", and line 1, column 1 when there
+  // is no better place (an empty file), so every error has the file:line:col: key: shape.
+  void document_error(const YAML::Mark& mark, std::string message) {
+    error(mark, std::string(kDocumentKey), std::move(message));
+    ConfigError& e = errors_.back();
+    if (e.line == 0) {
+      e.line = 1;
+      e.column = 1;
+    }
+  }
+
   std::vector<ConfigError>& errors() { return errors_; }
 
  private:
@@ -373,7 +351,6 @@ class Parser {
   using Check = std::optional<std::string> (*)(std::string_view);
   void read_checked(const Field* field, std::string_view expected, Check check, bool empty_ok,
                     std::string& out);
-  void read_string(const Field* field, std::string& out);
   void read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out);
   std::optional<std::int64_t> int_value(const Field& field, std::int64_t lo, std::int64_t hi);
   std::optional<Millis> duration_value(const Field& field, Millis lo, Millis hi);
@@ -503,11 +480,6 @@ void Parser::read_checked(const Field* field, std::string_view expected, Check c
   }
 }
 
-void Parser::read_string(const Field* field, std::string& out) {
-  if (field == nullptr) return;
-  if (auto v = text(*field, "a string")) out = std::move(*v);
-}
-
 void Parser::read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out) {
   if (field == nullptr) return;
   auto v = text(*field, "a string");
@@ -587,7 +559,10 @@ void Parser::parse(const YAML::Node& root, Config& config) {
 
   if (const Field* f = fields.find("database")) {
     if (auto db = section(*f, kDatabaseKeys)) {
-      read_string(db->find("url"), config.database.url);
+      // The shapes libpq would refuse by echoing the URL, password included, are caught here
+      // with the same check connect() makes (its message quotes nothing).
+      read_checked(db->find("url"), "a string", database_url_problem, /*empty_ok=*/true,
+                   config.database.url);
       // libpq counts whole seconds and raises anything below 2 to 2.
       read_duration(db->find("connect_timeout"), 2s, 1h, config.database.connect_timeout);
     }
@@ -1119,25 +1094,25 @@ std::variant<Config, std::vector<ConfigError>> parse_config(const std::string& t
   try {
     const std::vector<YAML::Node> documents = YAML::LoadAll(text);
     if (documents.empty() || documents.front().IsNull()) {
-      parser.error(YAML::Mark::null_mark(), "",
-                   "the file is empty (at least one subscription is required)");
+      parser.document_error(YAML::Mark::null_mark(),
+                            "the file is empty (at least one subscription is required)");
     } else if (!documents.front().IsMap()) {
-      parser.error(documents.front().Mark(), "",
-                   fmt::format("expected a map of settings at the top level, got {}",
-                               describe(documents.front())));
+      parser.document_error(documents.front().Mark(),
+                            fmt::format("expected a map of settings at the top level, got {}",
+                                        describe(documents.front())));
     } else {
       if (documents.size() > 1) {
-        parser.error(documents[1].Mark(), "",
-                     "more than one YAML document (\"---\"); put all settings in one");
+        parser.document_error(documents[1].Mark(),
+                              "more than one YAML document (\"---\"); put all settings in one");
       }
       parser.parse(documents.front(), config);
     }
   } catch (const YAML::ParserException& e) {
     // The mark is 0-based; error() makes it 1-based. A syntax error ends the walk: nothing after it
     // can be trusted.
-    parser.error(e.mark, "", fmt::format("YAML syntax error: {}", e.msg));
+    parser.document_error(e.mark, fmt::format("YAML syntax error: {}", e.msg));
   } catch (const YAML::Exception& e) {
-    parser.error(e.mark, "", fmt::format("cannot read the YAML: {}", e.msg));
+    parser.document_error(e.mark, fmt::format("cannot read the YAML: {}", e.msg));
   }
   std::vector<ConfigError>& errors = parser.errors();
   if (errors.empty()) return config;

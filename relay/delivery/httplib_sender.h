@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "relay/common/clock.h"
+#include "relay/common/endpoint.h"
 #include "relay/common/result.h"
 #include "relay/config/config.h"
 #include "relay/delivery/request_builder.h"
@@ -29,18 +30,10 @@ enum class Error;
 
 namespace relay::delivery {
 
-// An endpoint URL split for the HTTP client.
-struct Endpoint {
-  bool tls = false;  // https://
-  std::string host;  // without brackets for an IPv6 literal
-  int port = 80;     // 443 for https:// when the URL names none
-  std::string path;  // starts with '/', may carry a query
-};
-
-// Parses http(s)://host[:port][/path[?query]] (scheme case-insensitive). Returns nullopt for any
-// other scheme, userinfo (user@), a fragment, an empty host or port, a port outside 1..65535, or
-// characters that must be percent-encoded.
-std::optional<Endpoint> parse_endpoint(std::string_view url);
+// The endpoint parser is common/endpoint.h, shared with the config loader so that check-config
+// and the sender cannot disagree about a URL.
+using ::relay::Endpoint;
+using ::relay::parse_endpoint;
 
 class HttplibSender final : public HttpSender {
  public:

@@ -42,8 +42,9 @@ bool is_hop_header(std::string_view name) {
   for (auto n : kExact) {
     if (iequals_ascii(name, n)) return true;
   }
+  // svix-*: the Svix names of this hop's signature headers (aliases of webhook-*).
   return istarts_with(name, "x-forwarded-") || istarts_with(name, "proxy-") ||
-         istarts_with(name, "x-real-ip");
+         istarts_with(name, "x-real-ip") || istarts_with(name, "svix-");
 }
 
 Rejection reject(int status, const char* reason, std::string message) {
@@ -118,8 +119,10 @@ DecodedRequest decode_binary(const std::string& source, const HttpRequest& reque
   if (auto r = check_payload(request.body, max_payload_bytes)) return *r;
   store::InboxEvent e;
   e.source = source;
-  const char* id_from = "webhook-id";
-  if (const std::string* id = request.header("webhook-id")) {
+  const std::string* id = signature_headers(request).id;
+  const char* id_from =
+      id != nullptr && id != request.header("webhook-id") ? "svix-id" : "webhook-id";
+  if (id != nullptr) {
     e.event_id = *id;
   } else if (const std::string* ce_id = request.header("ce-id")) {
     id_from = "ce-id";
@@ -183,6 +186,15 @@ DecodedRequest decode_envelopes(const std::string& source, const HttpRequest& re
 }
 
 }  // namespace
+
+SignatureHeaders signature_headers(const HttpRequest& request) {
+  SignatureHeaders h{request.header("webhook-id"), request.header("webhook-timestamp"),
+                     request.header("webhook-signature")};
+  // Any webhook-* header means the sender speaks the standard's names: never mix in svix-*.
+  if (h.id != nullptr || h.timestamp != nullptr || h.signature != nullptr) return h;
+  return SignatureHeaders{request.header("svix-id"), request.header("svix-timestamp"),
+                          request.header("svix-signature")};
+}
 
 bool is_storable_text(std::string_view s) {
   size_t i = 0;

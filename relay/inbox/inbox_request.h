@@ -6,14 +6,15 @@
 //    (relay.v1.Event or EventBatch): envelopes, read with delivery/envelope.h. Ids, topics, keys,
 //    payloads and app headers come from the envelope.
 //  - anything else: binary mode, as relay's own sender and plain Standard Webhooks senders send.
-//    The body is the payload; Content-Type its content type; the id is webhook-id, else ce-id;
+//    The body is the payload; Content-Type its content type; the id is webhook-id (or its alias
+//    svix-id, see SignatureHeaders), else ce-id;
 //    ce-type is the topic and ce-subject the key (both percent-decoded, CloudEvents HTTP binding).
 //
 // App headers kept (relay.inbox.headers, and forwarded again when relay pushes the event): every
-// header that is not relay's own (webhook-*, ce-*, relay-*, Idempotency-Key, framing), not about
-// this hop's transport (Accept*, User-Agent, Keep-Alive, Expect, Via, Forwarded, X-Forwarded-*,
-// Proxy-*...) and not a credential (Authorization, Cookie): those belong to the hop, not to the
-// event, and a credential must not be stored or passed on to the app's endpoint.
+// header that is not relay's own (webhook-*, svix-*, ce-*, relay-*, Idempotency-Key, framing), not
+// about this hop's transport (Accept*, User-Agent, Keep-Alive, Expect, Via, Forwarded,
+// X-Forwarded-*, Proxy-*...) and not a credential (Authorization, Cookie): those belong to the hop,
+// not to the event, and a credential must not be stored or passed on to the app's endpoint.
 
 #include <string>
 #include <variant>
@@ -24,7 +25,19 @@
 
 namespace relay::inbox {
 
-// Bound on an event id (webhook-id, ce-id or envelope id), in bytes.
+// The Standard Webhooks signature headers of a request. Svix-powered senders send the same values
+// as svix-id, svix-timestamp and svix-signature; those are accepted as aliases. The set is chosen
+// as a whole, never mixed: if the request carries any webhook-id, webhook-timestamp or
+// webhook-signature header, the webhook-* set is used (the standard's names win when a sender
+// sends both), otherwise the svix-* set. Absent headers are nullptr. Pointers into `request`.
+struct SignatureHeaders {
+  const std::string* id = nullptr;
+  const std::string* timestamp = nullptr;
+  const std::string* signature = nullptr;
+};
+SignatureHeaders signature_headers(const HttpRequest& request);
+
+// Bound on an event id (webhook-id, svix-id, ce-id or envelope id), in bytes.
 inline constexpr size_t kMaxEventIdBytes = 512;
 
 // A request refused before anything was stored. `reason` is a fixed metrics label.

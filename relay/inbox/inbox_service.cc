@@ -103,9 +103,10 @@ HttpResponse InboxService::handle(const HttpRequest& request) {
   const Source& source = it->second;
 
   if (source.verifier) {
-    auto failure = source.verifier->verify(
-        request.header("webhook-id"), request.header("webhook-timestamp"),
-        request.header("webhook-signature"), request.body, clock_.wall_now());
+    // webhook-*, or their svix-* aliases (signature_headers says which set, never a mix).
+    const SignatureHeaders signature = signature_headers(request);
+    auto failure = source.verifier->verify(signature.id, signature.timestamp, signature.signature,
+                                           request.body, clock_.wall_now());
     if (failure) return reject(name, 401, to_string(failure->reason), std::move(failure->message));
   }
 

@@ -60,15 +60,20 @@ std::optional<VerifyFailure> WebhookVerifier::verify(
     std::string_view body, std::chrono::system_clock::time_point now) const {
   using Reason = VerifyFailure::Reason;
   if (id == nullptr || timestamp == nullptr || signature == nullptr) {
-    return VerifyFailure{Reason::kMissingSignature,
-                         "missing webhook-id, webhook-timestamp or webhook-signature header"};
+    return VerifyFailure{
+        Reason::kMissingSignature,
+        "missing webhook-id, webhook-timestamp or webhook-signature header (or their "
+        "svix-* aliases)"};
   }
   const auto seconds = parse_seconds(*timestamp);
   if (!seconds) {
     return VerifyFailure{Reason::kBadTimestamp, "webhook-timestamp is not a unix time in seconds"};
   }
-  const auto sent = std::chrono::system_clock::time_point(std::chrono::seconds(*seconds));
-  const auto skew = std::chrono::duration_cast<Millis>(now - sent);
+  // Compare in milliseconds since the epoch: 12 digits of seconds fit (10^15 ms), whereas a
+  // system_clock time_point counts nanoseconds and overflows from 9223372037 s on, before the
+  // signature is even checked.
+  const Millis sent = std::chrono::duration_cast<Millis>(std::chrono::seconds(*seconds));
+  const Millis skew = std::chrono::floor<Millis>(now.time_since_epoch()) - sent;
   if (skew > tolerance_) {
     return VerifyFailure{Reason::kStaleTimestamp,
                          fmt::format("webhook-timestamp is {} old; the tolerance is {}",

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <regex>
+#include "relay/common/database_url.h"
 
 namespace relay::store {
 
@@ -21,24 +21,20 @@ Error classify_exception(const std::exception& e) {
   return Error{ErrorCode::kInternal, e.what()};
 }
 
-std::string redact_url(const std::string& url) {
-  // URL form: scheme://user:password@host... -> scheme://user@host...
-  static const std::regex kUrlPassword(R"(^([a-z]+://[^:/@]*):[^@]*@)");
-  std::string out = std::regex_replace(url, kUrlPassword, "$1@");
-  // key=value form: password=secret -> password=***
-  static const std::regex kKvPassword(R"((password\s*=\s*)('[^']*'|\S+))");
-  return std::regex_replace(out, kKvPassword, "$1***");
-}
-
 Result<std::unique_ptr<pqxx::connection>> connect(const std::string& url) {
+  // libpq echoes what it cannot parse, password included: refuse those shapes in our own words.
+  if (auto problem = database_url_problem(url)) {
+    return Error{ErrorCode::kInvalidArgument,
+                 fmt::format("invalid database URL {}: {}", redact_database_url(url), *problem)};
+  }
   try {
     return std::make_unique<pqxx::connection>(url);
   } catch (const std::exception& e) {
-    // libpq's message names host and port; it does not echo the password.
-    std::string msg = e.what();
+    // libpq's message names host and port; whatever else it quotes, no password piece leaves.
+    std::string msg = redact_database_secrets(e.what(), url);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     return Error{ErrorCode::kUnavailable,
-                 fmt::format("cannot connect to {}: {}", redact_url(url), msg)};
+                 fmt::format("cannot connect to {}: {}", redact_database_url(url), msg)};
   }
 }
 

@@ -17,12 +17,10 @@ namespace relay::store {
 // kInternal otherwise.
 Error classify_exception(const std::exception& e);
 
-// Opens a connection. kUnavailable if the server cannot be reached; the message names host and
-// port but never the password.
+// Opens a connection. kInvalidArgument for a URL whose shape libpq would reject by echoing it
+// (common/database_url.h); kUnavailable if the server cannot be reached. Messages name host and
+// port but never any piece of the password, however malformed the URL.
 Result<std::unique_ptr<pqxx::connection>> connect(const std::string& url);
-
-// "postgresql://user@host:5432/db" with any password removed: safe for logs and errors.
-std::string redact_url(const std::string& url);
 
 template <typename Fn>
 auto run_transaction(pqxx::connection& conn, Fn&& fn)

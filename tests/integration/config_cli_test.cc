@@ -77,6 +77,80 @@ TEST_CASE("check-config names file, line, column and key for each kind of error 
   }
 }
 
+namespace {
+
+// Every line check-config prints is "<dir>/relay.yaml:LINE:COL: key: problem" or the closing
+// "N error(s) in <path>": nothing from the file can start a line of its own.
+void check_lines_are_errors(const std::string& output) {
+  size_t start = 0;
+  while (start < output.size()) {
+    const size_t end = output.find('\n', start);
+    const std::string line = output.substr(start, end - start);
+    start = end == std::string::npos ? output.size() : end + 1;
+    INFO(line);
+    const size_t in = line.find(" in ");
+    if (in != std::string::npos && line.find_first_not_of("0123456789") == line.find(' ') &&
+        (line.find(" error in ") == line.find(' ') || line.find(" errors in ") == line.find(' '))) {
+      continue;  // the count
+    }
+    const size_t at = line.find("relay.yaml:");
+    REQUIRE(at != std::string::npos);
+    size_t i = at + 11;
+    const size_t line_digits = line.find_first_not_of("0123456789", i) - i;
+    i += line_digits;
+    CHECK(line_digits > 0);
+    CHECK(line.substr(i, 1) == ":");
+    const size_t col_digits = line.find_first_not_of("0123456789", i + 1) - (i + 1);
+    CHECK(col_digits > 0);
+    CHECK(line.substr(i + 1 + col_digits, 2) == ": ");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("check-config escapes control characters, so a value cannot forge an error line",
+          "[integration][config]") {
+  TempDir dir;
+  const std::string path = dir.write(
+      "relay.yaml", std::string("log: {level: \"a\\nfake.yaml:1:1: log.level: injected\"}\n"
+                                "\"b\\rfake.yaml:2:2\": 1\n") +
+                        kValidSubscription);
+  std::string out;
+  const int code =
+      RelayProcess::run_cli({"check-config", "--config", path}, &out, std::chrono::seconds(30));
+  INFO(out);
+  CHECK(code == 2);
+  CHECK(out.find('\r') == std::string::npos);
+  CHECK(out.find("a\\nfake.yaml:1:1: log.level: injected") != std::string::npos);
+  CHECK(out.find("b\\rfake.yaml:2:2") != std::string::npos);
+  check_lines_are_errors(out);
+}
+
+TEST_CASE("check-config gives file-level problems the file:line:col: (document): shape",
+          "[integration][config]") {
+  struct Case {
+    const char* what;
+    std::string yaml;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"empty file", "", "relay.yaml:1:1: (document): the file is empty"},
+      {"syntax error", "log: {level: [\n", "(document): YAML syntax error"},
+      {"several documents", std::string(kValidSubscription) + "---\nlog: {level: info}\n",
+       "relay.yaml:6:1: (document): more than one YAML document"},
+      {"not a map", "- a\n- b\n", "relay.yaml:1:1: (document): expected a map"},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.what) {
+      auto r = check_config(c.yaml);
+      INFO(r.output);
+      CHECK(r.code == 2);
+      CHECK(r.output.find(c.expect) != std::string::npos);
+      check_lines_are_errors(r.output);
+    }
+  }
+}
+
 TEST_CASE("check-config reports every error of a file at once", "[integration][config]") {
   auto r = check_config(
       "source:\n  batch_size: -1\n  poll_interval: soon\nsubscriptions:\n  - name: Bad Name\n    "
@@ -102,6 +176,31 @@ TEST_CASE("relay run refuses a broken config with exit 2 before touching the dat
   INFO(out);
   CHECK(code == 2);
   CHECK(out.find("source.mode") != std::string::npos);
+}
+
+TEST_CASE("check-config and run agree: an endpoint with credentials fails both, at its key",
+          "[integration][config]") {
+  const std::string yaml =
+      "subscriptions:\n  - name: billing\n    topics: [\"order.*\"]\n"
+      "    endpoint: http://user:pwSecret@127.0.0.1:8080/events\n";
+  auto check = check_config(yaml);
+  INFO(check.output);
+  CHECK(check.code == 2);
+  CHECK(
+      check.output.find("relay.yaml:4:15: subscriptions[0].endpoint: must not carry credentials") !=
+      std::string::npos);
+  TempDir dir;
+  const std::string path = dir.write("relay.yaml", yaml);
+  std::string out;
+  const int code = RelayProcess::run_cli(
+      {"run", "--config", path, "--database-url", "postgresql://x@127.0.0.1:1/db"}, &out,
+      std::chrono::seconds(30));
+  INFO(out);
+  CHECK(code == 2);
+  CHECK(out.find("relay.yaml:4:15: subscriptions[0].endpoint: must not carry credentials") !=
+        std::string::npos);
+  CHECK(check.output.find("pwSecret") == std::string::npos);
+  CHECK(out.find("pwSecret") == std::string::npos);
 }
 
 TEST_CASE("a missing config file and an unknown command are usage errors (exit 2)",

@@ -116,6 +116,12 @@ TEST_CASE("every inbox rejection answers its status, stores nothing, and is coun
   auto h = signed_headers(kKeyA, "evt-1", body);
   h[1].second = "soon";
   CHECK(client.post("/inbox/signed", body, h).status == 401);
+  // A timestamp past what nanoseconds hold (9223372037 s) is stale, not a crash (issue 13, item 1).
+  auto far = client.post(
+      "/inbox/signed", "{}",
+      {{"webhook-id", "a"}, {"webhook-timestamp", "9223372037"}, {"webhook-signature", "v1,x"}});
+  CHECK(far.status == 401);
+  CHECK(far.body.find("webhook-timestamp") != std::string::npos);
   // A signature over a different body (tampered payload).
   CHECK(client.post("/inbox/signed", body + " ", signed_headers(kKeyA, "evt-1", body)).status ==
         401);
@@ -162,7 +168,7 @@ TEST_CASE("every inbox rejection answers its status, stores nothing, and is coun
   };
   CHECK(rejected("bad_signature", "signed") == 2);
   CHECK(rejected("missing_signature", "signed") == 1);
-  CHECK(rejected("stale_timestamp", "signed") == 2);
+  CHECK(rejected("stale_timestamp", "signed") == 3);
   CHECK(rejected("bad_timestamp", "signed") == 1);
   CHECK(rejected("unknown_source", "_unknown") == 2);
   CHECK(rejected("method_not_allowed", "signed") == 1);
@@ -241,6 +247,48 @@ TEST_CASE("a source with two secrets accepts a signature made with either; unsig
   CHECK(db.rows("SELECT source, event_id FROM relay.inbox ORDER BY event_id") ==
         std::vector<std::vector<std::string>>{
             {"rot", "a"}, {"rot", "b"}, {"rot", "c"}, {"open", "e"}});
+}
+
+TEST_CASE("a request signed with Svix's header names is accepted; webhook-* wins over svix-*",
+          "[integration][inbox]") {
+  auto db = TestDatabase::create();
+  const int port = FakeConsumer::unused_port();
+  RelayProcess relay(inbox_yaml(port, {{.name = "svix", .secrets = {kSecretA}}}), {},
+                     {{"DATABASE_URL", db.url()}});
+  REQUIRE(inbox_up(port));
+  InboxClient client(port);
+  const std::string body = R"({"type":"invoice.paid"})";
+  const long long now = unix_now();
+
+  // What a Svix-powered sender sends: the Standard Webhooks values under svix-* names.
+  auto svix = client.post("/inbox/svix", body,
+                          {{"svix-id", "msg_svix"},
+                           {"svix-timestamp", std::to_string(now)},
+                           {"svix-signature", sign_v1(kKeyA, "msg_svix", now, body)}});
+  INFO(svix.body);
+  CHECK(svix.status == 200);
+  // A bad svix signature is still refused.
+  CHECK(client
+            .post("/inbox/svix", body,
+                  {{"svix-id", "msg_bad"},
+                   {"svix-timestamp", std::to_string(now)},
+                   {"svix-signature", sign_v1(kKeyB, "msg_bad", now, body)}})
+            .status == 401);
+  // Both sets: the webhook-* headers are the ones verified (and the id taken), svix-* ignored.
+  auto both = signed_headers(kKeyA, "msg_both", body, now);
+  both.push_back({"svix-id", "msg_other"});
+  both.push_back({"svix-timestamp", "1"});
+  both.push_back({"svix-signature", "v1,AAAA"});
+  CHECK(client.post("/inbox/svix", body, both).status == 200);
+  auto webhook_bad = signed_headers(kKeyB, "msg_wbad", body, now);
+  webhook_bad.push_back({"svix-id", "msg_wbad"});
+  webhook_bad.push_back({"svix-timestamp", std::to_string(now)});
+  webhook_bad.push_back({"svix-signature", sign_v1(kKeyA, "msg_wbad", now, body)});
+  CHECK(client.post("/inbox/svix", body, webhook_bad).status == 401);
+
+  // Stored under the id that was signed; the signature headers are not kept as app headers.
+  CHECK(db.rows("SELECT event_id, headers::text FROM relay.inbox ORDER BY event_id") ==
+        std::vector<std::vector<std::string>>{{"msg_both", "{}"}, {"msg_svix", "{}"}});
 }
 
 TEST_CASE("binary mode stores id, type, subject, content type and app headers, not credentials",

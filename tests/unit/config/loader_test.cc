@@ -110,7 +110,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
       "  - name: audit.log-2_x",
       "    topics:",
       "      - \"*\"",
-      "    endpoint: http://user:pw@[::1]:9000/",
+      "    endpoint: http://[::1]:9000/",
       "limits:",
       "  max_payload_bytes: 2048",
       "log:",
@@ -143,7 +143,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   const auto& audit = c.subscriptions[1];
   CHECK(audit.name == "audit.log-2_x");
   CHECK(audit.topics == std::vector<std::string>{"*"});
-  CHECK(audit.endpoint == "http://user:pw@[::1]:9000/");
+  CHECK(audit.endpoint == "http://[::1]:9000/");
   CHECK(c.limits.max_payload_bytes == 2048);
   CHECK(c.log.level == "debug");
   CHECK(c.log.format == "json");
@@ -253,7 +253,7 @@ TEST_CASE("an unreadable file is one error with no line", "[config]") {
 TEST_CASE("an empty file or one with only comments is an error", "[config]") {
   for (const std::string text : {"", "\n\n", "# nothing here\n", "---\n"}) {
     CAPTURE(text);
-    check_error(only_error(text), 0, 0, "", "empty");
+    check_error(only_error(text), 1, 1, "(document)", "empty");
   }
 }
 
@@ -261,24 +261,41 @@ TEST_CASE("a YAML syntax error is reported with a 1-based line and column", "[co
   const ConfigError e = only_error(yaml({kSub0, kSub1, "    topics: [\"order.*\"", kSub3}));
   CHECK(e.line == 4);
   CHECK(e.column == 5);
-  CHECK(e.key_path.empty());
+  CHECK(e.key_path == "(document)");
   CHECK_THAT(e.message,
              Catch::Contains("YAML syntax error") && Catch::Contains("end of sequence flow"));
 }
 
 TEST_CASE("a tab in the indentation is a syntax error at its place", "[config]") {
   check_error(only_error(yaml({"source:", "\tbatch_size: 5", kSub0, kSub1, kSub2, kSub3})), 2, 12,
-              "", "YAML syntax error");
+              "(document)", "YAML syntax error");
 }
 
 TEST_CASE("a document that is not a map is an error", "[config]") {
-  check_error(only_error(yaml({"- a", "- b"})), 1, 1, "",
+  check_error(only_error(yaml({"- a", "- b"})), 1, 1, "(document)",
               "expected a map of settings at the top level, got a list");
 }
 
 TEST_CASE("a second YAML document is an error", "[config]") {
-  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "---", "log: {level: info}"})), 6, 1, "",
-              "more than one YAML document");
+  check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "---", "log: {level: info}"})), 6, 1,
+              "(document)", "more than one YAML document");
+}
+
+TEST_CASE("control characters from the file are escaped in every error line", "[config]") {
+  // A value or key with a newline or CR must not print a line that reads like another error.
+  const auto errors =
+      errors_of(yaml({"log: {level: \"a\\nfake.yaml:1:1: log.level: injected\"}",
+                      "\"b\\rc\\td\\x1b[2J\\u0085\": 1", kSub0, kSub1, kSub2, kSub3}));
+  REQUIRE(errors.size() == 2);
+  for (const auto& e : errors) {
+    const std::string line = e.to_string();
+    INFO(line);
+    CHECK(line.find_first_of("\n\r\t\x1b") == std::string::npos);
+    CHECK(line.find("\xc2\x85") == std::string::npos);
+  }
+  CHECK_THAT(errors[0].to_string(),
+             Catch::StartsWith("relay.yaml:1:14: log.level: invalid value \"a\\nfake.yaml:1:1:"));
+  CHECK_THAT(errors[1].to_string(), Catch::Contains("b\\rc\\td\\x1b[2J\\u0085"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -653,6 +670,33 @@ TEST_CASE("endpoint errors do not quote the URL, which may carry credentials", "
   CHECK_THAT(e.message, !Catch::Contains("hunter2"));
 }
 
+TEST_CASE("the loader refuses every endpoint the sender would refuse, at its position",
+          "[config]") {
+  // One parser (common/endpoint.h) for check-config and run: whatever passes here can be sent to.
+  struct Case {
+    const char* url;
+    const char* problem;
+  };
+  for (const Case c :
+       {Case{"http://user:pw@billing/", "must not carry credentials"},
+        Case{"http://user@billing/", "must not carry credentials"},
+        Case{"https://u:p@[::1]:9000/", "must not carry credentials"},
+        Case{"http://bill!ing/", "host with characters"},
+        Case{"http://[zz]/", "invalid IPv6 address"},
+        Case{"http://[::1]x/", "unexpected text after the IPv6 address"},
+        Case{"http://billing:/", "invalid port"}, Case{"http://billing/events#top", "#fragment"},
+        Case{"http://billing/\xc3\xa9v", "must be percent-encoded"}}) {
+    INFO(c.url);
+    const ConfigError e =
+        only_error(yaml({kSub0, kSub1, kSub2, std::string("    endpoint: \"") + c.url + "\""}));
+    check_error(e, 4, 15, "subscriptions[0].endpoint", c.problem);
+    CHECK_THAT(e.message, !Catch::Contains("pw"));
+  }
+  check_error(only_error(yaml({"inbox:", "  listen: 127.0.0.1:0", "  deliver_to: http://a:b@x/",
+                               "  sources: [{name: a, unsigned: true}]"})),
+              3, 15, "inbox.deliver_to", "must not carry credentials");
+}
+
 TEST_CASE("topics must be a non-empty list of non-empty strings", "[config]") {
   check_error(only_error(yaml({kSub0, kSub1, "    topics: []", kSub3})), 3, 13,
               "subscriptions[0].topics", "must list at least one topic");
@@ -683,6 +727,22 @@ TEST_CASE("a variable's value is validated like a literal", "[config]") {
   check_error(only_error(yaml({"source:", "  batch_size: ${N:-500}", kSub0, kSub1, kSub2, kSub3}),
                          env_of({{"N", "0"}})),
               2, 15, "source.batch_size", "must be between 1 and 10000, got 0");
+}
+
+TEST_CASE("a database URL libpq would echo is an error that quotes no password", "[config]") {
+  for (const std::string url :
+       {"postgresql://relay:pwLeft%zzpwRight@db/app", "postgresq1://relay:pwTypo@db/app",
+        "POSTGRESQL://relay:pwUp@db/app", "postgresql://relay:pwA@pwB@db/app",
+        "host=db password=pw cret"}) {
+    INFO(url);
+    const ConfigError e = only_error(
+        yaml({"database:", "  url: ${URL}", kSub0, kSub1, kSub2, kSub3}), env_of({{"URL", url}}));
+    check_error(e, 2, 8, "database.url", "");
+    CHECK(e.to_string().find("pw") == std::string::npos);
+  }
+  CHECK(config_of(yaml({"database:", "  url: ${URL}", kSub0, kSub1, kSub2, kSub3}),
+                  env_of({{"URL", "host=db password='se cret' dbname=app"}}))
+            .database.url == "host=db password='se cret' dbname=app");
 }
 
 TEST_CASE("signing_secret errors never echo the secret", "[config]") {

@@ -62,6 +62,21 @@ TEST_CASE("ce-id is the id when there is no webhook-id; without either the reque
                       .reason) == "missing_id");
 }
 
+TEST_CASE("svix-id is the id when there is no webhook-id; svix-* headers are not kept", "[inbox]") {
+  const auto d = decode_request("s",
+                                post({{"svix-id", "msg_svix"},
+                                      {"svix-timestamp", "1700000000"},
+                                      {"svix-signature", "v1,AAAA"},
+                                      {"ce-id", "ignored"},
+                                      {"X-Tenant", "a"}}),
+                                1024);
+  CHECK(single(d).event_id == "msg_svix");
+  CHECK(single(d).headers_json == R"({"x-tenant":"a"})");
+  // Both sets: webhook-* is the signed set, so its id is the event's.
+  CHECK(single(decode_request("s", post({{"svix-id", "b"}, {"webhook-id", "a"}}), 1024)).event_id ==
+        "a");
+}
+
 TEST_CASE("app headers are kept; relay's own, transport and credential headers are not",
           "[inbox]") {
   const auto d = decode_request("s",
