@@ -8,6 +8,7 @@
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/gate.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -41,14 +42,9 @@ TEST_CASE(
   auto db = TestDatabase::create();
   // Requests after the first 2,000 are held until relay is dead, so the kill lands mid-run however
   // fast relay is and however late the test thread runs (they get their 200 after the kill).
-  std::mutex mu;
-  std::condition_variable cv;
-  bool killed = false;
+  Gate killed;
   FakeConsumer consumer{[&](const ReceivedRequest& r) {
-    if (r.sequence >= 2'000) {
-      std::unique_lock lock(mu);
-      cv.wait_for(lock, 60s, [&] { return killed; });
-    }
+    if (r.sequence >= 2'000) killed.wait(60s);
     return Reply{200};
   }};
   TestRelayConfig cfg;
@@ -61,11 +57,7 @@ TEST_CASE(
     REQUIRE(wait_until([&] { return consumer.count() >= 2'000; }, 120s));
     relay.kill9();
   }
-  {
-    std::lock_guard lock(mu);
-    killed = true;
-  }
-  cv.notify_all();
+  killed.open();
   const size_t before_restart = consumer.count();
   INFO("received before the kill: " << before_restart);
   CHECK(before_restart < 10'000);  // the kill really was mid-run
@@ -90,22 +82,13 @@ TEST_CASE(
 TEST_CASE("SIGTERM during slow deliveries exits 0 within shutdown_timeout and loses no event",
           "[integration][crash]") {
   auto db = TestDatabase::create();
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
+  Gate gate;
   // Every request hangs until the test releases it: deliveries are in flight when SIGTERM comes.
   FakeConsumer consumer{[&](const ReceivedRequest&) {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, 60s, [&] { return release; });
+    gate.wait(60s);
     return Reply{200};
   }};
-  auto release_all = [&] {
-    {
-      std::lock_guard lock(mu);
-      release = true;
-    }
-    cv.notify_all();
-  };
+  auto release_all = [&] { gate.open(); };
   TestRelayConfig cfg;
   cfg.shutdown_timeout = "3s";
   cfg.subscriptions = {{.name = "s",

@@ -52,6 +52,23 @@ std::vector<std::chrono::milliseconds> waits_after_predecessor(
   return out;
 }
 
+// One subscription to `consumer`, and no timer that would claim for relay: a 60 s poll and a
+// 10 min lease (renewed every lease / 3).
+TestRelayConfig timerless_config(const FakeConsumer& consumer) {
+  TestRelayConfig cfg;
+  cfg.poll_interval = "60s";
+  cfg.lease = "10m";
+  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
+  return cfg;
+}
+
+// relay is up and parked once a first event has gone through (its request is the consumer's
+// first).
+void warm_up(TestDatabase& db, FakeConsumer& consumer) {
+  db.exec("SELECT relay.publish('warm.up', 'w', '{}'::jsonb)");
+  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
+}
+
 std::string format_waits(const std::vector<std::chrono::milliseconds>& waits) {
   std::string s;
   for (auto w : waits) s += std::to_string(w.count()) + " ms  ";
@@ -66,14 +83,8 @@ TEST_CASE(
     "[integration][liveness]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer = slow_consumer();
-  TestRelayConfig cfg;
-  cfg.poll_interval = "60s";
-  cfg.lease = "10m";
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
-  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  // relay is up and parked once a first event has gone through.
-  db.exec("SELECT relay.publish('warm.up', 'w', '{}'::jsonb)");
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
+  RelayProcess relay(to_yaml(timerless_config(consumer)), {}, {{"DATABASE_URL", db.url()}});
+  warm_up(db, consumer);
 
   // Five separate transactions, as an app commits them; A:2, B:2 and B:3 commit while their key's
   // head is still at the consumer.
@@ -106,13 +117,8 @@ TEST_CASE("outbox: a delayed event is sent when its deliver_after comes, while r
           "[integration][liveness]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
-  TestRelayConfig cfg;
-  cfg.poll_interval = "60s";
-  cfg.lease = "10m";
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
-  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  db.exec("SELECT relay.publish('warm.up', 'w', '{}'::jsonb)");
-  REQUIRE(wait_until([&] { return consumer.successful_ids().size() == 1; }, 60s));
+  RelayProcess relay(to_yaml(timerless_config(consumer)), {}, {{"DATABASE_URL", db.url()}});
+  warm_up(db, consumer);
 
   const auto published = std::chrono::steady_clock::now();
   const std::string id = db.value(

@@ -5,12 +5,11 @@
 // runs with LeakSanitizer on and no suppressions, so a leak fails it with a non-zero exit.
 
 #include <catch2/catch.hpp>
-#include <condition_variable>
 #include <csignal>
-#include <mutex>
 
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/gate.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -25,21 +24,11 @@ TEST_CASE(
   auto db = TestDatabase::create();
   // Requests are held until the test lets them go, so deliveries are in flight while the sessions
   // are ended and their outcomes then go through the recorder's terminated connection.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
+  Gate gate;
   FakeConsumer consumer{[&](const ReceivedRequest&) {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, 120s, [&] { return release; });
+    gate.wait(120s);
     return Reply{200};
   }};
-  auto let_go = [&] {
-    {
-      std::lock_guard lock(mu);
-      release = true;
-    }
-    cv.notify_all();
-  };
   const int ops_port = FakeConsumer::unused_port();
   TestRelayConfig cfg;
   // No timer makes relay use a connection while the test ends them: the source sleeps until woken
@@ -76,7 +65,7 @@ TEST_CASE(
                      60s));
 
   // Work still flows on new connections...
-  let_go();
+  gate.open();
   db.exec("SELECT relay.publish('t', 'after', '{}'::jsonb)");
   REQUIRE(wait_until([&] { return db.count("relay.outbox") == 0; }, 60s));
   CHECK(consumer.successful_ids().size() >= 4);
