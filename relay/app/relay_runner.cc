@@ -4,9 +4,11 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <stop_token>
 #include <thread>
@@ -26,6 +28,8 @@
 #include "relay/ops/ops_server.h"
 #include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
+#include "relay/store/outbox_source.h"
+#include "relay/store/outcome_store.h"
 #include "relay/store/migrations.h"
 
 namespace relay::app {
@@ -161,6 +165,15 @@ void poll_database_metrics(const std::string& url, Clock& clock, dispatch::Dispa
   }
 }
 
+// Names this relay instance in lease_owner, logs and /status: host, pid and a random part (a pid
+// is reused after a restart, and containers share host names).
+std::string make_owner_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  return fmt::format("{}:{}:{:08x}", host, getpid(), rd());
+}
+
 }  // namespace
 
 int run_relay(const config::Config& config, const std::string& database_url) {
@@ -250,8 +263,20 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     inbox_service = std::move(*service);
   }
 
+  // The table source and sink the pipeline works through; they outlive it (declared before it).
+  const std::string owner = make_owner_id();
+  std::vector<std::string> ordered, blocking;
+  for (const auto& s : config.subscriptions) {
+    if (s.ordering == model::Ordering::kPerKey) ordered.push_back(s.name);
+    if (s.on_dead_letter == model::OnDeadLetter::kBlock) blocking.push_back(s.name);
+  }
+  store::PgOutboxSource work_source(database_url, owner, config.source.lease, subscription_names,
+                                    ordered, blocking);
+  // Responses are cut to the subscription's max_response_bytes before they get here; 1 MiB is the
+  // most any subscription may keep.
+  store::PgOutcomeStore outcome_sink(database_url, owner, 1 << 20, blocking);
   auto dispatcher = dispatch::Dispatcher::create(
-      config, database_url, clock,
+      config, owner, clock, work_source, outcome_sink,
       [&clock](
           const config::SubscriptionConfig& sub) -> Result<std::unique_ptr<delivery::HttpSender>> {
         auto s = delivery::HttplibSender::create(sub, clock);

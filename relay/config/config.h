@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "relay/common/duration.h"
+#include "relay/model/modes.h"
 
 namespace relay::config {
 
@@ -69,7 +70,7 @@ struct SubscriptionConfig {
   std::string name;                  // required, [a-z0-9_.-]+, unique
   std::vector<std::string> topics;   // required, non-empty list of globs
   std::string endpoint;              // required, http:// or https:// URL
-  std::string format = "binary";     // binary | cloudevents-json | protobuf
+  model::Format format = model::Format::kBinary;  // binary | cloudevents-json | protobuf
   std::optional<BatchConfig> batch;  // absent: one event per request
   TlsConfig tls;                     // used for https:// endpoints only
   Millis timeout{5000};              // whole-request timeout, 1ms..10m
@@ -83,9 +84,8 @@ struct SubscriptionConfig {
   // never relay's own headers; values have no CR/LF/NUL. Values may be secrets: never log them.
   std::vector<std::pair<std::string, std::string>> headers;
   std::int64_t max_response_bytes = 4096;  // response body kept for the dead letter, 0..1MiB
-  std::string ordering = "per_key";        // per_key | none
-  std::string on_dead_letter =
-      "skip";  // skip | block: what a key's later events do when its head is dead-lettered
+  model::Ordering ordering = model::Ordering::kPerKey;           // per_key | none
+  model::OnDeadLetter on_dead_letter = model::OnDeadLetter::kSkip;  // skip | block
   CircuitBreakerConfig circuit_breaker;
   std::optional<RateLimitConfig> rate_limit;  // absent: unlimited
   // Set on the subscriptions the loader synthesizes for inbox sources with a deliver_to URL:

@@ -134,12 +134,9 @@ constexpr KeySpec kRootKeys[] = {
 
 constexpr std::string_view kModes[] = {"table"};
 constexpr std::string_view kModesUnsupported[] = {"wal"};
-constexpr std::string_view kFormats[] = {"binary", "cloudevents-json", "protobuf"};
 constexpr std::string_view kBooleans[] = {"true", "false"};
 constexpr std::string_view kLogLevels[] = {"debug", "info", "warn", "error"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
-constexpr std::string_view kOrderings[] = {"per_key", "none"};
-constexpr std::string_view kOnDeadLetter[] = {"skip", "block"};
 
 bool contains(Keys keys, std::string_view key) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
@@ -678,10 +675,12 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
 // The keys that say how to send, shared by subscriptions and inbox sources' `delivery`. Checks that
 // need the endpoint (tls only for https://) run here too, so out.endpoint must be set first.
 void Parser::parse_delivery(const Fields& fields, SubscriptionConfig& out) {
-  read_enum(fields.find("format"), kFormats, {}, out.format);
+  std::string format(model::name_of(out.format));
+  read_enum(fields.find("format"), model::kFormatNames, {}, format);
+  out.format = model::format_named(format).value_or(out.format);
   if (const Field* f = fields.find("batch")) {
     parse_batch(*f, out.batch);
-    if (out.batch && out.format == "binary") {
+    if (out.batch && !model::can_batch(out.format)) {
       error(f->key_mark, f->path,
             "batches need format: cloudevents-json or protobuf (a binary body holds one event)");
     }
@@ -699,8 +698,12 @@ void Parser::parse_delivery(const Fields& fields, SubscriptionConfig& out) {
   if (const Field* f = fields.find("signing_secret"))
     parse_signing_secrets(*f, out.signing_secrets);
   read_int(fields.find("max_response_bytes"), 0, kMiB, out.max_response_bytes);
-  read_enum(fields.find("ordering"), kOrderings, {}, out.ordering);
-  read_enum(fields.find("on_dead_letter"), kOnDeadLetter, {}, out.on_dead_letter);
+  std::string ordering(model::name_of(out.ordering));
+  read_enum(fields.find("ordering"), model::kOrderingNames, {}, ordering);
+  out.ordering = model::ordering_named(ordering).value_or(out.ordering);
+  std::string on_dead_letter(model::name_of(out.on_dead_letter));
+  read_enum(fields.find("on_dead_letter"), model::kOnDeadLetterNames, {}, on_dead_letter);
+  out.on_dead_letter = model::on_dead_letter_named(on_dead_letter).value_or(out.on_dead_letter);
   if (const Field* f = fields.find("circuit_breaker")) {
     parse_circuit_breaker(*f, out.circuit_breaker);
   }

@@ -290,7 +290,7 @@ void HttplibSender::stop() { client_->stop(); }
 
 RequestContext HttplibSender::context() const {
   return RequestContext{.subscription = sub_.name,
-                        .format = format_from_config(sub_.format),
+                        .format = sub_.format,
                         .signers = signers_,
                         .subscription_headers = sub_.headers};
 }

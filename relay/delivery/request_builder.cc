@@ -142,15 +142,9 @@ OutgoingRequest build_request(const Event& event, const std::string& subscriptio
                               std::span<const Signer> signers, HeaderList subscription_headers) {
   return build_request(event, attempt, now,
                        RequestContext{.subscription = subscription,
-                                      .format = Format::kBinary,
+                                      .format = model::Format::kBinary,
                                       .signers = signers,
                                       .subscription_headers = subscription_headers});
-}
-
-Format format_from_config(std::string_view format) {
-  if (format == "cloudevents-json") return Format::kCloudEventsJson;
-  if (format == "protobuf") return Format::kProtobuf;
-  return Format::kBinary;
 }
 
 OutgoingRequest build_request(const Event& event, int attempt,
@@ -158,7 +152,7 @@ OutgoingRequest build_request(const Event& event, int attempt,
                               const RequestContext& context) {
   OutgoingRequest req;
   switch (context.format) {
-    case Format::kBinary:
+    case model::Format::kBinary:
       // content_type comes from the outbox row; a value that could split the header block is
       // replaced.
       req.content_type = is_http_field_value(event.content_type) && !event.content_type.empty()
@@ -166,18 +160,18 @@ OutgoingRequest build_request(const Event& event, int attempt,
                              : "application/octet-stream";
       req.body = event.payload;
       break;
-    case Format::kCloudEventsJson:
+    case model::Format::kCloudEventsJson:
       req.content_type = kCloudEventsJsonContentType;
       req.body = encode_cloudevents_json(event, attempt, context.subscription);
       break;
-    case Format::kProtobuf:
+    case model::Format::kProtobuf:
       req.content_type = kProtobufContentType;
       req.body = encode_protobuf_event(event, attempt);
       break;
   }
   auto& h = req.headers;
   append_delivery_headers(event.event_id, req.body, now, context, h);
-  if (context.format == Format::kBinary) append_ce_headers(event, context.subscription, h);
+  if (context.format == model::Format::kBinary) append_ce_headers(event, context.subscription, h);
   append_relay_headers(attempt, context, h);
   // The app's headers stay HTTP headers in every format, so a consumer reads them the same way
   // whatever the format (the envelopes also carry them, which is what a batch relies on).
@@ -189,10 +183,10 @@ OutgoingRequest build_batch_request(std::span<const BatchItem> items,
                                     std::chrono::system_clock::time_point now,
                                     const RequestContext& context) {
   RELAY_CHECK(!items.empty(), "build_batch_request: no items");
-  RELAY_CHECK(context.format != Format::kBinary,
+  RELAY_CHECK(context.format != model::Format::kBinary,
               "build_batch_request: binary format cannot carry a batch");
   OutgoingRequest req;
-  if (context.format == Format::kProtobuf) {
+  if (context.format == model::Format::kProtobuf) {
     req.content_type = kProtobufBatchContentType;
     req.body = encode_protobuf_batch(items);
   } else {

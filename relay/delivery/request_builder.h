@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "relay/common/event.h"
+#include "relay/model/modes.h"
 #include "relay/delivery/sender.h"
 #include "relay/delivery/signer.h"
 
@@ -36,15 +37,12 @@ OutgoingRequest build_request(const Event& event, const std::string& subscriptio
                               std::span<const Signer> signers,
                               HeaderList subscription_headers = {});
 
-// The body format of a subscription (config key `format`).
-enum class Format { kBinary, kCloudEventsJson, kProtobuf };
 // "binary" | "cloudevents-json" | "protobuf"; anything else (not accepted by the loader) = kBinary.
-Format format_from_config(std::string_view format);
 
 // What build_request/build_batch_request need to know about the subscription.
 struct RequestContext {
   std::string subscription;  // its name (ce-source, relay-subscription)
-  Format format = Format::kBinary;
+  model::Format format = model::Format::kBinary;
   std::span<const Signer> signers;       // may be empty: unsigned
   HeaderList subscription_headers = {};  // the subscription's `headers`
 };

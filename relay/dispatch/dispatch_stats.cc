@@ -11,8 +11,10 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-const char* const kReasons[] = {kReasonRetriesExhausted, kReasonNonRetryable, kReasonExpired,
-                                kReasonPayloadTooLarge};
+// Series created up front for each subscription (no_subscription has no subscription).
+constexpr model::DeadLetterReason kReasons[] = {
+    model::DeadLetterReason::kRetriesExhausted, model::DeadLetterReason::kNonRetryable,
+    model::DeadLetterReason::kExpired, model::DeadLetterReason::kPayloadTooLarge};
 const char* const kClasses[] = {"2xx", "3xx", "4xx", "5xx", "error"};
 const char* const kStates[] = {"closed", "open", "half_open"};
 const char* const kBatchCloses[] = {"max_events", "max_bytes", "linger"};  // by BatchClose
@@ -128,8 +130,8 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
          {"cause", delivery::to_string(delivery::DeliveryOutcome::Cause::kTlsHandshake)}});
     s.breaker_state = &breaker_state_.Add({{"subscription", name}});
     for (const char* st : kStates) breaker_transitions_.Add({{"subscription", name}, {"to", st}});
-    for (const char* r : kReasons)
-      dead_letters_created_.Add({{"subscription", name}, {"reason", r}});
+    for (model::DeadLetterReason r : kReasons)
+      dead_letters_created_.Add({{"subscription", name}, {"reason", std::string(model::name_of(r))}});
     s.dead_letters = &dead_letters_.Add({{"subscription", name}});
     for (int i = 0; i < 3; ++i)
       s.batches[i] = &batches_.Add({{"subscription", name}, {"closed_by", kBatchCloses[i]}});
@@ -166,9 +168,10 @@ void DispatchStats::outcome(const std::string& subscription, Outcome outcome) {
 }
 
 void DispatchStats::dead_letter_created(const std::string& subscription,
-                                        const std::string& reason) {
+                                        model::DeadLetterReason reason) {
   // Reasons are relay's own constants; subscriptions come from the config (or "(none)").
-  dead_letters_created_.Add({{"subscription", subscription}, {"reason", reason}}).Increment();
+  dead_letters_created_.Add({{"subscription", subscription}, {"reason", std::string(model::name_of(reason))}})
+      .Increment();
 }
 
 void DispatchStats::attempt(const std::string& subscription,

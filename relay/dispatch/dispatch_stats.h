@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "relay/model/dead_letter_reason.h"
 #include "relay/delivery/circuit_breaker.h"
 #include "relay/delivery/outcome.h"
 
@@ -37,7 +38,7 @@ class DispatchStats {
 
   enum class Outcome { kDelivered, kRetryScheduled, kDeadLettered };
   void outcome(const std::string& subscription, Outcome outcome);
-  void dead_letter_created(const std::string& subscription, const std::string& reason);
+  void dead_letter_created(const std::string& subscription, model::DeadLetterReason reason);
   // One HTTP request was sent: attempts, response class, latency (created_at -> now) on 2xx, and
   // TLS failures (relay_delivery_tls_errors_total, by cause) besides their class "error".
   void attempt(const std::string& subscription, const delivery::DeliveryOutcome& outcome,

@@ -15,60 +15,35 @@
 namespace relay::dispatch {
 namespace {
 
-std::string make_owner_id() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-  std::random_device rd;
-  return fmt::format("{}:{}:{:08x}", host, getpid(), rd());
-}
-
-std::vector<std::string> subscription_names(
-    const config::Config& config,
-    const std::function<bool(const config::SubscriptionConfig&)>& pred) {
-  std::vector<std::string> out;
-  for (const auto& s : config.subscriptions) {
-    if (pred(s)) out.push_back(s.name);
-  }
-  return out;
-}
-
-bool any_subscription(const config::SubscriptionConfig&) { return true; }
-bool ordered_subscription(const config::SubscriptionConfig& s) { return s.ordering == "per_key"; }
-bool blocking_subscription(const config::SubscriptionConfig& s) {
-  return s.on_dead_letter == "block";
-}
 
 // Most outcomes are written in one go; a batch is capped so one transaction stays short.
 constexpr size_t kMaxRecordBatch = 1000;
 
 }  // namespace
 
-Dispatcher::Dispatcher(const config::Config& config, std::string database_url, Clock& clock,
-                       DispatchStats& stats)
+Dispatcher::Dispatcher(const config::Config& config, std::string owner, Clock& clock,
+                       model::WorkSource& source, model::OutcomeSink& sink, DispatchStats& stats)
     : config_(config),
-      database_url_(std::move(database_url)),
       clock_(clock),
-      owner_(make_owner_id()),
+      owner_(std::move(owner)),
       matcher_(config_.subscriptions),
       max_in_flight_items_(2 * config.source.batch_size),
       stats_(stats),
-      source_(database_url_, owner_, config.source.lease,
-              subscription_names(config, any_subscription),
-              subscription_names(config, ordered_subscription),
-              subscription_names(config, blocking_subscription)),
+      source_(source),
+      sink_(sink),
       // Room for every part of every item in flight: pushing a result never blocks a lane for long.
       results_(static_cast<size_t>(2 * config.source.batch_size) *
                    std::max<size_t>(1, config.subscriptions.size()) +
-               1) {
-  kick_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  RELAY_CHECK(kick_fd_ >= 0, "eventfd failed");
-}
+               1) {}
 
 Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& config,
-                                                       std::string database_url, Clock& clock,
+                                                       std::string owner, Clock& clock,
+                                                       model::WorkSource& source,
+                                                       model::OutcomeSink& sink,
                                                        const SenderFactory& make_sender,
                                                        DispatchStats& stats) {
-  std::unique_ptr<Dispatcher> d(new Dispatcher(config, std::move(database_url), clock, stats));
+  std::unique_ptr<Dispatcher> d(
+      new Dispatcher(config, std::move(owner), clock, source, sink, stats));
   const size_t queue_capacity = static_cast<size_t>(d->max_in_flight_items_) + 1;
   for (const auto& sub : d->config_.subscriptions) {
     auto lanes = std::make_unique<SubscriptionLanes>();
@@ -103,8 +78,7 @@ Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& con
     });
     if (sub.rate_limit)
       lanes->limiter = std::make_unique<delivery::RateLimiter>(*sub.rate_limit, clock);
-    lanes->batched = sub.batch.has_value() &&
-                     delivery::format_from_config(sub.format) != delivery::Format::kBinary;
+    lanes->batched = sub.batch.has_value() && model::can_batch(sub.format);
     for (int i = 0; i < sub.max_in_flight; ++i) {
       auto lane = std::make_unique<Lane>(queue_capacity);
       auto sender = make_sender(sub);
@@ -119,7 +93,6 @@ Result<std::unique_ptr<Dispatcher>> Dispatcher::create(const config::Config& con
 
 Dispatcher::~Dispatcher() {
   if (started_ && !shut_down_) (void)shutdown(clock_.now(), clock_.now());
-  if (kick_fd_ >= 0) ::close(kick_fd_);
 }
 
 void Dispatcher::start() {
@@ -137,8 +110,6 @@ void Dispatcher::start() {
   log_.info("started",
             {{"owner", owner_}, {"subscriptions", std::to_string(subscriptions_.size())}});
 }
-
-void Dispatcher::kick_source() { (void)eventfd_write(kick_fd_, 1); }
 
 void Dispatcher::log_open_breakers() {
   constexpr Millis kSummaryEvery{60'000};
@@ -183,7 +154,7 @@ void Dispatcher::run_source(std::stop_token stop) {
   bool parked = false;
   Clock::TimePoint park_expires{};
   int db_failures = 0;
-  std::stop_callback wake_on_stop(stop, [this] { kick_source(); });
+  std::stop_callback wake_on_stop(stop, [this] { source_.wake(); });
 
   auto on_db_error = [&](const Error& e, const char* what) {
     stats_.database_error(what);
@@ -262,8 +233,7 @@ void Dispatcher::run_source(std::stop_token stop) {
 
       if (room > 0) {
         const int want = std::min(batch, room);
-        source_.set_in_flight_hint(in_flight_items_.load());
-        auto events = source_.claim_outbox(want);
+        auto events = source_.claim_outbox(want, in_flight_items_.load());
         if (!events) {
           if (!on_claim_error(events.error())) break;
           continue;
@@ -296,9 +266,9 @@ void Dispatcher::run_source(std::stop_token stop) {
     Result<bool> woke = false;
     if (room <= 0) {
       // At capacity: the recorder kicks us as soon as outcomes free room.
-      woke = source_.wait_for_wakeup(renew_every, kick_fd_);
+      woke = source_.wait_for_work(renew_every);
     } else if (!parked && clock_.now() - last_work < kLinger) {
-      woke = source_.wait_for_wakeup(kBusyPoll, kick_fd_);
+      woke = source_.wait_for_work(kBusyPoll);
     } else if (!parked) {
       auto r = source_.park(park_ttl);
       if (!r) {
@@ -328,7 +298,7 @@ void Dispatcher::run_source(std::stop_token stop) {
       on_db_ok();
       if (*next) wait = std::min(wait, std::max(Millis(1), **next));
       if (all_held) wait = std::min(wait, std::max(Millis(1), next_probe));
-      woke = source_.wait_for_wakeup(wait, kick_fd_);
+      woke = source_.wait_for_work(wait);
     }
     if (!woke && !on_db_error(woke.error(), "wait")) break;
   }
@@ -365,7 +335,7 @@ DispatcherStatus Dispatcher::status() const {
   return st;
 }
 
-void Dispatcher::dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed) {
+void Dispatcher::dispatch_event(model::ClaimedEvent&& claimed) {
   auto shared = std::make_shared<const Event>(std::move(claimed.event));
   const std::vector<size_t> matched = matcher_.match(shared->topic);
   if (matched.empty()) {
@@ -373,9 +343,9 @@ void Dispatcher::dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed) {
     // usually a typo in the config or the app, and an operator can replay it once it is fixed.
     TaskResult r;
     r.outbox_id = shared->outbox_id;
-    r.part.kind = store::PartOutcome::Kind::kDeadLetter;
+    r.part.kind = model::PartOutcome::Kind::kDeadLetter;
     r.part.subscription = "(none)";
-    r.part.reason = kReasonNoSubscription;
+    r.part.reason = model::DeadLetterReason::kNoSubscription;
     r.part.last_error = fmt::format("no subscription matches topic \"{}\"", shared->topic);
     push_result(std::move(r));
     return;
@@ -393,7 +363,7 @@ void Dispatcher::dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed) {
   }
 }
 
-void Dispatcher::dispatch_delivery(store::ClaimedDelivery&& claimed) {
+void Dispatcher::dispatch_delivery(model::ClaimedDelivery&& claimed) {
   for (size_t i = 0; i < subscriptions_.size(); ++i) {
     if (subscriptions_[i]->config->name != claimed.subscription) continue;
     Task t;
@@ -424,16 +394,16 @@ void Dispatcher::enqueue(size_t subscription_index, Task&& task) {
 // ---- lanes ----------------------------------------------------------------------------------
 
 void Dispatcher::hold_key(const SubscriptionLanes& sub, Lane& lane, const Task& task) {
-  if (sub.config->ordering == "per_key" && task.event->key)
+  if (sub.config->ordering == model::Ordering::kPerKey && task.event->key)
     lane.held_keys[*task.event->key] = task.claim;
 }
 
-std::optional<store::PartOutcome> Dispatcher::settle_unsent(const SubscriptionLanes& sub,
+std::optional<model::PartOutcome> Dispatcher::settle_unsent(const SubscriptionLanes& sub,
                                                             Lane& lane, const Task& task) {
-  using Kind = store::PartOutcome::Kind;
+  using Kind = model::PartOutcome::Kind;
   const config::SubscriptionConfig& cfg = *sub.config;
   const Event& e = *task.event;
-  store::PartOutcome part;
+  model::PartOutcome part;
   part.attempts = task.attempts_before;
   if (draining_) {
     part.kind = Kind::kAborted;
@@ -441,18 +411,18 @@ std::optional<store::PartOutcome> Dispatcher::settle_unsent(const SubscriptionLa
   }
   if (static_cast<std::int64_t>(e.payload.size()) > config_.limits.max_payload_bytes) {
     part.kind = Kind::kDeadLetter;
-    part.reason = kReasonPayloadTooLarge;
+    part.reason = model::DeadLetterReason::kPayloadTooLarge;
     part.last_error = fmt::format("payload is {} bytes; limits.max_payload_bytes is {}",
                                   e.payload.size(), config_.limits.max_payload_bytes);
     return part;
   }
   if (e.expires_at && *e.expires_at <= clock_.wall_now()) {
     part.kind = Kind::kDeadLetter;
-    part.reason = kReasonExpired;
+    part.reason = model::DeadLetterReason::kExpired;
     part.last_error = "expires_at passed before delivery";
     return part;
   }
-  if (cfg.ordering == "per_key" && e.key) {
+  if (cfg.ordering == model::Ordering::kPerKey && e.key) {
     auto held = lane.held_keys.find(*e.key);
     if (task.held || (held != lane.held_keys.end() && held->second == task.claim)) {
       // An earlier event of this key is not through yet (pending in relay.delivery, or earlier in
@@ -482,14 +452,14 @@ void Dispatcher::note_tls(SubscriptionLanes& sub, const delivery::DeliveryOutcom
              {{"subscription", sub.config->name}, {"error", outcome.error}});
 }
 
-store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
+model::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
                                        Backoff& backoff) {
-  using Kind = store::PartOutcome::Kind;
+  using Kind = model::PartOutcome::Kind;
   const config::SubscriptionConfig& cfg = *sub.config;
   const Event& e = *task.event;
   if (auto settled = settle_unsent(sub, lane, task)) return std::move(*settled);
   const auto wall_now = clock_.wall_now();
-  store::PartOutcome part;
+  model::PartOutcome part;
   part.attempts = task.attempts_before;
   auto hold_key = [&] { Dispatcher::hold_key(sub, lane, task); };
   const auto admission = sub.breaker->admit();
@@ -537,7 +507,7 @@ store::PartOutcome Dispatcher::attempt(SubscriptionLanes& sub, Lane& lane, const
   }
   part = decide(outcome, attempt_no, failing_for, cfg.retry, backoff);
   const bool lets_key_go = part.kind == Kind::kDelivered ||
-                           (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == "skip");
+                           (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == model::OnDeadLetter::kSkip);
   if (!lets_key_go) hold_key();
   return part;
 }
@@ -618,7 +588,7 @@ std::int64_t batch_bytes_bound(const Event& e, const std::string& subscription) 
 }  // namespace
 
 void Dispatcher::push_task_result(const SubscriptionLanes& sub, const Task& task,
-                                  store::PartOutcome&& part) {
+                                  model::PartOutcome&& part) {
   TaskResult r;
   r.outbox_id = task.event->outbox_id;
   r.delivery_id = task.delivery_id;
@@ -687,12 +657,12 @@ void Dispatcher::run_batch_lane(SubscriptionLanes& sub, Lane& lane, std::stop_to
 
 void Dispatcher::deliver_batch(SubscriptionLanes& sub, Lane& lane, std::vector<Task>& tasks,
                                Backoff& backoff, DispatchStats::BatchClose closed_by) {
-  using Kind = store::PartOutcome::Kind;
+  using Kind = model::PartOutcome::Kind;
   const config::SubscriptionConfig& cfg = *sub.config;
   // Settles every task without a request: no attempt counted.
   auto settle_all = [&](Kind kind, Millis retry_in, const std::string& error, bool hold) {
     for (const Task& t : tasks) {
-      store::PartOutcome part;
+      model::PartOutcome part;
       part.kind = kind;
       part.attempts = t.attempts_before;
       part.retry_in = retry_in;
@@ -767,11 +737,11 @@ void Dispatcher::deliver_batch(SubscriptionLanes& sub, Lane& lane, std::vector<T
     if (t.delivery_id != 0 && wall_now > t.first_failed_at) {
       failing_for = std::chrono::duration_cast<Millis>(wall_now - t.first_failed_at);
     }
-    store::PartOutcome part =
+    model::PartOutcome part =
         decide(outcome, t.attempts_before + 1, failing_for, cfg.retry, backoff);
     if (part.kind == Kind::kRetry) part.retry_in = retry_in;
     const bool lets_key_go = part.kind == Kind::kDelivered ||
-                             (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == "skip");
+                             (part.kind == Kind::kDeadLetter && cfg.on_dead_letter == model::OnDeadLetter::kSkip);
     if (!lets_key_go) hold_key(sub, lane, t);
     push_task_result(sub, t, std::move(part));
   }
@@ -785,15 +755,13 @@ void Dispatcher::push_result(TaskResult&& result) {
 // ---- recorder -------------------------------------------------------------------------------
 
 void Dispatcher::run_recorder(std::stop_token stop) {
-  store::PgOutcomeStore store(database_url_, owner_, 1 << 20,
-                              subscription_names(config_, blocking_subscription));
   // Parts of outbox rows seen so far; a row is recorded once all its parts are in.
-  std::unordered_map<std::int64_t, store::OutboxOutcome> partial;
+  std::unordered_map<std::int64_t, model::OutboxOutcome> partial;
   int db_failures = 0;
 
   // Ends when the queue is closed and drained (shutdown); `stop` only cuts short a database outage.
   while (auto first = results_.pop({})) {
-    store::OutcomeBatch batch;
+    model::OutcomeBatch batch;
     int items_done = 0;
     auto take = [&](TaskResult&& r) {
       if (r.delivery_id != 0) {
@@ -820,7 +788,7 @@ void Dispatcher::run_recorder(std::stop_token stop) {
 
     // Keep the batch until it is written: an outcome is never dropped while the database is away.
     while (true) {
-      auto r = store.record(batch);
+      auto r = sink_.record(batch);
       if (r) break;
       if (db_failures == 0) log_.warn("cannot record outcomes", {{"error", r.error().message}});
       stats_.database_error("record");
@@ -846,43 +814,43 @@ void Dispatcher::run_recorder(std::stop_token stop) {
       db_failures = 0;
     }
 
-    auto count = [&](const store::PartOutcome& p) {
+    auto count = [&](const model::PartOutcome& p) {
       switch (p.kind) {
-        case store::PartOutcome::Kind::kDelivered:
+        case model::PartOutcome::Kind::kDelivered:
           ++counters_.delivered;
           stats_.outcome(p.subscription, DispatchStats::Outcome::kDelivered);
           break;
-        case store::PartOutcome::Kind::kRetry:
+        case model::PartOutcome::Kind::kRetry:
           ++counters_.retries_scheduled;
           stats_.outcome(p.subscription, DispatchStats::Outcome::kRetryScheduled);
           break;
-        case store::PartOutcome::Kind::kDeadLetter:
+        case model::PartOutcome::Kind::kDeadLetter:
           ++counters_.dead_lettered;
           stats_.outcome(p.subscription, DispatchStats::Outcome::kDeadLettered);
           stats_.dead_letter_created(p.subscription, p.reason);
           break;
-        case store::PartOutcome::Kind::kAborted:
-        case store::PartOutcome::Kind::kDeferred:
+        case model::PartOutcome::Kind::kAborted:
+        case model::PartOutcome::Kind::kDeferred:
           break;
       }
     };
     for (const auto& o : batch.outbox) {
       for (const auto& p : o.parts) {
         count(p);
-        if (p.kind == store::PartOutcome::Kind::kDeadLetter) {
+        if (p.kind == model::PartOutcome::Kind::kDeadLetter) {
           log_.warn("dead-lettered", {{"outbox_id", std::to_string(o.outbox_id)},
                                       {"subscription", p.subscription},
-                                      {"reason", p.reason},
+                                      {"reason", std::string(model::name_of(p.reason))},
                                       {"attempts", std::to_string(p.attempts)}});
         }
       }
     }
     for (const auto& d : batch.deliveries) {
       count(d.part);
-      if (d.part.kind == store::PartOutcome::Kind::kDeadLetter) {
+      if (d.part.kind == model::PartOutcome::Kind::kDeadLetter) {
         log_.warn("dead-lettered", {{"delivery_id", std::to_string(d.delivery_id)},
                                     {"subscription", d.part.subscription},
-                                    {"reason", d.part.reason},
+                                    {"reason", std::string(model::name_of(d.part.reason))},
                                     {"attempts", std::to_string(d.part.attempts)}});
       }
     }
@@ -894,8 +862,8 @@ void Dispatcher::run_recorder(std::stop_token stop) {
     // one that parks after this load claims once more after setting the flag, and sees this batch.
     bool scheduled = false;
     bool settled = false;
-    auto note = [&](const store::PartOutcome& p) {
-      using Kind = store::PartOutcome::Kind;
+    auto note = [&](const model::PartOutcome& p) {
+      using Kind = model::PartOutcome::Kind;
       scheduled = scheduled || p.kind == Kind::kRetry || p.kind == Kind::kDeferred;
       settled = settled || p.kind == Kind::kDelivered || p.kind == Kind::kDeadLetter;
     };
@@ -904,7 +872,7 @@ void Dispatcher::run_recorder(std::stop_token stop) {
     }
     for (const auto& d : batch.deliveries) note(d.part);
     if (before >= max_in_flight_items_ || scheduled || (settled && source_parked_.load()))
-      kick_source();
+      source_.wake();
   }
 }
 

@@ -41,9 +41,8 @@
 #include "relay/dispatch/dispatch_stats.h"
 #include "relay/dispatch/held_claims.h"
 #include "relay/dispatch/matcher.h"
-#include "relay/store/outbox_source.h"
-#include "relay/store/outcome_store.h"
-#include "relay/store/work_items.h"
+#include "relay/model/outcome_sink.h"
+#include "relay/model/work_source.h"
 
 namespace relay::dispatch {
 
@@ -77,8 +76,11 @@ class Dispatcher {
   // Builds one sender per lane (max_in_flight lanes per subscription) with `make_sender`.
   // Returns the factory's error (e.g. a bad endpoint) if any sender cannot be built. `stats` must
   // outlive the dispatcher and have series for every configured subscription.
-  static Result<std::unique_ptr<Dispatcher>> create(const config::Config& config,
-                                                    std::string database_url, Clock& clock,
+  // `source` and `sink` must outlive the dispatcher; it is their only user while it runs. `owner`
+  // names this relay in logs and /status (the source's lease owner).
+  static Result<std::unique_ptr<Dispatcher>> create(const config::Config& config, std::string owner,
+                                                    Clock& clock, model::WorkSource& source,
+                                                    model::OutcomeSink& sink,
                                                     const SenderFactory& make_sender,
                                                     DispatchStats& stats);
   ~Dispatcher();
@@ -96,7 +98,7 @@ class Dispatcher {
   Status shutdown(Clock::TimePoint drain_deadline, Clock::TimePoint final_deadline);
 
   // Asks the source to look for due work now (e.g. the inbox just queued a push). Thread-safe.
-  void wake() { kick_source(); }
+  void wake() { source_.wake(); }
 
   const DispatcherCounters& counters() const { return counters_; }
   // A consistent-enough snapshot for /status and health checks. Thread-safe.
@@ -118,7 +120,7 @@ class Dispatcher {
     std::int64_t outbox_id = 0;
     std::int64_t delivery_id = 0;
     int parts_total = 1;
-    store::PartOutcome part;
+    model::PartOutcome part;
   };
   // Wakes a batch lane lingering for more tasks: enqueue() rings it. Thread-safe.
   class LaneBell {
@@ -160,21 +162,21 @@ class Dispatcher {
     std::vector<std::unique_ptr<Lane>> lanes;
   };
 
-  Dispatcher(const config::Config& config, std::string database_url, Clock& clock,
-             DispatchStats& stats);
+  Dispatcher(const config::Config& config, std::string owner, Clock& clock,
+             model::WorkSource& source, model::OutcomeSink& sink, DispatchStats& stats);
 
   void run_source(std::stop_token stop);
   void run_lane(SubscriptionLanes& sub, Lane& lane, std::stop_token stop);
   void run_recorder(std::stop_token stop);
 
-  void dispatch_event(store::PgOutboxSource::ClaimedEvent&& claimed);
-  void dispatch_delivery(store::ClaimedDelivery&& claimed);
+  void dispatch_event(model::ClaimedEvent&& claimed);
+  void dispatch_delivery(model::ClaimedDelivery&& claimed);
   void enqueue(size_t subscription_index, Task&& task);
-  store::PartOutcome attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
+  model::PartOutcome attempt(SubscriptionLanes& sub, Lane& lane, const Task& task,
                              Backoff& backoff);
   // Lane thread: what settles `task` without a request (shutdown, payload too large, expired,
   // waiting behind an earlier event of its key); nullopt when it may be sent.
-  std::optional<store::PartOutcome> settle_unsent(const SubscriptionLanes& sub, Lane& lane,
+  std::optional<model::PartOutcome> settle_unsent(const SubscriptionLanes& sub, Lane& lane,
                                                   const Task& task);
   // Lane thread: a key that must wait behind `task` for the rest of its claim (per_key only).
   static void hold_key(const SubscriptionLanes& sub, Lane& lane, const Task& task);
@@ -182,20 +184,18 @@ class Dispatcher {
   // Sends `tasks` (non-empty) as one request and pushes one result per task.
   void deliver_batch(SubscriptionLanes& sub, Lane& lane, std::vector<Task>& tasks, Backoff& backoff,
                      DispatchStats::BatchClose closed_by);
-  void push_task_result(const SubscriptionLanes& sub, const Task& task, store::PartOutcome&& part);
+  void push_task_result(const SubscriptionLanes& sub, const Task& task, model::PartOutcome&& part);
   // Names of the subscriptions that may be sent to now (breaker not holding them back), and the
   // shortest wait until a held-back one may probe.
   std::vector<std::string> sendable_subscriptions(Millis& next_probe) const;
   void push_result(TaskResult&& result);
   void note_tls(SubscriptionLanes& sub, const delivery::DeliveryOutcome& outcome);
-  void kick_source();
   // Source thread: one summary line per subscription whose breaker stays open, every minute.
   void log_open_breakers();
   bool wait_backoff(int failures, std::stop_token stop);
 
   // Constant after construction.
   const config::Config config_;
-  const std::string database_url_;
   Clock& clock_;
   const std::string owner_;
   const Matcher matcher_;
@@ -203,9 +203,9 @@ class Dispatcher {
   const Logger log_{"dispatch"};
   DispatchStats& stats_;
 
-  store::PgOutboxSource source_;  // used by the source thread only (and by shutdown() after it)
+  model::WorkSource& source_;  // used by the source thread only (and by shutdown() after it)
+  model::OutcomeSink& sink_;   // used by the recorder thread only
   BoundedQueue<TaskResult> results_;
-  int kick_fd_ = -1;  // eventfd: wakes the source when capacity frees up or a retry was scheduled
 
   std::atomic<int> in_flight_items_{0};
   HeldClaims held_;  // what this relay claimed and has not yet recorded

@@ -4,10 +4,10 @@
 
 namespace relay::dispatch {
 
-store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
+model::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
                           Millis failing_for, const config::RetryConfig& retry, Backoff& backoff) {
-  using Kind = store::PartOutcome::Kind;
-  store::PartOutcome part;
+  using Kind = model::PartOutcome::Kind;
+  model::PartOutcome part;
   part.attempts = attempts_made;
   if (outcome.status != 0) part.last_status = outcome.status;
   part.last_error = outcome.error;
@@ -18,7 +18,7 @@ store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts
       return part;
     case delivery::DeliveryOutcome::Kind::kFinal:
       part.kind = Kind::kDeadLetter;
-      part.reason = kReasonNonRetryable;
+      part.reason = model::DeadLetterReason::kNonRetryable;
       return part;
     case delivery::DeliveryOutcome::Kind::kRetryable:
       break;
@@ -30,12 +30,12 @@ store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts
     part.attempts = attempts_made - 1;
   } else if (attempts_made >= retry.max_attempts) {
     part.kind = Kind::kDeadLetter;
-    part.reason = kReasonRetriesExhausted;
+    part.reason = model::DeadLetterReason::kRetriesExhausted;
     return part;
   }
   if (failing_for >= retry.max_age) {
     part.kind = Kind::kDeadLetter;
-    part.reason = kReasonRetriesExhausted;
+    part.reason = model::DeadLetterReason::kRetriesExhausted;
     return part;
   }
   Millis delay = backoff.next_delay(attempts_made);

@@ -4,16 +4,9 @@
 #include "relay/common/backoff.h"
 #include "relay/config/config.h"
 #include "relay/delivery/outcome.h"
-#include "relay/store/work_items.h"
+#include "relay/model/work_items.h"
 
 namespace relay::dispatch {
-
-// Dead-letter reasons (relay.dead_letter.reason).
-inline constexpr const char* kReasonRetriesExhausted = "retries_exhausted";
-inline constexpr const char* kReasonNonRetryable = "non_retryable_status";
-inline constexpr const char* kReasonExpired = "expired";
-inline constexpr const char* kReasonPayloadTooLarge = "payload_too_large";
-inline constexpr const char* kReasonNoSubscription = "no_subscription";
 
 // `attempts_made` counts this attempt; `failing_for` is how long the part has been failing before
 // this attempt (0 on a first attempt).
@@ -23,7 +16,7 @@ inline constexpr const char* kReasonNoSubscription = "no_subscription";
 //   retries_exhausted. A TLS failure (outcome.cause set) spends no attempt (part.attempts =
 //   attempts_made - 1) and is bounded by max_age only.
 // - otherwise kRetry after max(jittered backoff, Retry-After), capped by max_backoff.
-store::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
+model::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
                           Millis failing_for, const config::RetryConfig& retry, Backoff& backoff);
 
 }  // namespace relay::dispatch

@@ -40,7 +40,7 @@ Result<std::unique_ptr<InboxService>> InboxService::create(const config::Config&
     for (const auto& sub : config.subscriptions) {
       if (sub.inbox_source != s.name) continue;
       source.push = store::InboxPush{.subscription = sub.name,
-                                     .ordered = sub.ordering == "per_key",
+                                     .ordered = sub.ordering == model::Ordering::kPerKey,
                                      .queued_recheck = sub.retry.max_backoff};
     }
     sources.emplace(s.name, std::move(source));

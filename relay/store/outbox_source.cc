@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "relay/common/check.h"
 #include "relay/common/fault_point.h"
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
@@ -166,11 +167,16 @@ PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Mill
         listener_ = std::make_unique<OutboxListener>(c, notified_);
       },
       [this] { listener_.reset(); });
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  RELAY_CHECK(wake_fd_ >= 0, "eventfd failed");
 }
 
 PgOutboxSource::~PgOutboxSource() {
   conn_.reset();  // closes the connection, then drops listener_ (before_drop), then destroys it
+  ::close(wake_fd_);
 }
+
+void PgOutboxSource::wake() { (void)eventfd_write(wake_fd_, 1); }
 
 // Runs fn on the live connection; on kUnavailable drops it (and its listener) so the next call
 // reconnects, re-prepares and re-LISTENs.
@@ -191,24 +197,24 @@ auto PgOutboxSource::with_connection(Fn&& fn) {
   return result;
 }
 
-Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit) {
+Result<std::vector<model::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit, int held_items) {
   auto result = with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
       // The window covers what this relay already holds plus room to find new heads.
       const int heads = std::max(1, limit);
-      const int window = std::max(kMinClaimWindow, in_flight_hint_ + kClaimWindowPerEvent * limit);
+      const int window = std::max(kMinClaimWindow, held_items + kClaimWindowPerEvent * limit);
       auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()),
                                     heads, window, kRunLength, ordered_, blocking_);
-      std::vector<ClaimedEvent> out;
+      std::vector<model::ClaimedEvent> out;
       out.reserve(rows.size());
       for (const auto& row : rows) {
-        ClaimedEvent c;
+        model::ClaimedEvent c;
         c.event = read_event(row, row[0].as<std::int64_t>(), 1);
         c.held_for = parse_name_array(row[9].as<std::string>());
         out.push_back(std::move(c));
       }
       // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
-      std::sort(out.begin(), out.end(), [](const ClaimedEvent& a, const ClaimedEvent& b) {
+      std::sort(out.begin(), out.end(), [](const model::ClaimedEvent& a, const model::ClaimedEvent& b) {
         return a.event.outbox_id < b.event.outbox_id;
       });
       return out;
@@ -217,7 +223,7 @@ Result<std::vector<PgOutboxSource::ClaimedEvent>> PgOutboxSource::claim_outbox(i
   return in_doubt_if_injected(std::move(result), "claim_outbox.ack_lost");
 }
 
-Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
+Result<std::vector<model::ClaimedDelivery>> PgOutboxSource::claim_deliveries(
     int limit, const std::vector<std::string>& subscriptions) {
   const std::string names = name_array(subscriptions);
   auto result = with_connection([&](pqxx::connection& c) {
@@ -225,10 +231,10 @@ Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
       auto rows =
           txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()),
                             limit, names, ordered_, blocking_);
-      std::vector<ClaimedDelivery> out;
+      std::vector<model::ClaimedDelivery> out;
       out.reserve(rows.size());
       for (const auto& row : rows) {
-        ClaimedDelivery d;
+        model::ClaimedDelivery d;
         d.delivery_id = row[0].as<std::int64_t>();
         d.subscription = row[1].as<std::string>();
         d.attempts = row[2].as<int>();
@@ -236,7 +242,7 @@ Result<std::vector<ClaimedDelivery>> PgOutboxSource::claim_deliveries(
         d.event = read_event(row, row[4].as<std::int64_t>(), 5);
         out.push_back(std::move(d));
       }
-      std::sort(out.begin(), out.end(), [](const ClaimedDelivery& a, const ClaimedDelivery& b) {
+      std::sort(out.begin(), out.end(), [](const model::ClaimedDelivery& a, const model::ClaimedDelivery& b) {
         return a.event.outbox_id < b.event.outbox_id;
       });
       return out;
@@ -333,7 +339,8 @@ Result<std::optional<Millis>> PgOutboxSource::time_until_next_due() {
   });
 }
 
-Result<bool> PgOutboxSource::wait_for_wakeup(Millis timeout, int kick_fd) {
+Result<bool> PgOutboxSource::wait_for_work(Millis timeout) {
+  const int kick_fd = wake_fd_;
   bool stray_input = false;
   auto woke = with_connection([&](pqxx::connection& c) -> Result<bool> {
     try {

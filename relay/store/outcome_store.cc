@@ -139,7 +139,7 @@ PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int 
 
 PgOutcomeStore::~PgOutcomeStore() = default;
 
-Status PgOutcomeStore::record(const OutcomeBatch& batch) {
+Status PgOutcomeStore::record(const model::OutcomeBatch& batch) {
   if (batch.empty()) return {};
   auto c = conn_->get();
   if (!c) return c.error();
@@ -148,24 +148,24 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
 
   Status result = run_transaction(**c, [&](pqxx::work& txn) {
     std::vector<std::int64_t> outbox_done, outbox_release;
-    for (const OutboxOutcome& o : batch.outbox) {
+    for (const model::OutboxOutcome& o : batch.outbox) {
       bool all_aborted = !o.parts.empty();
-      for (const PartOutcome& p : o.parts)
-        all_aborted = all_aborted && p.kind == PartOutcome::Kind::kAborted;
+      for (const model::PartOutcome& p : o.parts)
+        all_aborted = all_aborted && p.kind == model::PartOutcome::Kind::kAborted;
       if (all_aborted) {
         outbox_release.push_back(o.outbox_id);
         continue;
       }
-      for (const PartOutcome& p : o.parts) {
+      for (const model::PartOutcome& p : o.parts) {
         const int status = p.last_status.value_or(0);
         const std::string error = to_safe_text(p.last_error, kMaxErrorBytes);
         const std::string response = to_safe_text(p.last_response, max_resp);
         switch (p.kind) {
-          case PartOutcome::Kind::kDelivered:
+          case model::PartOutcome::Kind::kDelivered:
             break;
-          case PartOutcome::Kind::kRetry:
-          case PartOutcome::Kind::kDeferred:
-          case PartOutcome::Kind::kAborted: {  // others finished: keep this part, no attempt
+          case model::PartOutcome::Kind::kRetry:
+          case model::PartOutcome::Kind::kDeferred:
+          case model::PartOutcome::Kind::kAborted: {  // others finished: keep this part, no attempt
             const auto inserted = txn.exec_prepared(
                 "outbox_to_delivery", o.outbox_id, p.subscription, p.attempts,
                 static_cast<long long>(p.retry_in.count()), status, error, response, owner_);
@@ -173,8 +173,9 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
               txn.exec_prepared("due_if_first", inserted[0][0].as<std::int64_t>());
             break;
           }
-          case PartOutcome::Kind::kDeadLetter:
-            txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription, p.reason,
+          case model::PartOutcome::Kind::kDeadLetter:
+            txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription,
+                              std::string(model::name_of(p.reason)),
                               p.attempts, status, error, response, owner_);
             break;
         }
@@ -188,33 +189,34 @@ Status PgOutcomeStore::record(const OutcomeBatch& batch) {
     std::vector<std::int64_t> deliveries_done, deliveries_release;
     std::set<std::pair<std::string, std::string>>
         blocked_keys;  // (subscription, key) just dead-lettered
-    for (const DeliveryOutcomeRecord& d : batch.deliveries) {
-      const PartOutcome& p = d.part;
+    for (const model::DeliveryOutcomeRecord& d : batch.deliveries) {
+      const model::PartOutcome& p = d.part;
       const int status = p.last_status.value_or(0);
       const std::string error = to_safe_text(p.last_error, kMaxErrorBytes);
       const std::string response = to_safe_text(p.last_response, max_resp);
       switch (p.kind) {
-        case PartOutcome::Kind::kDelivered:
+        case model::PartOutcome::Kind::kDelivered:
           deliveries_done.push_back(d.delivery_id);
           break;
-        case PartOutcome::Kind::kRetry:
+        case model::PartOutcome::Kind::kRetry:
           txn.exec_prepared("delivery_retry", d.delivery_id, p.attempts,
                             static_cast<long long>(p.retry_in.count()), status, error, response,
                             owner_);
           break;
-        case PartOutcome::Kind::kDeadLetter:
+        case model::PartOutcome::Kind::kDeadLetter:
           for (const auto& row :
-               txn.exec_prepared("delivery_to_dead_letter", d.delivery_id, p.reason, p.attempts,
+               txn.exec_prepared("delivery_to_dead_letter", d.delivery_id,
+                              std::string(model::name_of(p.reason)), p.attempts,
                                  status, error, response, owner_)) {
             if (!row[1].is_null())
               blocked_keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
           }
           deliveries_done.push_back(d.delivery_id);
           break;
-        case PartOutcome::Kind::kAborted:
+        case model::PartOutcome::Kind::kAborted:
           deliveries_release.push_back(d.delivery_id);
           break;
-        case PartOutcome::Kind::kDeferred:
+        case model::PartOutcome::Kind::kDeferred:
           txn.exec_prepared("delivery_defer", d.delivery_id,
                             static_cast<long long>(p.retry_in.count()), owner_);
           if (p.behind_key) txn.exec_prepared("due_if_first", d.delivery_id);

@@ -9,25 +9,25 @@
 #include <vector>
 
 #include "relay/common/result.h"
-#include "relay/store/work_items.h"
+#include "relay/model/outcome_sink.h"
 
 namespace relay::store {
 
 class PgConnection;
 
-class PgOutcomeStore {
+class PgOutcomeStore final : public model::OutcomeSink {
  public:
   // `blocking`: subscriptions with on_dead_letter block (their dead-lettered head keeps holding
   // the key, so the next event is not promoted).
   PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
                  std::vector<std::string> blocking = {});
-  ~PgOutcomeStore();
+  ~PgOutcomeStore() override;
   PgOutcomeStore(const PgOutcomeStore&) = delete;
   PgOutcomeStore& operator=(const PgOutcomeStore&) = delete;
 
   // All or nothing. kUnavailable/kConflict/kInDoubt: nothing is known to be written; the caller
   // retries the same batch (every statement is idempotent under the lease fence).
-  Status record(const OutcomeBatch& batch);
+  Status record(const model::OutcomeBatch& batch) override;
 
  private:
   const std::string owner_;

@@ -272,7 +272,7 @@ TEST_CASE("batch bodies decode with protoc --decode relay.v1.EventBatch and as C
   REQUIRE(signer.has_value());
   const std::vector<relay::delivery::Signer> signers = {*signer};
   const auto now = std::chrono::system_clock::time_point{} + 1700000000s;
-  const auto context = [&](relay::delivery::Format format) {
+  const auto context = [&](relay::model::Format format) {
     return relay::delivery::RequestContext{
         .subscription = "batched", .format = format, .signers = signers};
   };
@@ -284,7 +284,7 @@ TEST_CASE("batch bodies decode with protoc --decode relay.v1.EventBatch and as C
 
   SECTION("protobuf") {
     const auto req = relay::delivery::build_batch_request(
-        items, now, context(relay::delivery::Format::kProtobuf));
+        items, now, context(relay::model::Format::kProtobuf));
     CHECK(header_of(req, "webhook-signature") ==
           expected_signature(header_of(req, "webhook-id"), "1700000000", req.body));
     const auto out = protoc("relay.v1.EventBatch", req.body);
@@ -310,7 +310,7 @@ TEST_CASE("batch bodies decode with protoc --decode relay.v1.EventBatch and as C
 
   SECTION("cloudevents-json") {
     const auto req = relay::delivery::build_batch_request(
-        items, now, context(relay::delivery::Format::kCloudEventsJson));
+        items, now, context(relay::model::Format::kCloudEventsJson));
     CHECK(req.content_type == "application/cloudevents-batch+json");
     CHECK(header_of(req, "webhook-signature") ==
           expected_signature(header_of(req, "webhook-id"), "1700000000", req.body));

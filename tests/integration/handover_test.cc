@@ -19,7 +19,7 @@
 
 using namespace std::chrono_literals;
 using namespace relay::testing;
-using relay::store::PartOutcome;
+using relay::model::PartOutcome;
 
 namespace {
 
@@ -51,15 +51,15 @@ Pair head_and_successor(TestDatabase& db) {
           std::stoll(db.value("SELECT id FROM relay.outbox"))};
 }
 
-relay::store::OutcomeBatch head_delivered(const Pair& p) {
-  relay::store::OutcomeBatch b;
+relay::model::OutcomeBatch head_delivered(const Pair& p) {
+  relay::model::OutcomeBatch b;
   b.deliveries.push_back({.delivery_id = p.head_delivery_id,
                           .part = {.kind = PartOutcome::Kind::kDelivered, .subscription = "s"}});
   return b;
 }
 
-relay::store::OutcomeBatch successor_queued(const Pair& p) {
-  relay::store::OutcomeBatch b;
+relay::model::OutcomeBatch successor_queued(const Pair& p) {
+  relay::model::OutcomeBatch b;
   b.outbox.push_back(
       {.outbox_id = p.successor_outbox_id,
        .parts = {{.kind = PartOutcome::Kind::kDeferred,

@@ -42,13 +42,13 @@ PgOutboxSource make_source(TestDatabase& db, const std::string& owner,
                         std::move(ordered), std::move(blocking));
 }
 
-std::vector<PgOutboxSource::ClaimedEvent> claim(PgOutboxSource& source, int limit) {
-  auto r = source.claim_outbox(limit);
+std::vector<relay::model::ClaimedEvent> claim(PgOutboxSource& source, int limit) {
+  auto r = source.claim_outbox(limit, 0);
   REQUIRE(r.has_value());
   return std::move(*r);
 }
 
-Ids ids_of(const std::vector<PgOutboxSource::ClaimedEvent>& claimed) {
+Ids ids_of(const std::vector<relay::model::ClaimedEvent>& claimed) {
   Ids out;
   for (const auto& c : claimed) out.push_back(c.event.event_id);
   return out;

@@ -130,7 +130,7 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   CHECK(billing.name == "billing");
   CHECK(billing.topics == std::vector<std::string>{"order.*", "invoice.paid"});
   CHECK(billing.endpoint == "http://billing:8080/events");
-  CHECK(billing.format == "binary");
+  CHECK(billing.format == relay::model::Format::kBinary);
   CHECK(billing.timeout == 7s);
   CHECK(billing.connect_timeout == 1500ms);
   CHECK(billing.max_in_flight == 16);
@@ -160,7 +160,7 @@ TEST_CASE("keys left out take the documented defaults", "[config]") {
   CHECK(c.source.lease == 60s);
   REQUIRE(c.subscriptions.size() == 1);
   const auto& s = c.subscriptions[0];
-  CHECK(s.format == "binary");
+  CHECK(s.format == relay::model::Format::kBinary);
   CHECK(s.timeout == 5s);
   CHECK(s.connect_timeout == 2s);
   CHECK(s.max_in_flight == 64);
@@ -171,8 +171,8 @@ TEST_CASE("keys left out take the documented defaults", "[config]") {
   CHECK(s.signing_secrets.empty());
   CHECK(s.headers.empty());
   CHECK(s.max_response_bytes == 4096);
-  CHECK(s.ordering == "per_key");
-  CHECK(s.on_dead_letter == "skip");
+  CHECK(s.ordering == relay::model::Ordering::kPerKey);
+  CHECK(s.on_dead_letter == relay::model::OnDeadLetter::kSkip);
   CHECK(s.circuit_breaker.failure_threshold == 5);
   CHECK(s.circuit_breaker.open_for == 10s);
   CHECK(s.circuit_breaker.max_open_for == 30s);
@@ -410,7 +410,7 @@ TEST_CASE("an inbox source with a push URL becomes subscription inbox:<source>",
   CHECK(crm.endpoint == "http://127.0.0.1:3001/crm");
   CHECK(crm.timeout == Millis(2000));
   CHECK(crm.retry.max_attempts == 3);
-  CHECK(crm.ordering == "none");
+  CHECK(crm.ordering == relay::model::Ordering::kNone);
 
   // Delivery settings without anywhere to push are a mistake, as is a bad one.
   check_error(only_error(yaml({"inbox:", "  listen: 127.0.0.1:0", "  sources:", "    - name: a",
@@ -615,7 +615,7 @@ TEST_CASE("format is binary, cloudevents-json or protobuf", "[config]") {
     CAPTURE(format);
     CHECK(config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    format: " + format}))
               .subscriptions[0]
-              .format == format);
+              .format == relay::model::format_named(format));
   }
   check_error(only_error(yaml({kSub0, kSub1, kSub2, kSub3, "    format: xml"})), 5, 13,
               "subscriptions[0].format",
@@ -940,10 +940,10 @@ TEST_CASE("ordering and on_dead_letter take their listed values", "[config]") {
       config_of(yaml({kSub0, kSub1, kSub2, kSub3, "    ordering: none", "    on_dead_letter: block",
                       "  - name: b", "    topics: [x]", "    endpoint: http://h/",
                       "    ordering: per_key", "    on_dead_letter: skip"}));
-  CHECK(c.subscriptions[0].ordering == "none");
-  CHECK(c.subscriptions[0].on_dead_letter == "block");
-  CHECK(c.subscriptions[1].ordering == "per_key");
-  CHECK(c.subscriptions[1].on_dead_letter == "skip");
+  CHECK(c.subscriptions[0].ordering == relay::model::Ordering::kNone);
+  CHECK(c.subscriptions[0].on_dead_letter == relay::model::OnDeadLetter::kBlock);
+  CHECK(c.subscriptions[1].ordering == relay::model::Ordering::kPerKey);
+  CHECK(c.subscriptions[1].on_dead_letter == relay::model::OnDeadLetter::kSkip);
 }
 
 TEST_CASE("ordering and on_dead_letter reject other values, naming the choices", "[config]") {

@@ -17,7 +17,7 @@ using relay::Event;
 using relay::delivery::BatchItem;
 using relay::delivery::build_batch_request;
 using relay::delivery::build_request;
-using relay::delivery::Format;
+using relay::model::Format;
 using relay::delivery::OutgoingRequest;
 using relay::delivery::RequestContext;
 using relay::delivery::Signer;
@@ -302,12 +302,6 @@ bool is_lower_hex(std::string_view s) {
 }
 
 }  // namespace
-
-TEST_CASE("format_from_config maps the config names", "[delivery]") {
-  CHECK(relay::delivery::format_from_config("binary") == Format::kBinary);
-  CHECK(relay::delivery::format_from_config("cloudevents-json") == Format::kCloudEventsJson);
-  CHECK(relay::delivery::format_from_config("protobuf") == Format::kProtobuf);
-}
 
 TEST_CASE("the context overload in binary format equals the original builder", "[delivery]") {
   const auto signer = Signer::create("raw-secret");

@@ -4,7 +4,7 @@
 
 using namespace relay;
 using namespace relay::dispatch;
-using Kind = store::PartOutcome::Kind;
+using Kind = model::PartOutcome::Kind;
 using delivery::DeliveryOutcome;
 
 namespace {
@@ -45,7 +45,7 @@ TEST_CASE("a final outcome is dead-lettered as non_retryable_status with its sta
                    .response_snippet = "bad"},
                   1, Millis(0), retry_config(), b);
   CHECK(p.kind == Kind::kDeadLetter);
-  CHECK(p.reason == "non_retryable_status");
+  CHECK(p.reason == model::DeadLetterReason::kNonRetryable);
   CHECK(p.last_status == 400);
   CHECK(p.last_response == "bad");
 }
@@ -64,7 +64,7 @@ TEST_CASE("the last allowed attempt failing dead-letters as retries_exhausted", 
   Backoff b({}, 1);
   auto p = decide(retryable(503), 5, Millis(0), retry_config(), b);
   CHECK(p.kind == Kind::kDeadLetter);
-  CHECK(p.reason == "retries_exhausted");
+  CHECK(p.reason == model::DeadLetterReason::kRetriesExhausted);
   CHECK(p.attempts == 5);
 }
 
@@ -72,7 +72,7 @@ TEST_CASE("failing for longer than max_age dead-letters even with attempts left"
   Backoff b({}, 1);
   auto p = decide(retryable(0), 2, Millis(60'000), retry_config(), b);
   CHECK(p.kind == Kind::kDeadLetter);
-  CHECK(p.reason == "retries_exhausted");
+  CHECK(p.reason == model::DeadLetterReason::kRetriesExhausted);
   CHECK_FALSE(p.last_status.has_value());  // no response at all
 }
 
@@ -97,7 +97,7 @@ TEST_CASE("a TLS failure spends no attempt and is bounded by max_age only", "[di
   CHECK(p.last_error == tls.error);
   p = decide(tls, 3, Millis(60'000), retry_config(), b);
   CHECK(p.kind == Kind::kDeadLetter);
-  CHECK(p.reason == std::string(kReasonRetriesExhausted));
+  CHECK(p.reason == model::DeadLetterReason::kRetriesExhausted);
   // The same attempt without the TLS cause would have exhausted the retries.
   CHECK(decide(retryable(0), 50, Millis(1000), retry_config(), b).kind == Kind::kDeadLetter);
 }

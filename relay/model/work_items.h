@@ -1,5 +1,6 @@
 #pragma once
-// Plain data passed between the store and the dispatcher: what was claimed, and what became of it.
+// Plain data passed between a work source, the pipeline and the outcome sink: what was claimed, and
+// what became of it.
 
 #include <chrono>
 #include <cstdint>
@@ -9,8 +10,16 @@
 
 #include "relay/common/duration.h"
 #include "relay/common/event.h"
+#include "relay/model/dead_letter_reason.h"
 
-namespace relay::store {
+namespace relay::model {
+
+// An outbox event and the subscriptions that must not get it directly (an earlier event of its
+// key is still pending for them, or dead-lettered under on_dead_letter: block).
+struct ClaimedEvent {
+  Event event;
+  std::vector<std::string> held_for;
+};
 
 // A relay.delivery row: one subscription's pending part of an event, claimed under a lease.
 struct ClaimedDelivery {
@@ -38,7 +47,7 @@ struct PartOutcome {
   std::string subscription;
   int attempts = 0;  // attempts made in total, including this one
   Millis retry_in{0};
-  std::string reason;  // for kDeadLetter
+  DeadLetterReason reason = DeadLetterReason::kRetriesExhausted;  // kDeadLetter only
   std::optional<int> last_status;
   std::string last_error;
   std::string last_response;
@@ -64,4 +73,4 @@ struct OutcomeBatch {
   size_t size() const { return outbox.size() + deliveries.size(); }
 };
 
-}  // namespace relay::store
+}  // namespace relay::model
