@@ -19,8 +19,8 @@
 #include "relay/common/log.h"
 #include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
-#include "relay/dispatch/dispatch_stats.h"
-#include "relay/dispatch/dispatcher.h"
+#include "relay/pipeline/dispatch_stats.h"
+#include "relay/pipeline/pipeline.h"
 #include "relay/inbox/http_server.h"
 #include "relay/inbox/inbox_retention.h"
 #include "relay/inbox/inbox_service.h"
@@ -113,7 +113,7 @@ int wait_for_schema(const std::string& url, Clock& clock, std::stop_token stop, 
 }
 
 // The /status document (its field names are read by `relay status`).
-std::string status_json(const dispatch::Dispatcher* d, bool schema_ok) {
+std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
   nlohmann::json doc;
   doc["version"] = kVersion;
   if (d == nullptr) {
@@ -144,14 +144,14 @@ std::string status_json(const dispatch::Dispatcher* d, bool schema_ok) {
 
 // Refreshes the database gauges (backlog, oldest due age, dead letters) every few seconds on its
 // own connection, so a slow query never holds up the pipeline or a scrape.
-void poll_database_metrics(const std::string& url, Clock& clock, dispatch::DispatchStats& stats,
+void poll_database_metrics(const std::string& url, Clock& clock, pipeline::DispatchStats& stats,
                            std::stop_token stop) {
   constexpr Millis kEvery{5000};
   store::PgMetricsReader reader(url);
   while (!stop.stop_requested()) {
-    auto snap = reader.read(dispatch::DispatchStats::kMaxTopics);
+    auto snap = reader.read(pipeline::DispatchStats::kMaxTopics);
     if (snap) {
-      std::vector<dispatch::DispatchStats::TopicBacklogSample> topics;
+      std::vector<pipeline::DispatchStats::TopicBacklogSample> topics;
       for (auto& t : snap->topics)
         topics.push_back({.topic = t.topic,
                           .pending = t.pending,
@@ -189,12 +189,12 @@ int run_relay(const config::Config& config, const std::string& database_url) {
 
   // The ops listener comes up first, so probes get answers (not ready yet) while relay waits for
   // its database.
-  std::atomic<const dispatch::Dispatcher*> running{nullptr};
+  std::atomic<const pipeline::Pipeline*> running{nullptr};
   std::atomic<bool> schema_ok{false};
   prometheus::Registry registry;
   std::vector<std::string> subscription_names;
   for (const auto& s : config.subscriptions) subscription_names.push_back(s.name);
-  dispatch::DispatchStats stats(registry, subscription_names, kVersion);
+  pipeline::DispatchStats stats(registry, subscription_names, kVersion);
   std::unique_ptr<inbox::InboxStats> inbox_stats;
   if (config.inbox) {
     std::vector<std::string> sources;
@@ -204,7 +204,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   std::atomic<const inbox::HttpServer*> inbox_listening{nullptr};
   auto readiness = [&running, &schema_ok]() -> std::string {
     if (!schema_ok.load()) return "waiting for the database or its schema";
-    const dispatch::Dispatcher* d = running.load();
+    const pipeline::Pipeline* d = running.load();
     if (d == nullptr) return "starting";
     return d->status().database_ok ? "" : "database unavailable";
   };
@@ -213,7 +213,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     const Millis wedged_after = std::max(Millis(60'000), config.source.lease);
     ops::OpsCallbacks cb;
     cb.health = [&running, &clock, wedged_after]() -> std::string {
-      const dispatch::Dispatcher* d = running.load();
+      const pipeline::Pipeline* d = running.load();
       if (d == nullptr) return "";
       const auto age = clock.now() - d->status().source_heartbeat;
       return age > wedged_after ? "the claim loop has not run for " +
@@ -248,13 +248,13 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   // relay before it claims work.
   std::unique_ptr<store::InboxStore> inbox_store;
   std::unique_ptr<inbox::InboxService> inbox_service;
-  std::atomic<dispatch::Dispatcher*> pusher{nullptr};
+  std::atomic<pipeline::Pipeline*> pusher{nullptr};
   if (config.inbox) {
     inbox_store = std::make_unique<store::InboxStore>(
         database_url, store::InboxStoreOptions{.max_connections = config.inbox->workers});
     auto service =
         inbox::InboxService::create(config, *inbox_store, *inbox_stats, clock, [&pusher] {
-          if (dispatch::Dispatcher* d = pusher.load()) d->wake();
+          if (pipeline::Pipeline* d = pusher.load()) d->wake();
         });
     if (!service) {
       log.error("cannot start the inbox", {{"error", service.error().message}});
@@ -275,7 +275,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   // Responses are cut to the subscription's max_response_bytes before they get here; 1 MiB is the
   // most any subscription may keep.
   store::PgOutcomeStore outcome_sink(database_url, owner, 1 << 20, blocking);
-  auto dispatcher = dispatch::Dispatcher::create(
+  auto outbox_pipeline = pipeline::Pipeline::create(
       config, owner, clock, work_source, outcome_sink,
       [&clock](
           const config::SubscriptionConfig& sub) -> Result<std::unique_ptr<delivery::HttpSender>> {
@@ -284,18 +284,18 @@ int run_relay(const config::Config& config, const std::string& database_url) {
         return std::unique_ptr<delivery::HttpSender>(std::move(*s));
       },
       stats);
-  if (!dispatcher) {
-    log.error("cannot start", {{"error", dispatcher.error().message}});
+  if (!outbox_pipeline) {
+    log.error("cannot start", {{"error", outbox_pipeline.error().message}});
     return 2;
   }
-  (*dispatcher)->start();
-  running = dispatcher->get();
-  pusher = dispatcher->get();
+  (*outbox_pipeline)->start();
+  running = outbox_pipeline->get();
+  pusher = outbox_pipeline->get();
   std::jthread metrics_poller([&database_url, &clock, &stats](std::stop_token st) {
     poll_database_metrics(database_url, clock, stats, st);
   });
 
-  // The inbox listener comes up once the schema is known good and the dispatcher can push.
+  // The inbox listener comes up once the schema is known good and the pipeline can push.
   int exit_code = 0;
   std::unique_ptr<inbox::HttpServer> inbox_server;
   std::unique_ptr<store::InboxRetention> inbox_retention;
@@ -346,7 +346,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   const auto begin = clock.now();
   const Millis reserve = std::min(Millis(5000), config.shutdown_timeout / 5);
   auto status =
-      (*dispatcher)
+      (*outbox_pipeline)
           ->shutdown(begin + (config.shutdown_timeout - reserve), begin + config.shutdown_timeout);
   running = nullptr;
   pusher = nullptr;

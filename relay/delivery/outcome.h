@@ -26,7 +26,7 @@ struct DeliveryOutcome {
   int status = 0;                     // HTTP status; 0 when no response (timeout, refused)
   std::string error;                  // human-readable cause, e.g. "connection refused", "HTTP 503"
   std::string response_snippet;       // body, truncated to max_response_bytes
-  std::optional<Millis> retry_after;  // from a Retry-After header, already capped by max_backoff
+  std::optional<Millis> retry_after;  // from a Retry-After header, as sent (clamped to 100 years)
   Cause cause = Cause::kNone;
 };
 

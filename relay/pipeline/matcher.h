@@ -7,7 +7,7 @@
 
 #include "relay/config/config.h"
 
-namespace relay::dispatch {
+namespace relay::pipeline {
 
 class Matcher {
  public:
@@ -21,4 +21,4 @@ class Matcher {
   const std::vector<config::SubscriptionConfig>& subscriptions_;
 };
 
-}  // namespace relay::dispatch
+}  // namespace relay::pipeline

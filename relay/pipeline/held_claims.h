@@ -10,7 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
-namespace relay::dispatch {
+namespace relay::pipeline {
 
 class HeldClaims {
  public:
@@ -45,4 +45,4 @@ class HeldClaims {
   std::unordered_set<std::int64_t> deliveries_;  // guarded by mu_
 };
 
-}  // namespace relay::dispatch
+}  // namespace relay::pipeline

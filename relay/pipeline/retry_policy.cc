@@ -1,11 +1,18 @@
-#include "relay/dispatch/retry_policy.h"
+#include "relay/pipeline/retry_policy.h"
 
 #include <algorithm>
 
-namespace relay::dispatch {
+namespace relay::pipeline {
+
+Millis retry_delay(const delivery::DeliveryOutcome& outcome, int attempts_made,
+                   const config::RetryConfig& retry, Backoff& backoff) {
+  Millis delay = backoff.next_delay(attempts_made);
+  if (outcome.retry_after) delay = std::max(delay, *outcome.retry_after);
+  return std::min(delay, retry.max_backoff);
+}
 
 model::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts_made,
-                          Millis failing_for, const config::RetryConfig& retry, Backoff& backoff) {
+                          Millis failing_for, const config::RetryConfig& retry, Millis retry_in) {
   using Kind = model::PartOutcome::Kind;
   model::PartOutcome part;
   part.attempts = attempts_made;
@@ -38,11 +45,9 @@ model::PartOutcome decide(const delivery::DeliveryOutcome& outcome, int attempts
     part.reason = model::DeadLetterReason::kRetriesExhausted;
     return part;
   }
-  Millis delay = backoff.next_delay(attempts_made);
-  if (outcome.retry_after) delay = std::max(delay, *outcome.retry_after);
   part.kind = Kind::kRetry;
-  part.retry_in = std::min(delay, retry.max_backoff);
+  part.retry_in = retry_in;
   return part;
 }
 
-}  // namespace relay::dispatch
+}  // namespace relay::pipeline

@@ -1,8 +1,8 @@
-#include "relay/dispatch/matcher.h"
+#include "relay/pipeline/matcher.h"
 
 #include "relay/common/glob.h"
 
-namespace relay::dispatch {
+namespace relay::pipeline {
 
 Matcher::Matcher(const std::vector<config::SubscriptionConfig>& subscriptions)
     : subscriptions_(subscriptions) {}
@@ -20,4 +20,4 @@ std::vector<size_t> Matcher::match(std::string_view topic) const {
   return out;
 }
 
-}  // namespace relay::dispatch
+}  // namespace relay::pipeline

@@ -25,7 +25,7 @@
 #include "relay/delivery/circuit_breaker.h"
 #include "relay/delivery/outcome.h"
 
-namespace relay::dispatch {
+namespace relay::pipeline {
 
 class DispatchStats {
  public:
@@ -109,4 +109,4 @@ class DispatchStats {
   std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> topics_;  // guarded
 };
 
-}  // namespace relay::dispatch
+}  // namespace relay::pipeline

@@ -1,10 +1,10 @@
-#include "relay/dispatch/dispatch_stats.h"
+#include "relay/pipeline/dispatch_stats.h"
 
 #include <prometheus/gauge.h>
 
-#include "relay/dispatch/retry_policy.h"
+#include "relay/pipeline/retry_policy.h"
 
-namespace relay::dispatch {
+namespace relay::pipeline {
 namespace {
 
 using prometheus::BuildCounter;
@@ -282,4 +282,4 @@ void DispatchStats::set_dead_letters(const std::map<std::string, std::int64_t>& 
   }
 }
 
-}  // namespace relay::dispatch
+}  // namespace relay::pipeline
