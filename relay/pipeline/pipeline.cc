@@ -14,7 +14,7 @@ Pipeline::Pipeline(const config::Config& config, std::string owner, Clock& clock
       owner_(std::move(owner)),
       stats_(stats),
       source_(source),
-      credit_(2 * config.source.batch_size, [&source] { source.wake(); }),
+      credit_(2 * config.source.batch_size, [this] { source_.wake(); }),
       // Room for every part of every item in flight: pushing a result never blocks a lane for long.
       results_(static_cast<size_t>(credit_.bound()) *
                    std::max<size_t>(1, config.subscriptions.size()) +
@@ -43,7 +43,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::create(const config::Config& config,
                                           *p->router_, p->subscriptions_, stats, p->counters_);
   p->recorder_ = std::make_unique<Recorder>(
       sink, p->results_, p->held_, p->credit_, p->counters_, stats, clock,
-      [&source] { source.wake(); }, [self] { return self->claimer_->parked(); });
+      [self] { self->source_.wake(); }, [self] { return self->claimer_->parked(); });
   return p;
 }
 
