@@ -19,9 +19,9 @@
 #include "relay/common/log.h"
 #include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
+#include "relay/http/http_server.h"
 #include "relay/pipeline/dispatch_stats.h"
 #include "relay/pipeline/pipeline.h"
-#include "relay/inbox/http_server.h"
 #include "relay/inbox/inbox_retention.h"
 #include "relay/inbox/inbox_service.h"
 #include "relay/inbox/inbox_stats.h"
@@ -201,7 +201,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     for (const auto& s : config.inbox->sources) sources.push_back(s.name);
     inbox_stats = std::make_unique<inbox::InboxStats>(registry, sources);
   }
-  std::atomic<const inbox::HttpServer*> inbox_listening{nullptr};
+  std::atomic<const http::HttpServer*> inbox_listening{nullptr};
   auto readiness = [&running, &schema_ok]() -> std::string {
     if (!schema_ok.load()) return "waiting for the database or its schema";
     const pipeline::Pipeline* d = running.load();
@@ -223,7 +223,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     cb.readiness = readiness;
     cb.metrics_text = [&registry, &stats, &readiness, &inbox_stats, &inbox_listening] {
       stats.set_ready(readiness().empty());  // relay_ready mirrors /readyz
-      if (const inbox::HttpServer* server = inbox_listening.load())
+      if (const http::HttpServer* server = inbox_listening.load())
         inbox_stats->sync_server(server->stats());
       return prometheus::TextSerializer().Serialize(registry.Collect());
     };
@@ -297,13 +297,14 @@ int run_relay(const config::Config& config, const std::string& database_url) {
 
   // The inbox listener comes up once the schema is known good and the pipeline can push.
   int exit_code = 0;
-  std::unique_ptr<inbox::HttpServer> inbox_server;
+  std::unique_ptr<http::HttpServer> inbox_server;
   std::unique_ptr<store::InboxRetention> inbox_retention;
   std::jthread inbox_retention_thread;
   if (inbox_service) {
-    auto started = inbox::HttpServer::start(
+    auto started = http::HttpServer::start(
         config.inbox->listen, inbox::InboxService::server_limits(config),
-        [svc = inbox_service.get()](const inbox::HttpRequest& r) { return svc->handle(r); }, clock);
+        [svc = inbox_service.get()](const http::HttpRequest& r) { return svc->handle(r); }, clock,
+        "inbox");
     if (!started) {
       log.error("cannot start the inbox listener", {{"error", started.error().message}});
       exit_code = started.error().code == ErrorCode::kInvalidArgument ? 2 : 1;

@@ -22,6 +22,7 @@
 #include "relay/common/duration.h"
 #include "relay/common/endpoint.h"
 #include "relay/common/http_header.h"
+#include "relay/common/listen_address.h"
 #include "relay/config/interpolate.h"
 
 namespace relay::config {
@@ -233,38 +234,11 @@ std::optional<std::string> check_endpoint(std::string_view url) {
   return std::nullopt;
 }
 
-// Returns why `listen` is not a usable "host:port" listen address, or nullopt. Port 0 asks the OS
-// for any free port. IPv6 hosts go in brackets: "[::1]:9090".
+// Returns why `listen` is not a usable "host:port" listen address, or nullopt: the listener's own
+// parser decides, so check-config accepts exactly what run can bind.
 std::optional<std::string> check_listen(std::string_view listen) {
-  constexpr std::string_view kExample = "expected host:port, e.g. 127.0.0.1:9090";
-  if (listen.find_first_of(" \t\r\n") != std::string_view::npos)
-    return fmt::format("listen address must not contain whitespace ({})", kExample);
-  std::string_view host;
-  std::string_view port;
-  if (!listen.empty() && listen.front() == '[') {
-    const std::size_t close = listen.find(']');
-    if (close == std::string_view::npos) return "listen address has an unterminated IPv6 address";
-    host = listen.substr(1, close - 1);
-    const std::string_view rest = listen.substr(close + 1);
-    if (rest.empty() || rest.front() != ':')
-      return fmt::format("listen address has no port ({})", kExample);
-    port = rest.substr(1);
-  } else {
-    const std::size_t colon = listen.rfind(':');
-    if (colon == std::string_view::npos)
-      return fmt::format("listen address has no port ({})", kExample);
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos)
-      return "listen address: write an IPv6 host in brackets, e.g. [::1]:9090";
-  }
-  if (host.empty()) return fmt::format("listen address has no host ({})", kExample);
-  int value = 0;
-  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 0 ||
-      value > 65535) {
-    return "listen address has an invalid port (expected 0..65535; 0 picks any free port)";
-  }
+  auto address = parse_listen_address(listen);
+  if (!address) return address.error().message;
   return std::nullopt;
 }
 

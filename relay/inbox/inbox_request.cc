@@ -114,7 +114,7 @@ std::optional<Rejection> check_payload(std::string_view payload, std::int64_t ma
   return std::nullopt;
 }
 
-DecodedRequest decode_binary(const std::string& source, const HttpRequest& request,
+DecodedRequest decode_binary(const std::string& source, const http::HttpRequest& request,
                              std::int64_t max_payload_bytes) {
   if (auto r = check_payload(request.body, max_payload_bytes)) return *r;
   store::InboxEvent e;
@@ -154,7 +154,7 @@ DecodedRequest decode_binary(const std::string& source, const HttpRequest& reque
   return events;
 }
 
-DecodedRequest decode_envelopes(const std::string& source, const HttpRequest& request,
+DecodedRequest decode_envelopes(const std::string& source, const http::HttpRequest& request,
                                 std::int64_t max_payload_bytes) {
   const std::string* content_type = request.header("content-type");
   auto decoded = delivery::decode_envelope(content_type ? *content_type : "", request.body);
@@ -187,7 +187,7 @@ DecodedRequest decode_envelopes(const std::string& source, const HttpRequest& re
 
 }  // namespace
 
-SignatureHeaders signature_headers(const HttpRequest& request) {
+SignatureHeaders signature_headers(const http::HttpRequest& request) {
   SignatureHeaders h{request.header("webhook-id"), request.header("webhook-timestamp"),
                      request.header("webhook-signature")};
   // Any webhook-* header means the sender speaks the standard's names: never mix in svix-*.
@@ -235,7 +235,7 @@ bool is_envelope_content_type(std::string_view content_type) {
          iequals_ascii(media, delivery::kProtobufContentType);
 }
 
-DecodedRequest decode_request(const std::string& source, const HttpRequest& request,
+DecodedRequest decode_request(const std::string& source, const http::HttpRequest& request,
                               std::int64_t max_payload_bytes) {
   const std::string* content_type = request.header("content-type");
   if (content_type && is_envelope_content_type(*content_type))

@@ -20,7 +20,7 @@
 #include <variant>
 #include <vector>
 
-#include "relay/inbox/http_server.h"
+#include "relay/http/message.h"
 #include "relay/store/inbox_store.h"
 
 namespace relay::inbox {
@@ -35,7 +35,7 @@ struct SignatureHeaders {
   const std::string* timestamp = nullptr;
   const std::string* signature = nullptr;
 };
-SignatureHeaders signature_headers(const HttpRequest& request);
+SignatureHeaders signature_headers(const http::HttpRequest& request);
 
 // Bound on an event id (webhook-id, svix-id, ce-id or envelope id), in bytes.
 inline constexpr size_t kMaxEventIdBytes = 512;
@@ -53,7 +53,7 @@ using DecodedRequest = std::variant<std::vector<store::InboxEvent>, Rejection>;
 // "malformed" (undecodable envelope, bad percent-encoding, text that is not UTF-8), 400
 // "missing_id" (no webhook-id/ce-id, or an empty or too long id), 413 "payload_too_large" (a
 // payload over max_payload_bytes).
-DecodedRequest decode_request(const std::string& source, const HttpRequest& request,
+DecodedRequest decode_request(const std::string& source, const http::HttpRequest& request,
                               std::int64_t max_payload_bytes);
 
 // True for an envelope content type (see above); the media type is compared case-insensitively.

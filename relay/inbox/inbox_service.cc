@@ -9,8 +9,8 @@ namespace {
 
 constexpr std::string_view kRoutePrefix = "/inbox/";
 
-HttpResponse text_response(int status, std::string message) {
-  HttpResponse r;
+http::HttpResponse text_response(int status, std::string message) {
+  http::HttpResponse r;
   r.status = status;
   r.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
   r.body = std::move(message);
@@ -60,10 +60,10 @@ InboxService::InboxService(std::map<std::string, Source> sources, std::int64_t m
       clock_(clock),
       on_push_stored_(std::move(on_push_stored)) {}
 
-HttpServerLimits InboxService::server_limits(const config::Config& config) {
+http::HttpServerLimits InboxService::server_limits(const config::Config& config) {
   RELAY_CHECK(config.inbox.has_value(), "server_limits needs an inbox config");
   const config::InboxConfig& inbox = *config.inbox;
-  HttpServerLimits limits;
+  http::HttpServerLimits limits;
   limits.workers = inbox.workers;
   limits.max_queued_connections = inbox.max_queued_connections;
   limits.read_timeout = inbox.read_timeout;
@@ -74,17 +74,17 @@ HttpServerLimits InboxService::server_limits(const config::Config& config) {
   return limits;
 }
 
-HttpResponse InboxService::reject(const std::string& source, int status, const char* reason,
+http::HttpResponse InboxService::reject(const std::string& source, int status, const char* reason,
                                   std::string message) {
   stats_.rejected(source, reason);
-  HttpResponse r = text_response(status, std::move(message));
+  http::HttpResponse r = text_response(status, std::move(message));
   if (status == 405) r.headers.emplace_back("Allow", "POST");
   if (status == 429 || status == 503)
     r.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSeconds));
   return r;
 }
 
-HttpResponse InboxService::handle(const HttpRequest& request) {
+http::HttpResponse InboxService::handle(const http::HttpRequest& request) {
   const std::string_view path = request.path();
   if (path.substr(0, kRoutePrefix.size()) != kRoutePrefix) {
     return reject(InboxStats::kUnknownSource, 404, "unknown_source",
@@ -131,7 +131,7 @@ HttpResponse InboxService::handle(const HttpRequest& request) {
   stats_.duplicates(name, written->duplicates);
   if (written->stored > 0 && source.push && on_push_stored_) on_push_stored_();
   const bool duplicate = written->stored == 0;
-  HttpResponse r = text_response(200, duplicate ? "duplicate: already stored" : "stored");
+  http::HttpResponse r = text_response(200, duplicate ? "duplicate: already stored" : "stored");
   r.headers.emplace_back("relay-duplicate", duplicate ? "true" : "false");
   return r;
 }

@@ -25,7 +25,7 @@
 #include "relay/common/log.h"
 #include "relay/common/result.h"
 #include "relay/config/config.h"
-#include "relay/inbox/http_server.h"
+#include "relay/http/http_server.h"
 #include "relay/inbox/inbox_stats.h"
 #include "relay/inbox/webhook_verifier.h"
 #include "relay/store/inbox_store.h"
@@ -52,11 +52,11 @@ class InboxService {
   InboxService(const InboxService&) = delete;
   InboxService& operator=(const InboxService&) = delete;
 
-  HttpResponse handle(const HttpRequest& request);
+  http::HttpResponse handle(const http::HttpRequest& request);
 
   // The HTTP server limits for this config's inbox (workers, queue, timeouts, header bounds, body
   // limit as described at kBodyLimitFactor).
-  static HttpServerLimits server_limits(const config::Config& config);
+  static http::HttpServerLimits server_limits(const config::Config& config);
 
  private:
   struct Source {
@@ -67,7 +67,7 @@ class InboxService {
                store::InboxStore& store, InboxStats& stats, Clock& clock,
                std::function<void()> on_push_stored);
 
-  HttpResponse reject(const std::string& source, int status, const char* reason,
+  http::HttpResponse reject(const std::string& source, int status, const char* reason,
                       std::string message);
 
   const std::map<std::string, Source> sources_;

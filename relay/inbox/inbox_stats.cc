@@ -71,7 +71,7 @@ void InboxStats::retention_deleted(int n) {
   if (n > 0) retention_deleted_.Increment(n);
 }
 
-void InboxStats::sync_server(const HttpServerStats& st) {
+void InboxStats::sync_server(const http::HttpServerStats& st) {
   const std::pair<const char*, std::uint64_t> current[] = {
       {"queue_full", st.rejected_queue_full},
       {"too_many_connections", st.connections_rejected},

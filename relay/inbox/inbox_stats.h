@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "relay/inbox/http_server.h"
+#include "relay/http/http_server.h"
 
 namespace relay::inbox {
 
@@ -57,7 +57,7 @@ class InboxStats {
   void retention_deleted(int n);
   // Brings relay_inbox_server_rejected_total and relay_inbox_idle_connections_evicted_total up to
   // the server's own counters (call before a scrape). Counters only move forward.
-  void sync_server(const HttpServerStats& stats);
+  void sync_server(const http::HttpServerStats& stats);
 
  private:
   struct Source {

@@ -1,18 +1,15 @@
 #pragma once
-// OpsServer: relay's operations listener (ops.listen): GET /healthz, /readyz, /status and /metrics.
-// It owns one cpp-httplib server thread and only calls the callbacks it is given, so it depends on
-// no other component. Thread-safe: the callbacks run on the server's worker threads.
+// OpsServer: relay's operations listener (ops.listen): GET /healthz, /readyz, /status and /metrics,
+// served by relay's one HTTP server (relay/http). It only calls the callbacks it is given, so it
+// depends on no other component. Thread-safe: the callbacks run on the server's worker threads.
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
+#include "relay/common/clock.h"
 #include "relay/common/result.h"
-
-namespace httplib {
-class Server;
-}
+#include "relay/http/http_server.h"
 
 namespace relay::ops {
 
@@ -33,18 +30,20 @@ class OpsServer {
   // kUnavailable if it cannot bind.
   static Result<std::unique_ptr<OpsServer>> start(const std::string& listen,
                                                   OpsCallbacks callbacks);
-  ~OpsServer();  // stops the listener and joins its thread
+  ~OpsServer();  // stops the listener and joins its threads
   OpsServer(const OpsServer&) = delete;
   OpsServer& operator=(const OpsServer&) = delete;
 
-  int port() const { return port_; }
+  int port() const { return server_->port(); }
+
+  // The answer to one request (what the server's handler returns); public for tests.
+  http::HttpResponse handle(const http::HttpRequest& request) const;
 
  private:
-  OpsServer() = default;
-  OpsCallbacks callbacks_;
-  std::unique_ptr<httplib::Server> server_;
-  int port_ = 0;
-  std::thread thread_;  // last: joined before the server goes
+  explicit OpsServer(OpsCallbacks callbacks) : callbacks_(std::move(callbacks)) {}
+  const OpsCallbacks callbacks_;
+  SystemClock clock_;
+  std::unique_ptr<http::HttpServer> server_;  // last: stopped before the callbacks go
 };
 
 }  // namespace relay::ops

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 using namespace relay::inbox;
+using relay::http::HttpHeaders;
+using relay::http::HttpRequest;
 
 namespace {
 

@@ -1,7 +1,7 @@
 // HttpServer against a raw socket client on 127.0.0.1, so each test controls exactly which bytes
 // arrive and when (down to one byte at a time). Waits are condition waits with generous deadlines;
 // nothing asserts on elapsed time.
-#include "relay/inbox/http_server.h"
+#include "relay/http/http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -34,10 +34,10 @@
 using namespace std::chrono_literals;
 using relay::ErrorCode;
 using relay::SystemClock;
-using relay::inbox::HttpRequest;
-using relay::inbox::HttpResponse;
-using relay::inbox::HttpServer;
-using relay::inbox::HttpServerLimits;
+using relay::http::HttpRequest;
+using relay::http::HttpResponse;
+using relay::http::HttpServer;
+using relay::http::HttpServerLimits;
 using relay::testing::wait_until;
 
 namespace {
@@ -240,7 +240,7 @@ int status_for(HttpServer& server, std::string_view request) {
 
 }  // namespace
 
-TEST_CASE("a keep-alive connection carries several requests in turn", "[inbox][http]") {
+TEST_CASE("a keep-alive connection carries several requests in turn", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   RawClient client(server->port());
@@ -257,7 +257,7 @@ TEST_CASE("a keep-alive connection carries several requests in turn", "[inbox][h
   CHECK(server->stats().requests == 3);
 }
 
-TEST_CASE("pipelined requests in one segment are all answered in order", "[inbox][http]") {
+TEST_CASE("pipelined requests in one segment are all answered in order", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   RawClient client(server->port());
@@ -273,7 +273,7 @@ TEST_CASE("pipelined requests in one segment are all answered in order", "[inbox
   CHECK(bodies == std::vector<std::string>{"POST /one 1", "GET /two ", "POST /three 333"});
 }
 
-TEST_CASE("the handler sees method, target, headers, body and peer", "[inbox][http]") {
+TEST_CASE("the handler sees method, target, headers, body and peer", "[http]") {
   std::mutex mu;
   std::optional<HttpRequest> seen;
   auto handler = [&](const HttpRequest& r) {
@@ -304,7 +304,7 @@ TEST_CASE("the handler sees method, target, headers, body and peer", "[inbox][ht
   CHECK(seen->peer.rfind("127.0.0.1:", 0) == 0);
 }
 
-TEST_CASE("routing is the handler's job: any method and path reaches it", "[inbox][http]") {
+TEST_CASE("routing is the handler's job: any method and path reaches it", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   RawClient client(server->port());
@@ -315,7 +315,7 @@ TEST_CASE("routing is the handler's job: any method and path reaches it", "[inbo
   CHECK(response->body == "DELETE /nowhere ");
 }
 
-TEST_CASE("HEAD gets the headers of the response but no body", "[inbox][http]") {
+TEST_CASE("HEAD gets the headers of the response but no body", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   RawClient client(server->port());
@@ -332,7 +332,7 @@ TEST_CASE("HEAD gets the headers of the response but no body", "[inbox][http]") 
 }
 
 TEST_CASE("a Content-Length over max_body_bytes gets 413 before the body is read",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_body_bytes = 16});
   RawClient client(server->port());
@@ -346,7 +346,7 @@ TEST_CASE("a Content-Length over max_body_bytes gets 413 before the body is read
   CHECK(server->stats().payload_too_large == 1);
 }
 
-TEST_CASE("a body exactly at max_body_bytes is accepted", "[inbox][http]") {
+TEST_CASE("a body exactly at max_body_bytes is accepted", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_body_bytes = 4});
   RawClient client(server->port());
@@ -357,7 +357,7 @@ TEST_CASE("a body exactly at max_body_bytes is accepted", "[inbox][http]") {
   CHECK(response->body == "POST /b abcd");
 }
 
-TEST_CASE("too many header lines get 431", "[inbox][http]") {
+TEST_CASE("too many header lines get 431", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_headers = 3});
   RawClient within(server->port());  // Host, A and B: exactly max_headers
@@ -370,7 +370,7 @@ TEST_CASE("too many header lines get 431", "[inbox][http]") {
   CHECK(server->stats().headers_too_large == 1);
 }
 
-TEST_CASE("a head over max_header_bytes gets 431 without waiting for its end", "[inbox][http]") {
+TEST_CASE("a head over max_header_bytes gets 431 without waiting for its end", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_header_bytes = 256});
   RawClient client(server->port());
@@ -383,7 +383,7 @@ TEST_CASE("a head over max_header_bytes gets 431 without waiting for its end", "
   CHECK(handler.calls == 0);
 }
 
-TEST_CASE("malformed requests get 400 and the connection is closed", "[inbox][http]") {
+TEST_CASE("malformed requests get 400 and the connection is closed", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   const char* garbage[] = {
@@ -411,7 +411,7 @@ TEST_CASE("malformed requests get 400 and the connection is closed", "[inbox][ht
   CHECK(server->stats().bad_request == std::size(garbage));
 }
 
-TEST_CASE("identical repeated Content-Length headers are accepted", "[inbox][http]") {
+TEST_CASE("identical repeated Content-Length headers are accepted", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   RawClient client(server->port());
@@ -424,7 +424,7 @@ TEST_CASE("identical repeated Content-Length headers are accepted", "[inbox][htt
 }
 
 TEST_CASE("unsupported versions, transfer codings and expectations get 505, 411 and 417",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   CHECK(status_for(*server, "GET / HTTP/2.0\r\nHost: t\r\n\r\n") == 505);
@@ -439,7 +439,7 @@ TEST_CASE("unsupported versions, transfer codings and expectations get 505, 411 
   CHECK(stats.expectation_failed == 1);
 }
 
-TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent", "[inbox][http]") {
+TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler);
   RawClient client(server->port());
@@ -455,7 +455,7 @@ TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent", "[in
   CHECK(response->body == "POST /e data");
 }
 
-TEST_CASE("Expect: 100-continue with a too large body gets 413 and no 100", "[inbox][http]") {
+TEST_CASE("Expect: 100-continue with a too large body gets 413 and no 100", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_body_bytes = 8});
   RawClient client(server->port());
@@ -468,7 +468,7 @@ TEST_CASE("Expect: 100-continue with a too large body gets 413 and no 100", "[in
 }
 
 TEST_CASE("Connection: close, HTTP/1.0 and max_requests_per_connection end the connection",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_requests_per_connection = 2});
   SECTION("Connection: close") {
@@ -506,7 +506,7 @@ TEST_CASE("Connection: close, HTTP/1.0 and max_requests_per_connection end the c
   }
 }
 
-TEST_CASE("a handler that throws gets 500 and the connection stays usable", "[inbox][http]") {
+TEST_CASE("a handler that throws gets 500 and the connection stays usable", "[http]") {
   auto handler = [](const HttpRequest& r) -> HttpResponse {
     if (r.target == "/throw") throw std::runtime_error("boom");
     return HttpResponse{.status = 200, .headers = {}, .body = "fine"};
@@ -525,7 +525,7 @@ TEST_CASE("a handler that throws gets 500 and the connection stays usable", "[in
 }
 
 TEST_CASE("invalid statuses and server-managed headers from the handler are not sent",
-          "[inbox][http]") {
+          "[http]") {
   auto handler = [](const HttpRequest& r) {
     return HttpResponse{.status = r.target == "/bad" ? 42 : 200,
                         .headers = {{"Content-Length", "999"},
@@ -550,7 +550,7 @@ TEST_CASE("invalid statuses and server-managed headers from the handler are not 
 }
 
 TEST_CASE("a connection that sends nothing is closed silently after idle_timeout",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.idle_timeout = 200ms});
   RawClient client(server->port());
@@ -559,7 +559,7 @@ TEST_CASE("a connection that sends nothing is closed silently after idle_timeout
   CHECK(server->stats().idle_closed == 1);
 }
 
-TEST_CASE("a body that does not arrive within read_timeout gets 408", "[inbox][http]") {
+TEST_CASE("a body that does not arrive within read_timeout gets 408", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.read_timeout = 300ms});
   RawClient client(server->port());
@@ -573,7 +573,7 @@ TEST_CASE("a body that does not arrive within read_timeout gets 408", "[inbox][h
 }
 
 TEST_CASE("a client that does not read its response is closed after write_timeout",
-          "[inbox][http]") {
+          "[http]") {
   auto handler = [](const HttpRequest&) {
     return HttpResponse{.status = 200, .headers = {}, .body = std::string(64 << 20, 'r')};
   };
@@ -585,7 +585,7 @@ TEST_CASE("a client that does not read its response is closed after write_timeou
 }
 
 TEST_CASE("a slowloris client is cut off at read_timeout and never holds the only worker",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.workers = 1, .read_timeout = 300ms});
   // 120 bytes at one per 50 ms would take 6 s: far longer than read_timeout, so an answer before
@@ -631,7 +631,7 @@ TEST_CASE("a slowloris client is cut off at read_timeout and never holds the onl
 }
 
 TEST_CASE("when the workers are busy and the queue is full a request gets 503 with Retry-After",
-          "[inbox][http]") {
+          "[http]") {
   GatedHandler handler;
   auto server = start_server(handler, {.workers = 1, .max_queued_connections = 1});
   RawClient first(server->port());
@@ -661,7 +661,7 @@ TEST_CASE("when the workers are busy and the queue is full a request gets 503 wi
 }
 
 TEST_CASE("with max_queued_connections 0 a request waits only for an idle worker",
-          "[inbox][http]") {
+          "[http]") {
   GatedHandler handler;
   auto server = start_server(handler, {.workers = 1, .max_queued_connections = 0});
   RawClient first(server->port());
@@ -697,7 +697,7 @@ std::vector<std::unique_ptr<RawClient>> connect_idle(HttpServer& server, int n,
 }
 
 TEST_CASE("at max_connections a new connection closes the longest-idle one instead of a 503",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   // idle_timeout far beyond the test, so only eviction closes anything.
   auto server = start_server(handler, {.max_connections = 8, .idle_timeout = 10min});
@@ -730,7 +730,7 @@ TEST_CASE("at max_connections a new connection closes the longest-idle one inste
 }
 
 TEST_CASE("a keep-alive connection idle since its last response is evicted after older idle ones",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_connections = 3, .idle_timeout = 10min});
   auto idle = connect_idle(*server, 3, 3);
@@ -791,7 +791,7 @@ class FdBudget {
 };
 
 TEST_CASE("when accept runs out of descriptors the longest-idle connection makes room",
-          "[inbox][http]") {
+          "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.idle_timeout = 10min});  // max_connections 1024: far off
   auto idle = connect_idle(*server, 3, 3);
@@ -821,7 +821,7 @@ TEST_CASE("when accept runs out of descriptors the longest-idle connection makes
 }
 
 TEST_CASE("when every connection is busy a new one gets 503 at accept and none is evicted",
-          "[inbox][http]") {
+          "[http]") {
   GatedHandler handler;
   auto server = start_server(handler, {.max_connections = 2, .idle_timeout = 10min});
   // Busy 1: its request is with the handler.
@@ -857,7 +857,7 @@ TEST_CASE("when every connection is busy a new one gets 503 at accept and none i
 }
 
 TEST_CASE("stop() with a handler running and clients connected returns and closes them",
-          "[inbox][http]") {
+          "[http]") {
   GatedHandler handler;  // never opened: it returns only because the stop token fires
   auto server = start_server(handler, {.workers = 2});
   RawClient busy(server->port());
@@ -883,7 +883,7 @@ TEST_CASE("stop() with a handler running and clients connected returns and close
   server->stop();  // idempotent
 }
 
-TEST_CASE("start names the address when it cannot listen", "[inbox][http]") {
+TEST_CASE("start names the address when it cannot listen", "[http]") {
   EchoHandler handler;
   auto first = start_server(handler);
   SystemClock clock;
@@ -908,7 +908,7 @@ TEST_CASE("start names the address when it cannot listen", "[inbox][http]") {
   CHECK(bad_limits.error().code == ErrorCode::kInvalidArgument);
 }
 
-TEST_CASE("the server listens on IPv6 loopback", "[inbox][http]") {
+TEST_CASE("the server listens on IPv6 loopback", "[http]") {
   SystemClock clock;
   auto server = HttpServer::start(
       "[::1]:0", {},
@@ -938,7 +938,7 @@ TEST_CASE("the server listens on IPv6 loopback", "[inbox][http]") {
   ::close(fd);
 }
 
-// Hand-run: ./relay_unit_inbox "[.bench]". One keep-alive client, sequential requests, a trivial
+// Hand-run: ./relay_unit_http "[.bench]". One keep-alive client, sequential requests, a trivial
 // handler; prints requests/s and latency percentiles. Asserts nothing about speed.
 TEST_CASE("benchmark: keep-alive requests per second on loopback", "[.bench]") {
   auto handler = [](const HttpRequest&) {

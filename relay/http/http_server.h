@@ -1,21 +1,19 @@
 #pragma once
-// HttpServer: the inbox's small HTTP/1.1 server. Every read has a deadline, every buffer and queue
-// a bound, so a slow or hostile client costs a connection slot but never a worker.
+// HttpServer: relay's one HTTP/1.1 server (the inbox, the ops endpoints). Every read has a
+// deadline, every buffer and queue a bound, so a slow or hostile client costs a connection slot
+// but never a worker. The parts: request_parser.h (framing and every per-request bound and
+// rejection, a pure function), listener.h (bind/accept), response_serializer.h, and here the I/O
+// loop with its connection bounds and deadlines, and the handler threads.
 //
 // Threads: one I/O thread owns the listener and every socket (non-blocking, poll()). It reads each
 // request in full -- head and body -- before a worker sees it, writes every response, and enforces
 // the deadlines. `workers` handler threads only run the handler: they never touch a socket.
 //
-// Policy (what a client sees):
+// Policy (what a client sees), beside the parser's rejections (request_parser.h), each answered
+// with its status and the connection closed:
 //  - read_timeout is a deadline for the whole request (head and body) counted from the request's
 //    first byte, not a per-recv() timeout: a client trickling bytes gets 408 and is closed.
 //  - A connection that sends nothing for idle_timeout (new or keep-alive) is closed silently.
-//  - Head over max_header_bytes or more than max_headers header lines -> 431, close.
-//  - Content-Length over max_body_bytes -> 413 before any of the body is read, close.
-//  - Malformed request line / header / Content-Length, obs-fold, bare CR or LF, missing or repeated
-//    Host on HTTP/1.1 -> 400, close. A version other than HTTP/1.0 or HTTP/1.1 -> 505.
-//  - Transfer-Encoding (chunked or any other) -> 411 Length Required, close: the inbox's senders
-//    (Standard Webhooks) always send Content-Length, and one framing rule is one less to get wrong.
 //  - Expect: 100-continue -> "100 Continue" once the head is accepted, before the body is read;
 //    a request that would be rejected gets its final status instead. Other Expect values -> 417.
 //  - A complete request that finds max_queued_connections requests already waiting for a worker
@@ -44,34 +42,10 @@
 
 #include "relay/common/clock.h"
 #include "relay/common/result.h"
+#include "relay/http/message.h"
+#include "relay/http/request_parser.h"
 
-namespace relay::inbox {
-
-using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
-
-struct HttpRequest {
-  std::string method;   // as sent, e.g. "POST" (case-sensitive per RFC 9110)
-  std::string target;   // origin-form as sent: path plus "?query"
-  std::string version;  // "HTTP/1.1" or "HTTP/1.0"
-  HttpHeaders headers;  // in arrival order; names as sent, values trimmed of SP/HTAB
-  std::string body;     // exactly Content-Length bytes (empty without one)
-  std::string peer;     // client address "1.2.3.4:5678" or "[::1]:5678"
-  // Requested when the server stops: a long handler should give up and return.
-  std::stop_token stop;
-
-  // The first header named `name` (ASCII case-insensitive), or nullptr.
-  const std::string* header(std::string_view name) const;
-  // target up to (not including) '?'.
-  std::string_view path() const;
-};
-
-struct HttpResponse {
-  int status = 200;  // 200..599; anything else is answered as 500
-  // Content-Length, Transfer-Encoding, Connection and Date are set by the server; copies here are
-  // dropped. Names must be tokens and values valid field values, or the header is dropped.
-  HttpHeaders headers;
-  std::string body;
-};
+namespace relay::http {
 
 // Runs on a worker thread, concurrently with other calls: it must be thread-safe. It may throw
 // (the client gets 500); it should watch request.stop if it can block for long.
@@ -85,9 +59,9 @@ struct HttpServerLimits {
   static constexpr std::chrono::milliseconds kDefaultIdleTimeout{30'000};
   static constexpr std::chrono::milliseconds kDefaultWriteTimeout{10'000};
   static constexpr std::chrono::milliseconds kDefaultStopTimeout{5'000};
-  static constexpr std::int64_t kDefaultMaxHeaderBytes = 16'384;
-  static constexpr int kDefaultMaxHeaders = 64;
-  static constexpr std::int64_t kDefaultMaxBodyBytes = 1'048'576;
+  static constexpr std::int64_t kDefaultMaxHeaderBytes = RequestLimits::kDefaultMaxHeaderBytes;
+  static constexpr int kDefaultMaxHeaders = RequestLimits::kDefaultMaxHeaders;
+  static constexpr std::int64_t kDefaultMaxBodyBytes = RequestLimits::kDefaultMaxBodyBytes;
   static constexpr int kDefaultMaxRequestsPerConnection = 1000;
 
   int workers = kDefaultWorkers;  // handler threads, >= 1
@@ -104,6 +78,12 @@ struct HttpServerLimits {
   int max_headers = kDefaultMaxHeaders;                    // header lines per request
   std::int64_t max_body_bytes = kDefaultMaxBodyBytes;      // Content-Length limit
   int max_requests_per_connection = kDefaultMaxRequestsPerConnection;
+
+  RequestLimits request_limits() const {
+    return {.max_header_bytes = max_header_bytes,
+            .max_headers = max_headers,
+            .max_body_bytes = max_body_bytes};
+  }
 };
 
 // A snapshot of the server's counters (monotonic since start) for metrics.
@@ -127,20 +107,19 @@ struct HttpServerStats {
   std::uint64_t version_not_supported = 0;  // 505
 };
 
-// The standard reason phrase for `status` ("Not Found"), or "Unknown".
-std::string_view reason_phrase(int status);
-
 // Thread-safe: port(), stats() and stop() may be called from any thread.
 class HttpServer {
  public:
   // Binds `listen` ("host:port", "[v6addr]:port"; port 0 picks a free one) and starts the I/O
   // thread and the workers. `clock` (SystemClock in production) gives deadlines and the Date
   // header; poll() waits in real time, so it must track real time. It must outlive the server.
+  // `name` is the log component and starts the server's own messages ("inbox http listening").
   // kInvalidArgument for a malformed address or limits, kUnavailable when the address cannot be
   // bound (e.g. in use), both naming the address.
   static Result<std::unique_ptr<HttpServer>> start(const std::string& listen,
                                                    const HttpServerLimits& limits,
-                                                   HttpHandler handler, Clock& clock);
+                                                   HttpHandler handler, Clock& clock,
+                                                   const std::string& name = "http");
   ~HttpServer();  // stop()
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -161,4 +140,4 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace relay::inbox
+}  // namespace relay::http

@@ -1,7 +1,5 @@
-#include "relay/inbox/http_server.h"
+#include "relay/http/http_server.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -16,18 +14,19 @@
 #include <climits>
 #include <condition_variable>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <unordered_map>
+#include <variant>
 
-#include "relay/common/http_header.h"
+#include "relay/common/check.h"
 #include "relay/common/log.h"
+#include "relay/http/listener.h"
+#include "relay/http/response_serializer.h"
 
-namespace relay::inbox {
+namespace relay::http {
 namespace {
 
 using TimePoint = Clock::TimePoint;
@@ -44,370 +43,46 @@ constexpr milliseconds kAcceptPause{100};
 // shutdown(SHUT_WR)) so that unread request bytes do not turn close() into a reset that destroys
 // the response before the client reads it.
 constexpr milliseconds kLingerTimeout{1000};
-// A Content-Length with more digits cannot be a size we accept (and would overflow int64).
-constexpr size_t kMaxContentLengthDigits = 18;
-
-const Logger& logger() {
-  static const Logger log{"inbox"};
-  return log;
-}
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// RFC 9110 OWS.
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// A comma-separated header value (Connection) contains `token`, case-insensitively.
-bool has_list_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    const size_t comma = list.find(',');
-    if (iequals_ascii(trim_ows(list.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
-std::string http_date(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  const size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(buf, n);
-}
-
-bool is_server_managed_header(std::string_view name) {
-  return iequals_ascii(name, "content-length") || iequals_ascii(name, "transfer-encoding") ||
-         iequals_ascii(name, "connection") || iequals_ascii(name, "date");
-}
-
-struct ResponseFraming {
-  bool head_only = false;          // HEAD: headers as for GET, no body
-  bool close = false;              // send Connection: close
-  bool keep_alive_header = false;  // HTTP/1.0 keep-alive: send Connection: keep-alive
-};
-
-std::string serialize_response(const HttpResponse& response, const ResponseFraming& framing,
-                               std::string_view date) {
-  int status = response.status;
-  if (status < 200 || status > 599) {
-    logger().error("handler returned an invalid HTTP status; answering 500",
-                   {{"status", std::to_string(status)}});
-    status = 500;
-  }
-  std::string out = fmt::format("HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
-  for (const auto& [name, value] : response.headers) {
-    if (is_server_managed_header(name)) continue;
-    if (!is_http_token(name) || !is_http_field_value(value)) {
-      logger().warn("handler set an invalid response header; dropped", {{"header", name}});
-      continue;
-    }
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
-  }
-  if (!date.empty()) fmt::format_to(std::back_inserter(out), "Date: {}\r\n", date);
-  fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", response.body.size());
-  if (framing.close) {
-    out += "Connection: close\r\n";
-  } else if (framing.keep_alive_header) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
-  if (!framing.head_only) out += response.body;
-  return out;
-}
-
-std::string format_peer(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    return fmt::format("{}:{}", host, ntohs(a->sin_port));
-  }
-  if (addr.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    return fmt::format("[{}]:{}", host, ntohs(a->sin6_port));
-  }
-  return "unknown";
-}
-
-// ---- Request head parsing ----
-
-// A parse failure: the status the server answers and the reason, which becomes the body.
-struct HttpError {
-  int status = 400;
-  std::string message;
-};
-
-struct ParsedHead {
-  HttpRequest request;  // method, target, version, headers
-  std::int64_t content_length = 0;
-  bool keep_alive = false;
-  bool keep_alive_header = false;  // HTTP/1.0 with Connection: keep-alive
-  bool expect_continue = false;
-};
-
-// Incremental scan for the end of a request head, so a client trickling bytes costs O(bytes).
-struct HeadScan {
-  size_t pos = 0;            // next byte to scan
-  size_t line_start = 0;     // start of the line being scanned
-  size_t request_start = 0;  // after leading empty lines (RFC 9112 §2.2 allows them)
-  int lines = 0;             // complete non-empty lines: request line + header lines
-};
-
-enum class ScanResult { kIncomplete, kComplete, kError };
-
-// Advances `scan` over `in`. kComplete: the head is in[request_start, pos) and ends with an empty
-// line. kError: `error` says why (bare LF, too many lines, too many bytes).
-ScanResult scan_head(std::string_view in, HeadScan& scan, const HttpServerLimits& limits,
-                     HttpError& error) {
-  const auto too_large = [&] {
-    error = {431,
-             fmt::format("request head exceeds max_header_bytes ({})", limits.max_header_bytes)};
-    return ScanResult::kError;
+Status validate(const HttpServerLimits& l) {
+  const auto bad = [](std::string_view what) {
+    return Error{ErrorCode::kInvalidArgument, fmt::format("http server limits: {}", what)};
   };
-  while (true) {
-    const size_t lf = in.find('\n', scan.pos);
-    if (lf == std::string_view::npos) {
-      scan.pos = in.size();
-      if (static_cast<std::int64_t>(in.size()) > limits.max_header_bytes) return too_large();
-      return ScanResult::kIncomplete;
-    }
-    if (static_cast<std::int64_t>(lf + 1) > limits.max_header_bytes + 2) return too_large();
-    if (lf == scan.line_start || in[lf - 1] != '\r') {
-      error = {400, "line not terminated by CRLF (bare LF)"};
-      return ScanResult::kError;
-    }
-    const bool empty_line = lf - 1 == scan.line_start;
-    scan.pos = lf + 1;
-    scan.line_start = lf + 1;
-    if (empty_line) {
-      if (scan.lines == 0) {
-        scan.request_start = scan.pos;  // an empty line before the request line is ignored
-        continue;
-      }
-      return ScanResult::kComplete;
-    }
-    ++scan.lines;
-    if (scan.lines - 1 > limits.max_headers) {
-      error = {431, fmt::format("more than max_headers ({}) header lines", limits.max_headers)};
-      return ScanResult::kError;
-    }
+  if (l.workers < 1) return bad("workers must be at least 1");
+  if (l.max_queued_connections < 0) return bad("max_queued_connections must be >= 0");
+  if (l.max_connections < 1) return bad("max_connections must be at least 1");
+  if (l.read_timeout.count() <= 0 || l.idle_timeout.count() <= 0 || l.write_timeout.count() <= 0 ||
+      l.stop_timeout.count() < 0) {
+    return bad("timeouts must be positive");
   }
-}
-
-std::optional<HttpError> parse_request_line(std::string_view line, HttpRequest& request) {
-  const size_t sp1 = line.find(' ');
-  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
-    return HttpError{400, "malformed request line: expected \"METHOD SP target SP HTTP/x.y\""};
-  }
-  const std::string_view method = line.substr(0, sp1);
-  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  const std::string_view version = line.substr(sp2 + 1);
-  if (!is_http_token(method)) return HttpError{400, "malformed request method"};
-  const bool target_chars_ok =
-      !target.empty() &&
-      std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; });
-  if (!target_chars_ok) return HttpError{400, "malformed request target"};
-  if (target.front() != '/' && !(target == "*" && method == "OPTIONS")) {
-    return HttpError{400, "request target must be a path (origin-form, starting with '/')"};
-  }
-  const bool version_syntax_ok = version.size() == 8 && version.substr(0, 5) == "HTTP/" &&
-                                 version[5] >= '0' && version[5] <= '9' && version[6] == '.' &&
-                                 version[7] >= '0' && version[7] <= '9';
-  if (!version_syntax_ok) return HttpError{400, "malformed HTTP version"};
-  if (version != "HTTP/1.1" && version != "HTTP/1.0") {
-    return HttpError{505, fmt::format("HTTP version {} is not supported; use HTTP/1.1", version)};
-  }
-  request.method = std::string(method);
-  request.target = std::string(target);
-  request.version = std::string(version);
-  return std::nullopt;
-}
-
-// Parses the head in `head` (lines ending in CRLF, without the final empty line) and applies the
-// framing rules. On success `parsed` is filled.
-std::optional<HttpError> parse_head(std::string_view head, const HttpServerLimits& limits,
-                                    ParsedHead& parsed) {
-  HttpRequest& request = parsed.request;
-  const size_t first_eol = head.find("\r\n");
-  if (auto err = parse_request_line(head.substr(0, first_eol), request)) return err;
-  head.remove_prefix(first_eol + 2);
-
-  std::optional<std::int64_t> content_length;
-  bool transfer_encoding = false;
-  int host_count = 0;
-  bool connection_close = false;
-  bool connection_keep_alive = false;
-  while (!head.empty()) {
-    const size_t eol = head.find("\r\n");
-    const std::string_view line = head.substr(0, eol);
-    head.remove_prefix(eol + 2);
-    if (line.front() == ' ' || line.front() == '\t') {
-      return HttpError{400, "obsolete header line folding is not allowed"};
-    }
-    const size_t colon = line.find(':');
-    const std::string_view name = line.substr(0, colon);
-    if (colon == std::string_view::npos || !is_http_token(name)) {
-      return HttpError{
-          400, fmt::format("malformed header line (header #{})", request.headers.size() + 1)};
-    }
-    const std::string_view value = trim_ows(line.substr(colon + 1));
-    if (!is_http_field_value(value)) {
-      return HttpError{400, fmt::format("invalid characters in header {}", name)};
-    }
-    request.headers.emplace_back(std::string(name), std::string(value));
-    if (iequals_ascii(name, "content-length")) {
-      if (!all_digits(value) || value.size() > kMaxContentLengthDigits) {
-        return HttpError{400, "Content-Length must be one decimal number"};
-      }
-      const std::int64_t n = std::stoll(std::string(value));
-      if (content_length && *content_length != n) {
-        return HttpError{400, "conflicting Content-Length headers"};
-      }
-      content_length = n;
-    } else if (iequals_ascii(name, "transfer-encoding")) {
-      transfer_encoding = true;
-    } else if (iequals_ascii(name, "host")) {
-      ++host_count;
-    } else if (iequals_ascii(name, "connection")) {
-      connection_close = connection_close || has_list_token(value, "close");
-      connection_keep_alive = connection_keep_alive || has_list_token(value, "keep-alive");
-    } else if (iequals_ascii(name, "expect")) {
-      parsed.expect_continue = iequals_ascii(value, "100-continue");
-      if (!parsed.expect_continue) {
-        return HttpError{417, "only \"Expect: 100-continue\" is supported"};
-      }
-    }
-  }
-  const bool http11 = request.version == "HTTP/1.1";
-  if (host_count > 1 || (http11 && host_count == 0)) {
-    return HttpError{400, "an HTTP/1.1 request needs exactly one Host header"};
-  }
-  if (transfer_encoding) {
-    return HttpError{411, "Transfer-Encoding is not supported; send the body with Content-Length"};
-  }
-  parsed.content_length = content_length.value_or(0);
-  if (parsed.content_length > limits.max_body_bytes) {
-    return HttpError{413, fmt::format("Content-Length {} exceeds the limit of {} bytes",
-                                      parsed.content_length, limits.max_body_bytes)};
-  }
-  // RFC 9110 §10.1.1: a server ignores 100-continue from an HTTP/1.0 client.
-  parsed.expect_continue = parsed.expect_continue && http11;
-  parsed.keep_alive = http11 ? !connection_close : (connection_keep_alive && !connection_close);
-  parsed.keep_alive_header = !http11 && parsed.keep_alive;
-  return std::nullopt;
+  if (l.max_header_bytes < 64) return bad("max_header_bytes must be at least 64");
+  if (l.max_headers < 1) return bad("max_headers must be at least 1");
+  if (l.max_body_bytes < 0) return bad("max_body_bytes must be >= 0");
+  if (l.max_requests_per_connection < 1) return bad("max_requests_per_connection must be >= 1");
+  return {};
 }
 
 }  // namespace
 
-std::string_view reason_phrase(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 304:
-      return "Not Modified";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 410:
-      return "Gone";
-    case 411:
-      return "Length Required";
-    case 413:
-      return "Content Too Large";
-    case 415:
-      return "Unsupported Media Type";
-    case 417:
-      return "Expectation Failed";
-    case 422:
-      return "Unprocessable Content";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
-  }
-}
-
-const std::string* HttpRequest::header(std::string_view name) const {
-  for (const auto& [n, v] : headers) {
-    if (iequals_ascii(n, name)) return &v;
-  }
-  return nullptr;
-}
-
-std::string_view HttpRequest::path() const {
-  const std::string_view t = target;
-  return t.substr(0, t.find('?'));
-}
-
-// ---- The server ----
-
 class HttpServer::Impl {
  public:
-  Impl(const HttpServerLimits& limits, HttpHandler handler, Clock& clock, int listen_fd,
-       int wake_fd, int port)
+  Impl(const HttpServerLimits& limits, HttpHandler handler, Clock& clock,
+       std::unique_ptr<Listener> listener, int wake_fd, const std::string& name)
       : limits_(limits),
+        request_limits_(limits.request_limits()),
         handler_(std::move(handler)),
         clock_(clock),
-        port_(port),
-        listen_fd_(listen_fd),
+        name_(name),
+        log_(name),
+        port_(listener->port()),
+        listener_(std::move(listener)),
         wake_fd_(wake_fd) {}
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
   ~Impl() {
     stop();
-    if (listen_fd_ >= 0) ::close(listen_fd_);
     ::close(wake_fd_);
   }
 
@@ -419,6 +94,7 @@ class HttpServer::Impl {
   }
 
   int port() const { return port_; }
+  const Logger& logger() const { return log_; }
 
   HttpServerStats stats() const {
     HttpServerStats s;
@@ -467,14 +143,14 @@ class HttpServer::Impl {
 
   // Owned and touched only by the I/O thread.
   struct Connection {
+    explicit Connection(const RequestLimits& limits) : parser(limits) {}
     std::uint64_t id = 0;
     int fd = -1;
     std::string peer;
     ConnState state = ConnState::kReading;
     std::string in;  // received, not yet consumed
-    HeadScan scan;
-    std::optional<ParsedHead> head;  // set once the head is parsed, while the body arrives
-    size_t body_start = 0;
+    RequestParser parser;        // resumes over `in` as it grows
+    bool head_complete = false;  // `in` holds a whole accepted head; its body is arriving
     TimePoint idle_deadline{};
     // Orders idle connections: set from next_idle_seq_ each time the connection becomes idle (at
     // accept and after a keep-alive response), so the smallest value has been idle longest.
@@ -533,7 +209,7 @@ class HttpServer::Impl {
       job.framing.close = job.framing.close || stop_source_.stop_requested();
       Completion done{
           .conn_id = job.conn_id,
-          .bytes = serialize_response(response, job.framing, http_date(clock_.wall_now())),
+          .bytes = serialize_response(response, job.framing, http_date(clock_.wall_now()), log_),
           .close = job.framing.close};
       {
         std::lock_guard lock(completions_mu_);
@@ -547,10 +223,10 @@ class HttpServer::Impl {
     try {
       return handler_(request);
     } catch (const std::exception& e) {
-      logger().error("inbox request handler threw; answered 500",
+      log_.error(fmt::format("{} request handler threw; answered 500", name_),
                      {{"path", std::string(request.path())}, {"error", e.what()}});
     } catch (...) {
-      logger().error("inbox request handler threw a non-exception; answered 500",
+      log_.error(fmt::format("{} request handler threw a non-exception; answered 500", name_),
                      {{"path", std::string(request.path())}});
     }
     ++stats_.handler_errors;
@@ -601,7 +277,7 @@ class HttpServer::Impl {
       const auto consider = [&](TimePoint t) { next = std::min(next, t); };
       const bool accepting = !stopping && now >= accept_paused_until;
       fds.push_back({.fd = wake_fd_, .events = POLLIN, .revents = 0});
-      fds.push_back({.fd = accepting ? listen_fd_ : -1, .events = POLLIN, .revents = 0});
+      fds.push_back({.fd = accepting ? listener_->fd() : -1, .events = POLLIN, .revents = 0});
       if (!stopping && !accepting) consider(accept_paused_until);
       for (auto& [id, conn] : conns_) {
         short events = 0;
@@ -656,15 +332,13 @@ class HttpServer::Impl {
     }
     for (auto& [id, conn] : conns_) ::close(conn->fd);
     conns_.clear();
-    if (listen_fd_ >= 0) ::close(listen_fd_);
-    listen_fd_ = -1;
+    listener_->close();
   }
 
   // Stop taking work: no more accepts, queued requests and idle or half-read connections are
   // dropped unanswered; responses being written and handlers in progress get until stop_deadline.
   void begin_stop() {
-    ::close(listen_fd_);
-    listen_fd_ = -1;
+    listener_->close();
     std::deque<Job> dropped;
     {
       std::lock_guard lock(jobs_mu_);
@@ -733,30 +407,22 @@ class HttpServer::Impl {
     return false;
   }
 
-  // A connection waits in the listener's accept queue.
-  bool connection_waiting() const {
-    pollfd p{.fd = listen_fd_, .events = POLLIN, .revents = 0};
-    return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
-  }
-
   // REQUIRES: no pointer into conns_ is held (connections may be closed to make room).
   void accept_connections(TimePoint now, TimePoint& accept_paused_until) {
     close_marked();  // connections the socket events just ended free their slots first
     EvictionOrder eviction;
     for (int i = 0; i < kMaxAcceptsPerWake; ++i) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof addr;
-      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
-                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+      Listener::Accepted accepted = listener_->accept();
+      const int fd = accepted.fd;
       if (fd < 0) {
-        const int err = errno;
+        const int err = accepted.error;
         if (err == EAGAIN || err == EWOULDBLOCK) return;
         if (err == EINTR || err == ECONNABORTED) continue;
         if (err == EMFILE || err == ENFILE) {
           // accept() fails for want of a descriptor before it looks at the queue: make room only
           // for a connection that is waiting. An idle connection's descriptor is the room; each
           // retry closes one and the round is bounded by kMaxAcceptsPerWake, so this cannot spin.
-          if (!connection_waiting()) return;
+          if (!listener_->connection_waiting()) return;
           if (evict_longest_idle(eviction)) continue;
         }
         logger().warn("accept failed; pausing accepts", {{"error", errno_text(err)}});
@@ -769,7 +435,7 @@ class HttpServer::Impl {
         // exceed the very bound being enforced.
         ++stats_.connections_rejected;
         const std::string bytes =
-            serialize_response(busy_response("too many open connections"), {.close = true}, "");
+            serialize_response(busy_response("too many open connections"), {.close = true}, "", log_);
         [[maybe_unused]] ssize_t n =
             ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         ::close(fd);
@@ -778,10 +444,10 @@ class HttpServer::Impl {
       ++stats_.connections_accepted;
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      auto conn = std::make_unique<Connection>();
+      auto conn = std::make_unique<Connection>(request_limits_);
       conn->id = next_conn_id_++;
       conn->fd = fd;
-      conn->peer = format_peer(addr);
+      conn->peer = std::move(accepted.peer);
       conn->idle_deadline = now + limits_.idle_timeout;
       conn->idle_seq = next_idle_seq_++;
       if (eviction.built) eviction.idle.emplace_back(conn->idle_seq, conn->id);
@@ -861,61 +527,43 @@ class HttpServer::Impl {
 
   // Parses what `in` holds; dispatches a complete request or answers an error.
   void process_input(Connection& conn, TimePoint now) {
-    if (!conn.head) {
-      HttpError error;
-      switch (scan_head(conn.in, conn.scan, limits_, error)) {
-        case ScanResult::kIncomplete:
-          if (conn.scan.lines == 0 && conn.scan.request_start == conn.in.size()) {
-            // Only empty lines so far: not a request yet, so the idle clock still applies.
-            conn.in.clear();
-            conn.scan = {};
-          }
-          return;
-        case ScanResult::kError:
-          respond_error(conn, std::move(error), now);
-          return;
-        case ScanResult::kComplete:
-          break;
-      }
-      // Without the final CRLF: every line in it ends in CRLF.
-      const std::string_view head = std::string_view(conn.in).substr(
-          conn.scan.request_start, conn.scan.pos - 2 - conn.scan.request_start);
-      ParsedHead parsed;
-      if (auto err = parse_head(head, limits_, parsed)) {
-        respond_error(conn, std::move(*err), now);
-        return;
-      }
-      parsed.request.peer = conn.peer;
-      conn.body_start = conn.scan.pos;
-      conn.head = std::move(parsed);
-      const auto have = static_cast<std::int64_t>(conn.in.size() - conn.body_start);
-      if (conn.head->expect_continue && have < conn.head->content_length) {
-        conn.out += "HTTP/1.1 100 Continue\r\n\r\n";
-        if (!flush(conn)) return;
-      }
+    ParseResult parsed = conn.parser.parse(conn.in);
+    if (auto* error = std::get_if<ParseError>(&parsed)) {
+      respond_error(conn, std::move(*error), now);
+      return;
     }
-    const auto need = static_cast<size_t>(conn.head->content_length);
-    if (conn.in.size() - conn.body_start < need) return;
-
+    if (const auto* more = std::get_if<NeedMore>(&parsed)) {
+      if (more->only_empty_lines) {
+        // Only empty lines so far: not a request yet, so the idle clock still applies.
+        conn.in.clear();
+        conn.parser.reset();
+      } else if (more->head_complete && !conn.head_complete) {
+        conn.head_complete = true;
+        if (more->expect_continue) {
+          conn.out += "HTTP/1.1 100 Continue\r\n\r\n";
+          flush(conn);
+        }
+      }
+      return;
+    }
+    Complete& done = std::get<Complete>(parsed);
     Job job;
     job.conn_id = conn.id;
-    job.request = std::move(conn.head->request);
-    job.request.body = conn.in.substr(conn.body_start, need);
+    job.request = std::move(done.request);
+    job.request.peer = conn.peer;
     job.request.stop = stop_source_.get_token();
     ++conn.requests;
     job.framing = ResponseFraming{
         .head_only = job.request.method == "HEAD",
-        .close = !conn.head->keep_alive || conn.requests >= limits_.max_requests_per_connection,
-        .keep_alive_header = conn.head->keep_alive_header};
-    conn.in.erase(0, conn.body_start + need);  // what remains is the next (pipelined) request
-    conn.head.reset();
-    conn.scan = {};
-    conn.body_start = 0;
+        .close = !done.keep_alive || conn.requests >= limits_.max_requests_per_connection,
+        .keep_alive_header = done.keep_alive_header};
+    conn.in.erase(0, done.consumed);  // what remains is the next (pipelined) request
+    conn.head_complete = false;
     if (!try_enqueue(job)) {
       ++stats_.rejected_queue_full;
       start_write(conn,
                   serialize_response(busy_response("all workers busy"), {.close = true},
-                                     http_date(clock_.wall_now())),
+                                     http_date(clock_.wall_now()), log_),
                   /*close=*/true, now);
       return;
     }
@@ -923,7 +571,7 @@ class HttpServer::Impl {
     conn.state = ConnState::kWithWorker;
   }
 
-  void respond_error(Connection& conn, HttpError error, TimePoint now) {
+  void respond_error(Connection& conn, ParseError error, TimePoint now) {
     switch (error.status) {
       case 400:
         ++stats_.bad_request;
@@ -950,11 +598,11 @@ class HttpServer::Impl {
     }
     logger().debug(
         "rejected request",
-        {{"status", std::to_string(error.status)}, {"reason", error.message}, {"peer", conn.peer}});
+        {{"status", std::to_string(error.status)}, {"reason", error.reason}, {"peer", conn.peer}});
     HttpResponse response{.status = error.status,
                           .headers = {{"Content-Type", "text/plain; charset=utf-8"}},
-                          .body = error.message + "\n"};
-    start_write(conn, serialize_response(response, {.close = true}, http_date(clock_.wall_now())),
+                          .body = error.reason + "\n"};
+    start_write(conn, serialize_response(response, {.close = true}, http_date(clock_.wall_now()), log_),
                 /*close=*/true, now);
   }
 
@@ -1012,7 +660,7 @@ class HttpServer::Impl {
               mark_close(id);
             }
           } else if (now >= conn->read_deadline) {
-            ++(conn->head ? stats_.body_timeouts : stats_.head_timeouts);
+            ++(conn->head_complete ? stats_.body_timeouts : stats_.head_timeouts);
             respond_error(*conn,
                           {408, fmt::format("request not received within read_timeout ({} ms)",
                                             limits_.read_timeout.count())},
@@ -1048,12 +696,15 @@ class HttpServer::Impl {
 
   // Constant after construction.
   const HttpServerLimits limits_;
+  const RequestLimits request_limits_;
   const HttpHandler handler_;
   Clock& clock_;
+  const std::string name_;
+  const Logger log_;
   const int port_;
 
   // I/O thread only.
-  int listen_fd_;
+  std::unique_ptr<Listener> listener_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::uint64_t> to_close_;
   std::uint64_t next_conn_id_ = 1;
@@ -1078,122 +729,23 @@ class HttpServer::Impl {
   std::vector<std::jthread> workers_;
 };
 
-namespace {
-
-// "host:port" or "[v6]:port" -> host, port. Port: decimal 0..65535.
-Result<std::pair<std::string, std::string>> split_listen(const std::string& listen) {
-  const auto bad = [&](std::string_view why) {
-    return Error{ErrorCode::kInvalidArgument,
-                 fmt::format("invalid listen address \"{}\": {}", listen, why)};
-  };
-  std::string host;
-  std::string port;
-  if (!listen.empty() && listen.front() == '[') {
-    const size_t close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
-      return bad("expected [ipv6]:port");
-    }
-    host = listen.substr(1, close - 1);
-    port = listen.substr(close + 2);
-  } else {
-    const size_t colon = listen.rfind(':');
-    if (colon == std::string::npos) return bad("expected host:port");
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
-    if (host.find(':') != std::string::npos) return bad("write an IPv6 address as [addr]:port");
-  }
-  if (host.empty()) return bad("missing host");
-  if (!all_digits(port) || port.size() > 5 || std::stoi(port) > 65535) {
-    return bad("port must be a number 0..65535");
-  }
-  return std::pair{host, port};
-}
-
-Status validate(const HttpServerLimits& l) {
-  const auto bad = [](std::string_view what) {
-    return Error{ErrorCode::kInvalidArgument, fmt::format("http server limits: {}", what)};
-  };
-  if (l.workers < 1) return bad("workers must be at least 1");
-  if (l.max_queued_connections < 0) return bad("max_queued_connections must be >= 0");
-  if (l.max_connections < 1) return bad("max_connections must be at least 1");
-  if (l.read_timeout.count() <= 0 || l.idle_timeout.count() <= 0 || l.write_timeout.count() <= 0 ||
-      l.stop_timeout.count() < 0) {
-    return bad("timeouts must be positive");
-  }
-  if (l.max_header_bytes < 64) return bad("max_header_bytes must be at least 64");
-  if (l.max_headers < 1) return bad("max_headers must be at least 1");
-  if (l.max_body_bytes < 0) return bad("max_body_bytes must be >= 0");
-  if (l.max_requests_per_connection < 1) return bad("max_requests_per_connection must be >= 1");
-  return {};
-}
-
-// A bound, listening, non-blocking socket.
-Result<int> open_listener(const std::string& listen) {
-  auto parts = split_listen(listen);
-  if (!parts) return parts.error();
-  const auto& [host, port] = *parts;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  if (const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return Error{
-        ErrorCode::kInvalidArgument,
-        fmt::format("listen address \"{}\": cannot resolve host: {}", listen, gai_strerror(rc))};
-  }
-  std::string last_error = "no address";
-  int fd = -1;
-  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last_error = errno_text(errno);
-      continue;
-    }
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, SOMAXCONN) == 0) break;
-    last_error = errno_text(errno);
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(found);
-  if (fd < 0) {
-    return Error{ErrorCode::kUnavailable,
-                 fmt::format("cannot listen on \"{}\": {}", listen, last_error)};
-  }
-  return fd;
-}
-
-int bound_port(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-  return 0;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen,
                                                       const HttpServerLimits& limits,
-                                                      HttpHandler handler, Clock& clock) {
+                                                      HttpHandler handler, Clock& clock,
+                                                      const std::string& name) {
   if (auto ok = validate(limits); !ok) return ok.error();
   RELAY_CHECK(handler != nullptr, "HttpServer::start needs a handler");
-  auto fd = open_listener(listen);
-  if (!fd) return fd.error();
+  auto listener = Listener::open(listen);
+  if (!listener) return listener.error();
   const int wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd < 0) {
-    const std::string why = errno_text(errno);
-    ::close(*fd);
-    return Error{ErrorCode::kUnavailable, fmt::format("eventfd failed: {}", why)};
+    return Error{ErrorCode::kUnavailable, fmt::format("eventfd failed: {}", errno_text(errno))};
   }
   auto impl =
-      std::make_unique<Impl>(limits, std::move(handler), clock, *fd, wake_fd, bound_port(*fd));
+      std::make_unique<Impl>(limits, std::move(handler), clock, std::move(*listener), wake_fd, name);
   impl->run();
-  logger().info("inbox http listening",
-                {{"listen", listen}, {"port", std::to_string(impl->port())}});
+  impl->logger().info(fmt::format("{} http listening", name),
+                      {{"listen", listen}, {"port", std::to_string(impl->port())}});
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
@@ -1203,4 +755,4 @@ int HttpServer::port() const { return impl_->port(); }
 HttpServerStats HttpServer::stats() const { return impl_->stats(); }
 void HttpServer::stop() { impl_->stop(); }
 
-}  // namespace relay::inbox
+}  // namespace relay::http
