@@ -90,7 +90,7 @@ struct SubscriptionConfig {
   std::optional<RateLimitConfig> rate_limit;  // absent: unlimited
   // Set on the subscriptions the loader synthesizes for inbox sources with a deliver_to URL:
   // name "inbox:<source>", no topics (no outbox event matches), endpoint = deliver_to. Their work
-  // reaches the dispatcher only through relay.delivery rows the inbox writes.
+  // reaches the pipeline only through relay.delivery rows the inbox writes.
   std::string inbox_source;
 };
 

@@ -1,6 +1,6 @@
 #pragma once
 // HttpSender: sends one event to one subscription endpoint and reports the outcome. The seam
-// between relay and the network (tests and the dispatcher use it through this interface).
+// between relay and the network (tests and the pipeline use it through this interface).
 
 #include <span>
 

@@ -10,7 +10,7 @@
 //             200 with "relay-duplicate: false" (stored) or "true" (already stored, nothing
 //             written); 503 + Retry-After when the database is unavailable or slow; 429 +
 //             Retry-After when every database connection stayed busy
-// Every outcome is counted in InboxStats. A stored event of a pushing source wakes the dispatcher.
+// Every outcome is counted in InboxStats. A stored event of a pushing source wakes the pipeline.
 //
 // Thread-safe: handle() runs on the HTTP server's workers concurrently.
 

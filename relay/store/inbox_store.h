@@ -2,7 +2,7 @@
 // InboxStore: writes events received on POST /inbox/{source} into relay.inbox, exactly once per
 // (source, event_id), with one autocommitted INSERT ... ON CONFLICT DO NOTHING statement. When the
 // source pushes to the app, the same statement also queues a relay.delivery row for subscription
-// "inbox:<source>", so the dispatcher delivers it like a retry of an outbox event (per-key order,
+// "inbox:<source>", so the pipeline delivers it like a retry of an outbox event (per-key order,
 // breaker, dead letters). A result is returned only after the statement committed.
 //
 // Connections: a pool of at most `max_connections` libpqxx connections (one per inbox worker),
@@ -50,7 +50,7 @@ struct InboxPush {
   std::string subscription;  // "inbox:<source>"
   bool ordered = true;       // the subscription's ordering is per_key
   // An event queued behind an earlier pending event of its key is due only this much later, unless
-  // its predecessor's completion promotes it first (the dispatcher's safety net: max_backoff).
+  // its predecessor's completion promotes it first (the pipeline's safety net: max_backoff).
   Millis queued_recheck{600'000};
 };
 

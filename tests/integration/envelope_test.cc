@@ -2,7 +2,7 @@
 // real relay binary, checked with tools that share no code with relay's encoders: `protoc --decode`
 // against proto/relay/v1/event.proto, nlohmann::json for CloudEvents (every REQUIRED attribute
 // plus the optional ones relay sets), OpenSSL's one-shot HMAC for the signature. Batch bodies come
-// from build_batch_request directly (the dispatcher's batching has its own test, batch_test.cc).
+// from build_batch_request directly (the pipeline's batching has its own tests).
 
 #include <catch2/catch.hpp>
 #include <cctype>

@@ -60,7 +60,7 @@ Ids concat(std::initializer_list<Ids> parts) {
   return out;
 }
 
-// The events `claim` returns in id order, as the dispatcher expects them.
+// The events `claim` returns in id order, as the pipeline expects them.
 Ids in_outbox_order(TestDatabase& db, const Ids& ids) {
   Ids out;
   for (const auto& row : db.rows("SELECT event_id::text FROM relay.outbox ORDER BY id")) {
