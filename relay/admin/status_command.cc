@@ -15,6 +15,7 @@
 #include "relay/admin/commands.h"
 #include "relay/admin/format.h"
 #include "relay/common/glob.h"
+#include "relay/common/time_format.h"
 #include "relay/store/status_store.h"
 
 namespace relay::admin {
@@ -193,7 +194,7 @@ std::string next_retry(const std::optional<WallTime>& t, WallTime now) {
 }
 
 Json time_json(const std::optional<WallTime>& t) {
-  return t ? Json(format_rfc3339(*t)) : Json(nullptr);
+  return t ? Json(format_rfc3339(*t, 6)) : Json(nullptr);
 }
 
 }  // namespace
@@ -268,7 +269,7 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
 
   if (o.output == "json") {
     Json doc;
-    doc["now"] = format_rfc3339(c.now);
+    doc["now"] = format_rfc3339(c.now, 6);
     Json topics = Json::array();
     std::int64_t pending = 0;
     for (const auto& t : snap->topics) {
