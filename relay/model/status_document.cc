@@ -1,5 +1,7 @@
 #include "relay/model/status_document.h"
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace relay::model {
@@ -17,16 +19,28 @@ std::string join(const std::string& path, const char* key) {
   return path.empty() ? std::string(key) : path + "." + key;
 }
 
+// Whether `v` is of the wanted kind. number_integer: an integer that fits std::int64_t;
+// number_float: any number (nlohmann refuses to parse one that does not fit a double).
+bool is_kind(const Json& v, Json::value_t kind) {
+  switch (kind) {
+    case Json::value_t::number_integer:
+      return v.is_number_integer() &&
+             (!v.is_number_unsigned() ||
+              v.get<std::uint64_t>() <=
+                  static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+    case Json::value_t::number_float:
+      return v.is_number();
+    default:
+      return v.type() == kind;
+  }
+}
+
 // The member `key` of `obj`, or an error naming it when it is missing or not of the wanted kind.
 Result<const Json*> member(const Json& obj, const std::string& path, const char* key,
                            Json::value_t kind, std::string_view expected) {
   const auto it = obj.find(key);
   if (it == obj.end()) return malformed(join(path, key), "missing");
-  const bool ok =
-      kind == Json::value_t::number_integer
-          ? it->is_number_integer()
-          : (kind == Json::value_t::number_float ? it->is_number() : it->type() == kind);
-  if (!ok) return malformed(join(path, key), "expected " + std::string(expected));
+  if (!is_kind(*it, kind)) return malformed(join(path, key), "expected " + std::string(expected));
   return &*it;
 }
 

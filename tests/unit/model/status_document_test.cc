@@ -112,6 +112,8 @@ TEST_CASE("parse refuses a malformed document, naming the field", "[model]") {
       {head + R"({"in_flight":0,)" + breaker + "}]}", "subscriptions[0].name: missing"},
       {head + R"({"name":"s","in_flight":1.5,)" + breaker + "}]}",
        "subscriptions[0].in_flight: expected an integer"},
+      {head + R"({"name":"s","in_flight":9223372036854775808,)" + breaker + "}]}",
+       "subscriptions[0].in_flight: expected an integer"},
       {head + R"({"name":"s","in_flight":0}]})", "subscriptions[0].breaker: missing"},
       {head + R"({"name":"s","in_flight":0,"breaker":{"state":"ajar"}}]})",
        "subscriptions[0].breaker.state: expected one of closed, open, half_open"},
