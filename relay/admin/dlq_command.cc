@@ -14,6 +14,9 @@
 
 #include "relay/admin/commands.h"
 #include "relay/admin/format.h"
+#include "relay/common/base64.h"
+#include "relay/common/time_format.h"
+#include "relay/common/utf8.h"
 #include "relay/store/dead_letter_store.h"
 
 namespace relay::admin {
@@ -111,7 +114,7 @@ std::string describe(const DlqOptions& o) {
 std::string or_dash(const std::optional<std::string>& s) { return s ? printable(*s) : "-"; }
 
 Json time_or_null(const std::optional<WallTime>& t) {
-  return t ? Json(format_rfc3339(*t)) : Json(nullptr);
+  return t ? Json(format_rfc3339(*t, 6)) : Json(nullptr);
 }
 
 Json to_json(const DeadLetter& d) {
@@ -126,8 +129,8 @@ Json to_json(const DeadLetter& d) {
   j["last_status"] = d.last_status ? Json(*d.last_status) : Json(nullptr);
   j["last_error"] = d.last_error ? Json(*d.last_error) : Json(nullptr);
   j["last_response"] = d.last_response ? Json(*d.last_response) : Json(nullptr);
-  j["created_at"] = format_rfc3339(d.created_at);
-  j["failed_at"] = format_rfc3339(d.failed_at);
+  j["created_at"] = format_rfc3339(d.created_at, 6);
+  j["failed_at"] = format_rfc3339(d.failed_at, 6);
   j["replayed_at"] = time_or_null(d.replayed_at);
   j["deliver_after"] = time_or_null(d.deliver_after);
   j["expires_at"] = time_or_null(d.expires_at);
@@ -135,7 +138,7 @@ Json to_json(const DeadLetter& d) {
   j["content_type"] = d.content_type;
   Json headers = Json::parse(d.headers_json, nullptr, /*allow_exceptions=*/false);
   j["headers"] = headers.is_discarded() ? Json::object() : headers;
-  j["payload"] = valid_utf8(d.payload) ? Json(d.payload) : Json(nullptr);
+  j["payload"] = is_valid_utf8(d.payload) ? Json(d.payload) : Json(nullptr);
   j["payload_base64"] = base64_encode(d.payload);
   j["payload_bytes"] = d.payload.size();
   return j;
@@ -283,7 +286,7 @@ int show(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
     c.out << ", JSON)\n";
     print_indented(c.out,
                    printable(parsed.dump(2, ' ', false, Json::error_handler_t::replace), true));
-  } else if (valid_utf8(d.payload)) {
+  } else if (is_valid_utf8(d.payload)) {
     c.out << ", text)\n";
     print_indented(c.out, printable(d.payload, true));
   } else {
@@ -316,8 +319,8 @@ int stats(DeadLetterStore& store, const DlqOptions& o, Parsed& p, Console& c) {
                                {"reason", g.reason},
                                {"count", g.count},
                                {"unreplayed", g.unreplayed},
-                               {"oldest_failed_at", format_rfc3339(g.oldest_failed_at)},
-                               {"newest_failed_at", format_rfc3339(g.newest_failed_at)}});
+                               {"oldest_failed_at", format_rfc3339(g.oldest_failed_at, 6)},
+                               {"newest_failed_at", format_rfc3339(g.newest_failed_at, 6)}});
     }
     doc["total"] = total;
     doc["unreplayed"] = unreplayed;

@@ -1,13 +1,14 @@
 #include "relay/admin/format.h"
 
 #include <fmt/format.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
 
 #include "relay/common/duration.h"
+#include "relay/common/time_format.h"
+#include "relay/common/utf8.h"
 
 namespace relay::admin {
 namespace {
@@ -16,64 +17,12 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
-// Length of the UTF-8 sequence starting at s[i], or 0 if it is not a valid one (overlongs,
-// surrogates and code points above U+10FFFF included).
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  std::size_t len = 0;
-  std::uint32_t cp = 0;
-  if ((c & 0xE0) == 0xC0) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (std::size_t k = 1; k < len; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b(i + k) & 0x3F);
-  }
-  static constexpr std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 std::size_t char_count(std::string_view s) {
   std::size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
 }
 
-bool read_digits(std::string_view s, std::size_t& i, std::size_t n, int& out) {
-  if (i + n > s.size()) return false;
-  out = 0;
-  for (std::size_t k = 0; k < n; ++k) {
-    if (!std::isdigit(static_cast<unsigned char>(s[i + k]))) return false;
-    out = out * 10 + (s[i + k] - '0');
-  }
-  i += n;
-  return true;
-}
-
-bool expect(std::string_view s, std::size_t& i, char c) {
-  if (i < s.size() && s[i] == c) {
-    ++i;
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
-
-namespace {
 // The years parse_timestamp accepts; with any UTC offset and a 100-year duration subtracted
 // (parse_time_bound) the result still fits a nanosecond time_point.
 constexpr int kMinYear = 1970;
@@ -81,74 +30,22 @@ constexpr int kMaxYear = 2261;
 }  // namespace
 
 Result<WallTime> parse_timestamp(std::string_view text) {
-  const auto bad = [&] {
+  const auto t = parse_rfc3339_time(text, {.date_only_ok = true, .space_separator_ok = true});
+  if (!t) {
     return Error{
         ErrorCode::kInvalidArgument,
         fmt::format("invalid timestamp \"{}\" (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)",
                     text)};
-  };
-  std::size_t i = 0;
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!read_digits(text, i, 4, year) || !expect(text, i, '-') || !read_digits(text, i, 2, month) ||
-      !expect(text, i, '-') || !read_digits(text, i, 2, day)) {
-    return bad();
-  }
-  long long micros = 0;
-  int offset_minutes = 0;
-  if (i < text.size()) {
-    if (text[i] != 'T' && text[i] != 't' && text[i] != ' ') return bad();
-    ++i;
-    if (!read_digits(text, i, 2, hour) || !expect(text, i, ':') ||
-        !read_digits(text, i, 2, minute) || !expect(text, i, ':') ||
-        !read_digits(text, i, 2, second)) {
-      return bad();
-    }
-    if (expect(text, i, '.')) {
-      int digits = 0;
-      while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-        if (digits < 6) micros = micros * 10 + (text[i] - '0');
-        ++digits;
-        ++i;
-      }
-      if (digits == 0) return bad();
-      for (int k = digits; k < 6; ++k) micros *= 10;
-    }
-    if (expect(text, i, 'Z') || expect(text, i, 'z')) {
-    } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
-      const int sign = text[i] == '-' ? -1 : 1;
-      ++i;
-      int oh = 0, om = 0;
-      if (!read_digits(text, i, 2, oh) || !expect(text, i, ':') || !read_digits(text, i, 2, om) ||
-          oh > 23 || om > 59) {
-        return bad();
-      }
-      offset_minutes = sign * (oh * 60 + om);
-    } else {
-      return bad();
-    }
-  }
-  if (i != text.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
-      minute > 59 || second > 60) {
-    return bad();
   }
   // A system_clock::time_point counts nanoseconds in 64 bits: about 1677..2262. Refuse what it
   // cannot hold instead of overflowing (a typo like 9999-01-01 is UB otherwise).
-  if (year < kMinYear || year > kMaxYear) {
+  if (t->year < kMinYear || t->year > kMaxYear) {
     return Error{
         ErrorCode::kInvalidArgument,
         fmt::format("timestamp \"{}\" is out of range (years {} to {})", text, kMinYear, kMaxYear)};
   }
-  struct tm tm {};
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = hour;
-  tm.tm_min = minute;
-  tm.tm_sec = second;
-  const time_t secs = timegm(&tm);
-  if (tm.tm_mday != day) return bad();  // timegm normalized e.g. Feb 30
-  const auto since_epoch =
-      std::chrono::seconds(secs - offset_minutes * 60LL) + microseconds(micros);
+  // Microseconds, PostgreSQL's precision: further digits are dropped.
+  const auto since_epoch = std::chrono::seconds(t->unix_seconds) + microseconds(t->nanos / 1000);
   return WallTime{duration_cast<WallTime::duration>(since_epoch)};
 }
 
@@ -166,23 +63,8 @@ Result<WallTime> parse_time_bound(std::string_view flag, std::string_view text, 
           flag, text)};
 }
 
-std::string format_rfc3339(WallTime t) {
-  const auto us = duration_cast<microseconds>(t.time_since_epoch()).count();
-  long long secs = us / 1'000'000;
-  long long frac = us % 1'000'000;
-  if (frac < 0) {
-    frac += 1'000'000;
-    --secs;
-  }
-  const time_t tt = static_cast<time_t>(secs);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
 std::string format_utc(WallTime t) {
-  std::string s = format_rfc3339(t);
+  std::string s = format_rfc3339(t, 0);
   s[10] = ' ';
   return s.substr(0, 19);
 }
@@ -208,21 +90,12 @@ std::string format_when(WallTime t, WallTime now) {
   return format_utc(t) + " (" + format_ago(t, now) + ")";
 }
 
-bool valid_utf8(std::string_view bytes) {
-  for (std::size_t i = 0; i < bytes.size();) {
-    const std::size_t n = utf8_sequence(bytes, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
 std::string printable(std::string_view text, bool keep_newlines) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
-    const std::size_t n = utf8_sequence(text, i);
+    const std::size_t n = utf8_sequence_length(text, i);
     if (n == 0) {
       out += fmt::format("\\x{:02x}", c);
       ++i;
@@ -269,7 +142,7 @@ std::string truncate_chars(std::string_view text, std::size_t max_chars) {
 
 std::string payload_preview(std::string_view payload, std::size_t max_chars) {
   if (payload.empty()) return "<empty>";
-  if (!valid_utf8(payload)) return fmt::format("<{} bytes binary>", payload.size());
+  if (!is_valid_utf8(payload)) return fmt::format("<{} bytes binary>", payload.size());
   // One line: runs of whitespace (pretty-printed JSON) become one space.
   std::string flat;
   bool in_space = false;
@@ -286,32 +159,6 @@ std::string payload_preview(std::string_view payload, std::size_t max_chars) {
   while (!flat.empty() && flat.back() == ' ') flat.pop_back();
   // Cut before escaping so the escapes never split; cut again in case they lengthened it.
   return truncate_chars(printable(truncate_chars(flat, max_chars)), max_chars + 3);
-}
-
-std::string base64_encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const std::uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                            (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                            static_cast<unsigned char>(bytes[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  if (i < bytes.size()) {
-    std::uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
 }
 
 std::string one_line_error(std::string_view message) {

@@ -1,6 +1,7 @@
 #pragma once
 // Text helpers for the admin commands: times as operators read and type them, safe previews of
 // bytes that came from apps and consumers, and aligned tables. Pure functions; thread-safe.
+// RFC 3339 output (format_rfc3339), UTF-8 checks and base64 are the shared ones in relay/common/.
 
 #include <chrono>
 #include <cstddef>
@@ -25,8 +26,6 @@ Result<WallTime> parse_timestamp(std::string_view text);
 // timestamp. kInvalidArgument naming `flag` and the text otherwise.
 Result<WallTime> parse_time_bound(std::string_view flag, std::string_view text, WallTime now);
 
-// "2024-05-01T12:00:00.000000Z": always six fraction digits, so strings sort like the times.
-std::string format_rfc3339(WallTime t);
 // "2024-05-01 12:00:00" (UTC, whole seconds) for tables.
 std::string format_utc(WallTime t);
 // "45s", "5m", "2h 5m", "3d 4h": the largest two units, truncated. Negative counts as 0.
@@ -36,7 +35,6 @@ std::string format_ago(WallTime t, WallTime now);
 // "2024-05-01 12:00:00 (5m ago)".
 std::string format_when(WallTime t, WallTime now);
 
-bool valid_utf8(std::string_view bytes);
 // Text safe for a terminal: control characters and invalid UTF-8 are shown as escapes (\n, \t,
 // \x1b, ...); with `keep_newlines`, '\n' stays a line break.
 std::string printable(std::string_view text, bool keep_newlines = false);
@@ -45,7 +43,6 @@ std::string printable(std::string_view text, bool keep_newlines = false);
 std::string payload_preview(std::string_view payload, std::size_t max_chars = 40);
 // Cuts `text` to `max_chars` characters, ending in "…" when cut.
 std::string truncate_chars(std::string_view text, std::size_t max_chars);
-std::string base64_encode(std::string_view bytes);
 // A database error for one line of output: libpq's "ERROR:  " prefix, the LINE/caret context of a
 // SQL error and line breaks go; hint lines are kept, joined with a space.
 std::string one_line_error(std::string_view message);

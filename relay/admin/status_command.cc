@@ -6,7 +6,6 @@
 #include <httplib.h>
 
 #include <algorithm>
-#include <charconv>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -14,7 +13,10 @@
 
 #include "relay/admin/commands.h"
 #include "relay/admin/format.h"
+#include "relay/common/endpoint.h"
 #include "relay/common/glob.h"
+#include "relay/common/time_format.h"
+#include "relay/model/status_document.h"
 #include "relay/store/status_store.h"
 
 namespace relay::admin {
@@ -31,38 +33,18 @@ struct OpsUrl {
   std::string path;  // the /status path (a prefix from the URL kept)
 };
 
-// "http://HOST[:PORT][/prefix]"; nullopt if it is not such a URL.
+// "http://HOST[:PORT][/prefix]" (read by the one endpoint parser, common/endpoint.h); nullopt if
+// it is not such a URL.
 std::optional<OpsUrl> parse_ops_url(const std::string& url) {
-  const std::string scheme = "http://";
-  if (url.rfind(scheme, 0) != 0) return std::nullopt;
-  std::string rest = url.substr(scheme.size());
+  auto endpoint = parse_endpoint(url);
+  if (!endpoint || endpoint->tls) return std::nullopt;  // the ops listener speaks plain HTTP
   OpsUrl out;
-  const size_t slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
+  std::string path = endpoint->path;
   while (!path.empty() && path.back() == '/') path.pop_back();
-  if (path.size() >= 7 && path.compare(path.size() - 7, 7, "/status") == 0)
-    path.resize(path.size() - 7);
+  if (path.ends_with("/status")) path.resize(path.size() - 7);
   out.path = path + "/status";
-  std::string port = "80";
-  if (!authority.empty() && authority[0] == '[') {
-    const size_t close = authority.find(']');
-    if (close == std::string::npos) return std::nullopt;
-    out.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return std::nullopt;
-      port = authority.substr(close + 2);
-    }
-  } else {
-    const size_t colon = authority.rfind(':');
-    out.host = authority.substr(0, colon);
-    if (colon != std::string::npos) port = authority.substr(colon + 1);
-  }
-  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
-  if (out.host.empty() || ec != std::errc() || p != port.data() + port.size() || out.port < 1 ||
-      out.port > 65535) {
-    return std::nullopt;
-  }
+  out.host = std::move(endpoint->host);
+  out.port = endpoint->port;
   out.url = url;
   return out;
 }
@@ -84,27 +66,10 @@ std::string url_from_listen(const std::string& listen) {
 struct OpsState {
   std::string url;
   bool reachable = false;
-  std::string problem;  // why not, when !reachable or the answer was unusable
-  Json document;        // GET /status, when reachable
-  std::map<std::string, Json> subscriptions;
+  std::string problem;             // why not, when !reachable or the answer was unusable
+  model::StatusDocument document;  // GET /status, when reachable
+  std::map<std::string, model::SubscriptionStatus> subscriptions;
 };
-
-const Json* member(const Json& j, const char* name) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(name);
-  return it == j.end() ? nullptr : &*it;
-}
-
-std::string string_member(const Json& j, const char* name) {
-  const Json* m = member(j, name);
-  return m != nullptr && m->is_string() ? m->get<std::string>() : "";
-}
-
-std::optional<long long> int_member(const Json& j, const char* name) {
-  const Json* m = member(j, name);
-  if (m == nullptr || !m->is_number()) return std::nullopt;
-  return m->is_number_float() ? static_cast<long long>(m->get<double>()) : m->get<long long>();
-}
 
 OpsState fetch_ops(const std::string& url) {
   OpsState s;
@@ -140,46 +105,48 @@ OpsState fetch_ops(const std::string& url) {
     s.problem = fmt::format("GET {} answered HTTP {}", parsed->path, res->status);
     return s;
   }
-  Json doc = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    s.problem = fmt::format("GET {} did not answer a JSON object", parsed->path);
+  auto doc = model::parse_status_document(res->body);
+  if (!doc) {
+    s.problem = fmt::format("GET {}: {}", parsed->path, doc.error().message);
     return s;
   }
   s.reachable = true;
-  s.document = doc;
-  if (const Json* subs = member(doc, "subscriptions"); subs != nullptr && subs->is_array()) {
-    for (const auto& sub : *subs) {
-      const std::string name = string_member(sub, "name");
-      if (!name.empty()) s.subscriptions[name] = sub;
-    }
+  s.document = std::move(*doc);
+  for (const auto& sub : s.document.subscriptions) {
+    if (!sub.name.empty()) s.subscriptions[sub.name] = sub;
   }
   return s;
 }
 
-std::string breaker_text(const Json& sub) {
-  const Json* b = member(sub, "breaker");
-  if (b == nullptr || !b->is_object()) return "-";
-  std::string state = string_member(*b, "state");
-  if (state.empty()) state = "?";
-  std::replace(state.begin(), state.end(), '_', '-');  // half_open -> half-open
-  std::string out = printable(state);
-  if (state == "open") {
-    if (auto ms = int_member(*b, "reopens_in_ms"))
-      out += " (half-open in " + format_age(milliseconds(*ms)) + ")";
-  } else if (auto f = int_member(*b, "consecutive_failures"); f && *f > 0) {
-    out += fmt::format(" ({} failing)", *f);
+// The breaker as /status has it, keys in the order /status writes them.
+Json breaker_json(const model::BreakerStatus& b) {
+  return Json{{"consecutive_failures", b.consecutive_failures},
+              {"open_for_ms", b.open_for_ms},
+              {"reopens_in_ms", b.reopens_in_ms},
+              {"state", model::to_string(b.state)},
+              {"trips", b.trips}};
+}
+
+Json rate_limit_json(const model::SubscriptionStatus& sub) {
+  if (!sub.rate_tokens_available) return Json(nullptr);
+  return Json{{"tokens_available", *sub.rate_tokens_available}};
+}
+
+std::string breaker_text(const model::BreakerStatus& b) {
+  std::string out = model::to_string(b.state);
+  std::replace(out.begin(), out.end(), '_', '-');  // half_open -> half-open
+  if (b.state == model::BreakerState::kOpen) {
+    out += " (half-open in " + format_age(milliseconds(b.reopens_in_ms)) + ")";
+  } else if (b.consecutive_failures > 0) {
+    out += fmt::format(" ({} failing)", b.consecutive_failures);
   }
-  if (auto trips = int_member(*b, "trips"); trips && *trips > 0) {
-    out += fmt::format(", {} trip{}", *trips, *trips == 1 ? "" : "s");
-  }
+  if (b.trips > 0) out += fmt::format(", {} trip{}", b.trips, b.trips == 1 ? "" : "s");
   return out;
 }
 
-std::string rate_limit_text(const Json& sub) {
-  const Json* r = member(sub, "rate_limit");
-  if (r == nullptr || r->is_null()) return "-";
-  if (r->is_string()) return truncate_chars(printable(r->get<std::string>()), 40);
-  return truncate_chars(printable(r->dump(-1, ' ', false, Json::error_handler_t::replace)), 40);
+std::string rate_limit_text(const model::SubscriptionStatus& sub) {
+  if (!sub.rate_tokens_available) return "-";
+  return truncate_chars(printable(rate_limit_json(sub).dump()), 40);
 }
 
 std::string when_or(const std::optional<WallTime>& t, WallTime now, const char* none) {
@@ -193,7 +160,7 @@ std::string next_retry(const std::optional<WallTime>& t, WallTime now) {
 }
 
 Json time_json(const std::optional<WallTime>& t) {
-  return t ? Json(format_rfc3339(*t)) : Json(nullptr);
+  return t ? Json(format_rfc3339(*t, 6)) : Json(nullptr);
 }
 
 }  // namespace
@@ -268,7 +235,7 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
 
   if (o.output == "json") {
     Json doc;
-    doc["now"] = format_rfc3339(c.now);
+    doc["now"] = format_rfc3339(c.now, 6);
     Json topics = Json::array();
     std::int64_t pending = 0;
     for (const auto& t : snap->topics) {
@@ -306,13 +273,10 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
              {"oldest_dead_letter_at", time_json(b.oldest_dead_letter_at)},
              {"keys_with_dead_letter", b.keys_with_dead_letter}};
       const auto op = ops.subscriptions.find(n);
-      const Json* breaker = op == ops.subscriptions.end() ? nullptr : member(op->second, "breaker");
-      const Json* in_flight =
-          op == ops.subscriptions.end() ? nullptr : member(op->second, "in_flight");
-      const Json* rate = op == ops.subscriptions.end() ? nullptr : member(op->second, "rate_limit");
-      j["breaker"] = breaker != nullptr ? *breaker : Json(nullptr);
-      j["in_flight"] = in_flight != nullptr ? *in_flight : Json(nullptr);
-      j["rate_limit"] = rate != nullptr ? *rate : Json(nullptr);
+      const bool known = op != ops.subscriptions.end();
+      j["breaker"] = known ? breaker_json(op->second.breaker) : Json(nullptr);
+      j["in_flight"] = known ? Json(op->second.in_flight) : Json(nullptr);
+      j["rate_limit"] = known ? rate_limit_json(op->second) : Json(nullptr);
       subs.push_back(j);
     }
     doc["subscriptions"] = subs;
@@ -321,9 +285,10 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
         {"reachable", ops.reachable},
         {"error", ops.reachable ? Json(nullptr) : Json(ops_url.empty() ? ops_note : ops.problem)}};
     if (ops.reachable) {
-      for (const char* k : {"version", "owner", "state", "ready"}) {
-        if (const Json* m = member(ops.document, k)) opsj[k] = *m;
-      }
+      opsj["version"] = ops.document.version;
+      if (ops.document.owner) opsj["owner"] = *ops.document.owner;
+      opsj["state"] = ops.document.state;
+      opsj["ready"] = ops.document.ready;
     }
     doc["ops"] = opsj;
     c.out << doc.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
@@ -388,9 +353,8 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
         if (op == ops.subscriptions.end()) {
           breaker = in_flight = rate = "-";
         } else {
-          breaker = breaker_text(op->second);
-          auto f = int_member(op->second, "in_flight");
-          in_flight = f ? std::to_string(*f) : "-";
+          breaker = breaker_text(op->second.breaker);
+          in_flight = std::to_string(op->second.in_flight);
           rate = rate_limit_text(op->second);
         }
       }
@@ -414,14 +378,11 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
   } else {
     c.out << "ops listener: " << printable(ops_url);
     std::vector<std::string> facts;
-    if (auto v = string_member(ops.document, "version"); !v.empty())
-      facts.push_back("relay " + printable(v));
-    if (auto w = string_member(ops.document, "owner"); !w.empty())
-      facts.push_back("owner " + printable(w));
-    if (auto st = string_member(ops.document, "state"); !st.empty()) facts.push_back(printable(st));
-    if (const Json* r = member(ops.document, "ready"); r != nullptr && r->is_boolean()) {
-      facts.push_back(r->get<bool>() ? "ready" : "NOT READY");
-    }
+    const model::StatusDocument& d = ops.document;
+    if (!d.version.empty()) facts.push_back("relay " + printable(d.version));
+    if (d.owner && !d.owner->empty()) facts.push_back("owner " + printable(*d.owner));
+    if (!d.state.empty()) facts.push_back(printable(d.state));
+    facts.push_back(d.ready ? "ready" : "NOT READY");
     for (size_t i = 0; i < facts.size(); ++i) c.out << (i == 0 ? " (" : ", ") << facts[i];
     c.out << (facts.empty() ? "" : ")") << '\n';
   }

@@ -9,7 +9,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <random>
-#include <nlohmann/json.hpp>
 #include <stop_token>
 #include <thread>
 
@@ -25,6 +24,7 @@
 #include "relay/inbox/inbox_retention.h"
 #include "relay/inbox/inbox_service.h"
 #include "relay/inbox/inbox_stats.h"
+#include "relay/model/status_document.h"
 #include "relay/ops/ops_server.h"
 #include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
@@ -112,34 +112,41 @@ int wait_for_schema(const std::string& url, Clock& clock, std::stop_token stop, 
   return 0;
 }
 
-// The /status document (its field names are read by `relay status`).
+model::BreakerState breaker_state(delivery::CircuitBreaker::State state) {
+  switch (state) {
+    case delivery::CircuitBreaker::State::kClosed:
+      return model::BreakerState::kClosed;
+    case delivery::CircuitBreaker::State::kOpen:
+      return model::BreakerState::kOpen;
+    case delivery::CircuitBreaker::State::kHalfOpen:
+      return model::BreakerState::kHalfOpen;
+  }
+  return model::BreakerState::kClosed;
+}
+
+// The /status document (model/status_document.h, which `relay status` reads back).
 std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
-  nlohmann::json doc;
-  doc["version"] = kVersion;
+  model::StatusDocument doc;
+  doc.version = kVersion;
   if (d == nullptr) {
-    doc["ready"] = false;
-    doc["subscriptions"] = nlohmann::json::array();
-    doc["state"] = schema_ok ? "starting" : "waiting for the database";
-    return doc.dump();
+    doc.state = schema_ok ? "starting" : "waiting for the database";
+    return model::to_json(doc);
   }
   const auto st = d->status();
-  doc["owner"] = st.owner;
-  doc["ready"] = st.database_ok;
-  doc["state"] = "running";
-  doc["subscriptions"] = nlohmann::json::array();
+  doc.owner = st.owner;
+  doc.ready = st.database_ok;
+  doc.state = "running";
   for (const auto& s : st.subscriptions) {
-    nlohmann::json j;
-    j["name"] = s.name;
-    j["in_flight"] = s.in_flight;
-    j["breaker"] = {{"state", delivery::to_string(s.breaker.state)},
-                    {"consecutive_failures", s.breaker.consecutive_failures},
-                    {"trips", s.breaker.trips},
-                    {"open_for_ms", s.breaker.open_for.count()},
-                    {"reopens_in_ms", s.breaker.reopens_in.count()}};
-    if (s.rate_tokens) j["rate_limit"] = {{"tokens_available", *s.rate_tokens}};
-    doc["subscriptions"].push_back(std::move(j));
+    doc.subscriptions.push_back({.name = s.name,
+                                 .in_flight = s.in_flight,
+                                 .breaker = {.state = breaker_state(s.breaker.state),
+                                             .consecutive_failures = s.breaker.consecutive_failures,
+                                             .trips = s.breaker.trips,
+                                             .open_for_ms = s.breaker.open_for.count(),
+                                             .reopens_in_ms = s.breaker.reopens_in.count()},
+                                 .rate_tokens_available = s.rate_tokens});
   }
-  return doc.dump();
+  return model::to_json(doc);
 }
 
 // Refreshes the database gauges (backlog, oldest due age, dead letters) every few seconds on its

@@ -22,6 +22,7 @@ Result<Endpoint> parse_endpoint(std::string_view url) {
   constexpr std::string_view kHttp = "http://";
   constexpr std::string_view kHttps = "https://";
   Endpoint ep;
+  ep.url = std::string(url);
   if (iequals_prefix(url, kHttps)) {
     ep.tls = true;
     ep.port = 443;

@@ -10,8 +10,9 @@
 
 namespace relay {
 
-// An endpoint URL split for the HTTP client.
+// An endpoint URL, parsed once (by the config loader) and split for the HTTP client.
 struct Endpoint {
+  std::string url;   // as written; parse_endpoint refuses credentials in it, so it may be shown
   bool tls = false;  // https://
   std::string host;  // without brackets for an IPv6 literal
   int port = 80;     // 443 for https:// when the URL names none

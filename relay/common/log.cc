@@ -3,8 +3,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <mutex>
+
+#include "relay/common/time_format.h"
 
 namespace relay {
 namespace {
@@ -71,15 +72,7 @@ std::string text_value(std::string_view v) {
 std::string timestamp() {
   // Logging is the one place besides SystemClock that reads the wall clock: a log line's time is
   // for people, never for decisions.
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  return fmt::format("{}.{:03}Z", buf, ms);
+  return format_rfc3339(std::chrono::system_clock::now(), 3);
 }
 
 }  // namespace

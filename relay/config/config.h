@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "relay/common/duration.h"
+#include "relay/common/endpoint.h"
 #include "relay/model/modes.h"
 
 namespace relay::config {
@@ -69,7 +70,7 @@ struct TlsConfig {
 struct SubscriptionConfig {
   std::string name;                  // required, [a-z0-9_.-]+, unique
   std::vector<std::string> topics;   // required, non-empty list of globs
-  std::string endpoint;              // required, http:// or https:// URL
+  Endpoint endpoint;                 // required, http:// or https:// URL (parsed by the loader)
   model::Format format = model::Format::kBinary;  // binary | cloudevents-json | protobuf
   std::optional<BatchConfig> batch;  // absent: one event per request
   TlsConfig tls;                     // used for https:// endpoints only
@@ -101,13 +102,13 @@ struct InboxSourceConfig {
   // v1 signatures matches any of these). Required unless unsigned_requests is true.
   std::vector<std::string> signing_secrets;
   bool unsigned_requests = false;  // key "unsigned": accept requests without any signature check
-  // Push target; empty = inbox.deliver_to; both empty = the app claims with relay.inbox_claim().
-  std::string deliver_to;
+  // Push target; unset = inbox.deliver_to; both unset = the app claims with relay.inbox_claim().
+  std::optional<Endpoint> deliver_to;
 };
 
 struct InboxConfig {
   std::string listen;                      // required "host:port"; port 0 = any
-  std::string deliver_to;                  // default push URL for sources that set none
+  std::optional<Endpoint> deliver_to;      // default push URL for sources that set none
   Millis timestamp_tolerance{300'000};     // |now - webhook-timestamp| allowed, 1s..1d
   Millis retention{7 * 86'400'000LL};      // processed rows are deleted after this, 1m..365d
   int workers = 16;                        // request handler threads, 1..1024

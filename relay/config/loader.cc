@@ -215,25 +215,6 @@ bool is_valid_subscription_name(std::string_view name) {
   });
 }
 
-bool starts_with_no_case(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const char c = text[i];
-    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    if (lower != prefix[i]) return false;
-  }
-  return true;
-}
-
-// Returns why `url` is not a usable endpoint, or nullopt: the sender's own parser decides, so
-// check-config accepts exactly what run can send to. Messages never quote the URL: it may carry
-// credentials (http://user:password@host/).
-std::optional<std::string> check_endpoint(std::string_view url) {
-  auto endpoint = parse_endpoint(url);
-  if (!endpoint) return endpoint.error().message;
-  return std::nullopt;
-}
-
 // Returns why `listen` is not a usable "host:port" listen address, or nullopt: the listener's own
 // parser decides, so check-config accepts exactly what run can bind.
 std::optional<std::string> check_listen(std::string_view listen) {
@@ -323,6 +304,10 @@ class Parser {
   void read_checked(const Field* field, std::string_view expected, Check check, bool empty_ok,
                     std::string& out);
   void read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out);
+  // An http(s):// URL parsed by the one endpoint parser (common/endpoint.h), so check-config
+  // accepts exactly what run can send to. With `empty_ok` an empty string leaves `out` unset.
+  // Messages never quote the URL: it may carry credentials (http://user:password@host/).
+  void read_endpoint(const Field* field, bool empty_ok, std::optional<Endpoint>& out);
   std::optional<std::int64_t> int_value(const Field& field, std::int64_t lo, std::int64_t hi);
   std::optional<Millis> duration_value(const Field& field, Millis lo, Millis hi);
   std::optional<double> number_value(const Field& field, double lo, double hi);
@@ -449,6 +434,22 @@ void Parser::read_checked(const Field* field, std::string_view expected, Check c
   } else {
     out = std::move(*v);
   }
+}
+
+void Parser::read_endpoint(const Field* field, bool empty_ok, std::optional<Endpoint>& out) {
+  if (field == nullptr) return;
+  auto v = text(*field, "a string");
+  if (!v) return;
+  if (v->empty() && empty_ok) {
+    out.reset();
+    return;
+  }
+  auto endpoint = parse_endpoint(*v);
+  if (!endpoint) {
+    error(field->mark(), field->path, endpoint.error().message);
+    return;
+  }
+  out = std::move(*endpoint);
 }
 
 void Parser::read_enum(const Field* field, Keys allowed, Keys unsupported, std::string& out) {
@@ -639,7 +640,9 @@ void Parser::parse_subscription(const YAML::Node& node, const std::string& path,
     missing(node, path, "topics");
   }
   if (const Field* f = fields.find("endpoint")) {
-    read_checked(f, "a string", check_endpoint, /*empty_ok=*/false, out.endpoint);
+    std::optional<Endpoint> endpoint;
+    read_endpoint(f, /*empty_ok=*/false, endpoint);
+    if (endpoint) out.endpoint = std::move(*endpoint);
   } else {
     missing(node, path, "endpoint");
   }
@@ -660,8 +663,7 @@ void Parser::parse_delivery(const Fields& fields, SubscriptionConfig& out) {
     }
   }
   if (const Field* f = fields.find("tls")) {
-    if (parse_tls(*f, out.tls) && !out.endpoint.empty() &&
-        !starts_with_no_case(out.endpoint, "https://")) {
+    if (parse_tls(*f, out.tls) && !out.endpoint.url.empty() && !out.endpoint.tls) {
       error(f->key_mark, f->path, "tls applies to https:// endpoints only");
     }
   }
@@ -861,8 +863,7 @@ void Parser::parse_inbox(const Field& field, Config& config) {
   } else {
     missing(field.value, field.path, "listen");
   }
-  read_checked(fields->find("deliver_to"), "a string", check_endpoint, /*empty_ok=*/true,
-               inbox.deliver_to);
+  read_endpoint(fields->find("deliver_to"), /*empty_ok=*/true, inbox.deliver_to);
   read_duration(fields->find("timestamp_tolerance"), 1s, 24h, inbox.timestamp_tolerance);
   read_duration(fields->find("retention"), 1min, 365 * 24h, inbox.retention);
   read_int(fields->find("workers"), 1, 1024, inbox.workers);
@@ -918,15 +919,15 @@ void Parser::parse_inbox_source(const YAML::Node& node, const std::string& path,
           "set signing_secret (requests are verified with it), or unsigned: true to accept "
           "unsigned requests");
   }
-  read_checked(fields.find("deliver_to"), "a string", check_endpoint, /*empty_ok=*/true,
-               source.deliver_to);
-  const std::string push_url = source.deliver_to.empty() ? inbox.deliver_to : source.deliver_to;
+  read_endpoint(fields.find("deliver_to"), /*empty_ok=*/true, source.deliver_to);
+  const std::optional<Endpoint>& push_url =
+      source.deliver_to ? source.deliver_to : inbox.deliver_to;
   const Field* delivery = fields.find("delivery");
-  if (!push_url.empty()) {
+  if (push_url) {
     SubscriptionConfig push;
     push.name = "inbox:" + source.name;
     push.inbox_source = source.name;
-    push.endpoint = push_url;
+    push.endpoint = *push_url;
     if (delivery != nullptr) {
       if (auto settings = section(*delivery, kDeliveryKeys)) parse_delivery(*settings, push);
     }

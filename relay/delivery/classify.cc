@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdint>
 
+#include "relay/common/time_format.h"
+
 namespace relay::delivery {
 namespace {
 
@@ -25,48 +27,6 @@ bool all_digits(std::string_view s) {
     if (!std::isdigit(static_cast<unsigned char>(c))) return false;
   }
   return true;
-}
-
-// Parses exactly `s.size()` digits; the caller has checked all_digits and bounded the length.
-int parse_small(std::string_view s) {
-  int n = 0;
-  for (char c : s) n = n * 10 + (c - '0');
-  return n;
-}
-
-// IMF-fixdate (RFC 9110 §5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT". The obsolete RFC 850 and asctime
-// forms are not accepted: no consumer we know of sends them, and a value we cannot parse only
-// means we fall back to our own backoff.
-std::optional<std::chrono::sys_seconds> parse_imf_fixdate(std::string_view s) {
-  constexpr std::array<std::string_view, 7> kDays = {"Mon", "Tue", "Wed", "Thu",
-                                                     "Fri", "Sat", "Sun"};
-  constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  // "Sun, 06 Nov 1994 08:49:37 GMT" is exactly 29 characters.
-  if (s.size() != 29) return std::nullopt;
-  bool day_ok = false;
-  for (auto d : kDays) day_ok = day_ok || s.substr(0, 3) == d;
-  if (!day_ok || s.substr(3, 2) != ", " || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-      s[19] != ':' || s[22] != ':' || s.substr(25) != " GMT") {
-    return std::nullopt;
-  }
-  const auto day_s = s.substr(5, 2), year_s = s.substr(12, 4), hour_s = s.substr(17, 2),
-             min_s = s.substr(20, 2), sec_s = s.substr(23, 2);
-  for (auto part : {day_s, year_s, hour_s, min_s, sec_s}) {
-    if (!all_digits(part)) return std::nullopt;
-  }
-  unsigned month = 0;
-  for (unsigned i = 0; i < kMonths.size(); ++i) {
-    if (s.substr(8, 3) == kMonths[i]) month = i + 1;
-  }
-  if (month == 0) return std::nullopt;
-  const std::chrono::year_month_day ymd{
-      std::chrono::year{parse_small(year_s)}, std::chrono::month{month},
-      std::chrono::day{static_cast<unsigned>(parse_small(day_s))}};
-  const int hour = parse_small(hour_s), minute = parse_small(min_s), second = parse_small(sec_s);
-  if (!ymd.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;  // 60: leap second
-  return std::chrono::sys_days{ymd} + std::chrono::hours{hour} + std::chrono::minutes{minute} +
-         std::chrono::seconds{second};
 }
 
 }  // namespace
@@ -120,7 +80,7 @@ std::optional<Millis> parse_retry_after(std::string_view value,
     }
     return std::chrono::duration_cast<Millis>(std::chrono::seconds{seconds});
   }
-  const auto date = parse_imf_fixdate(value);
+  const auto date = parse_http_date(value);  // IMF-fixdate only
   if (!date) return std::nullopt;
   // Compare in seconds first: a date thousands of years away does not fit in `now`'s nanoseconds.
   const auto ahead = *date - std::chrono::floor<std::chrono::seconds>(now);

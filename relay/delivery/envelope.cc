@@ -12,12 +12,12 @@
 
 #include "relay/common/base64.h"
 #include "relay/common/http_header.h"
+#include "relay/common/time_format.h"
 #include "relay/v1/event.pb.h"
 
 namespace relay::delivery {
 namespace {
 
-using Clock = std::chrono::system_clock;
 using Json = nlohmann::json;
 
 Error invalid(std::string message) {
@@ -53,97 +53,6 @@ bool is_json_media_type(std::string_view content_type) {
 // A JSON string literal. Invalid UTF-8 (impossible for PostgreSQL text) is replaced, not thrown.
 std::string json_string(std::string_view s) {
   return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-// RFC 3339 UTC with microseconds (PostgreSQL's precision, so created_at round-trips exactly).
-std::string rfc3339_micros(Clock::time_point tp) {
-  using namespace std::chrono;
-  const auto day = floor<days>(tp);
-  const year_month_day ymd{day};
-  const hh_mm_ss hms{floor<microseconds>(tp - day)};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count(),
-                     hms.subseconds().count());
-}
-
-// Seconds since the epoch that Clock::time_point (nanoseconds in int64 with libstdc++) can hold,
-// with a margin for the fraction: years 1678..2261.
-constexpr std::int64_t kMaxAbsSeconds =
-    std::numeric_limits<std::int64_t>::max() / 1'000'000'000 - 1;
-
-std::optional<Clock::time_point> time_from_parts(std::int64_t seconds, std::int64_t nanos) {
-  if (seconds > kMaxAbsSeconds || seconds < -kMaxAbsSeconds) return std::nullopt;
-  return Clock::time_point{std::chrono::duration_cast<Clock::duration>(
-      std::chrono::seconds{seconds} + std::chrono::nanoseconds{nanos})};
-}
-
-// RFC 3339 §5.6 date-time: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM); 'T' and 'Z' in any
-// case. Fraction digits beyond nanoseconds are ignored.
-std::optional<Clock::time_point> parse_rfc3339(std::string_view s) {
-  std::size_t pos = 0;
-  const auto digits = [&](std::size_t n) -> std::optional<int> {
-    if (pos + n > s.size()) return std::nullopt;
-    int v = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const char c = s[pos + i];
-      if (c < '0' || c > '9') return std::nullopt;
-      v = v * 10 + (c - '0');
-    }
-    pos += n;
-    return v;
-  };
-  const auto literal = [&](char a, char b = '\0') {
-    if (pos < s.size() && (s[pos] == a || (b != '\0' && s[pos] == b))) {
-      ++pos;
-      return true;
-    }
-    return false;
-  };
-  const auto year = digits(4);
-  if (!year || !literal('-')) return std::nullopt;
-  const auto month = digits(2);
-  if (!month || !literal('-')) return std::nullopt;
-  const auto day = digits(2);
-  if (!day || !literal('T', 't')) return std::nullopt;
-  const auto hour = digits(2);
-  if (!hour || !literal(':')) return std::nullopt;
-  const auto minute = digits(2);
-  if (!minute || !literal(':')) return std::nullopt;
-  const auto second = digits(2);
-  if (!second) return std::nullopt;
-  std::int64_t nanos = 0;
-  if (literal('.')) {
-    int n = 0;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      if (n < 9) nanos = nanos * 10 + (s[pos] - '0');
-      ++n;
-      ++pos;
-    }
-    if (n == 0) return std::nullopt;
-    for (int i = n; i < 9; ++i) nanos *= 10;
-  }
-  int offset_minutes = 0;
-  if (!literal('Z', 'z')) {
-    if (pos >= s.size() || (s[pos] != '+' && s[pos] != '-')) return std::nullopt;
-    const int sign = s[pos] == '-' ? -1 : 1;
-    ++pos;
-    const auto off_h = digits(2);
-    if (!off_h || !literal(':')) return std::nullopt;
-    const auto off_m = digits(2);
-    if (!off_m || *off_h > 23 || *off_m > 59) return std::nullopt;
-    offset_minutes = sign * (*off_h * 60 + *off_m);
-  }
-  if (pos != s.size()) return std::nullopt;
-  const std::chrono::year_month_day ymd{std::chrono::year{*year},
-                                        std::chrono::month{static_cast<unsigned>(*month)},
-                                        std::chrono::day{static_cast<unsigned>(*day)}};
-  // Second 60 is a leap second (RFC 3339 allows it); it is read as the next minute's first second.
-  if (!ymd.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
-  const std::int64_t seconds =
-      std::int64_t{std::chrono::sys_days{ymd}.time_since_epoch().count()} * 86'400 + *hour * 3'600 +
-      *minute * 60 + *second - offset_minutes * 60;
-  return time_from_parts(seconds, nanos);
 }
 
 // The app's headers from outbox.headers, with the same rules as binary mode's HTTP headers (valid
@@ -318,7 +227,7 @@ Result<DecodedEvent> decode_cloudevents_document(std::string_view body) {
   auto time = optional_string(doc, "time");
   if (!time) return time.error();
   if (time->has_value()) {
-    event.created_at = parse_rfc3339(**time);
+    event.created_at = parse_rfc3339(**time);  // RFC 3339 §5.6 only
     if (!event.created_at) return invalid("attribute \"time\" is not an RFC 3339 timestamp");
   }
 
@@ -407,7 +316,7 @@ Result<DecodedEvent> from_protobuf(const relay::v1::Event& msg) {
   if (msg.has_created_at()) {
     const auto& ts = msg.created_at();
     if (ts.nanos() < 0 || ts.nanos() > 999'999'999) return invalid("created_at.nanos out of range");
-    event.created_at = time_from_parts(ts.seconds(), ts.nanos());
+    event.created_at = wall_time_from_unix(ts.seconds(), ts.nanos());
     if (!event.created_at) return invalid("created_at is out of range");
   }
   event.attempt = msg.attempt();
@@ -456,7 +365,8 @@ std::string encode_cloudevents_json(const Event& event, int attempt,
   out += R"(,"type":)";
   out += json_string(event.topic);
   out += R"(,"time":")";
-  out += rfc3339_micros(event.created_at);
+  // Microseconds: PostgreSQL's precision, so created_at round-trips exactly.
+  out += format_rfc3339(event.created_at, 6);
   out += '"';
   if (event.key) {
     out += R"(,"subject":)";

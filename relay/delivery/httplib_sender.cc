@@ -230,11 +230,12 @@ Status configure_tls(const config::SubscriptionConfig& sub, const std::string& h
 
 Result<std::unique_ptr<HttplibSender>> HttplibSender::create(const config::SubscriptionConfig& sub,
                                                              Clock& clock) {
-  const auto endpoint = parse_endpoint(sub.endpoint);
-  if (!endpoint) {
-    // The config loader has refused such an endpoint already; the message never quotes the URL.
-    return Error{ErrorCode::kInvalidArgument, fmt::format("subscription \"{}\": endpoint {}",
-                                                          sub.name, endpoint.error().message)};
+  // The config loader parsed the endpoint (common/endpoint.h); only a config built in code can
+  // lack one.
+  const Endpoint& endpoint = sub.endpoint;
+  if (endpoint.host.empty()) {
+    return Error{ErrorCode::kInvalidArgument,
+                 fmt::format("subscription \"{}\": endpoint is not set", sub.name)};
   }
   std::vector<Signer> signers;
   for (std::size_t i = 0; i < sub.signing_secrets.size(); ++i) {
@@ -249,14 +250,14 @@ Result<std::unique_ptr<HttplibSender>> HttplibSender::create(const config::Subsc
   std::unique_ptr<httplib::ClientImpl> client;
   httplib::SSLClient* tls = nullptr;
   std::unique_ptr<HandshakeTrace> trace;
-  if (endpoint->tls) {
-    auto tls_client = std::make_unique<httplib::SSLClient>(endpoint->host, endpoint->port);
+  if (endpoint.tls) {
+    auto tls_client = std::make_unique<httplib::SSLClient>(endpoint.host, endpoint.port);
     trace = std::make_unique<HandshakeTrace>();
-    if (auto ok = configure_tls(sub, endpoint->host, *tls_client, *trace); !ok) return ok.error();
+    if (auto ok = configure_tls(sub, endpoint.host, *tls_client, *trace); !ok) return ok.error();
     tls = tls_client.get();
     client = std::move(tls_client);
   } else {
-    client = std::make_unique<httplib::ClientImpl>(endpoint->host, endpoint->port);
+    client = std::make_unique<httplib::ClientImpl>(endpoint.host, endpoint.port);
   }
   client->set_keep_alive(true);
   client->set_tcp_nodelay(true);  // without it every request waits ~40 ms on Nagle + delayed ACK
@@ -268,7 +269,7 @@ Result<std::unique_ptr<HttplibSender>> HttplibSender::create(const config::Subsc
   client->set_read_timeout(sub.timeout);
   client->set_write_timeout(sub.timeout);
   return std::unique_ptr<HttplibSender>(new HttplibSender(
-      sub, clock, *endpoint, std::move(client), tls, std::move(trace), std::move(signers)));
+      sub, clock, endpoint, std::move(client), tls, std::move(trace), std::move(signers)));
 }
 
 HttplibSender::HttplibSender(const config::SubscriptionConfig& sub, Clock& clock,

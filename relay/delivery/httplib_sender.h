@@ -30,17 +30,12 @@ enum class Error;
 
 namespace relay::delivery {
 
-// The endpoint parser is common/endpoint.h, shared with the config loader so that check-config
-// and the sender cannot disagree about a URL.
-using ::relay::Endpoint;
-using ::relay::parse_endpoint;
-
 class HttplibSender final : public HttpSender {
  public:
-  // Returns kInvalidArgument, with a message naming the subscription and the key, for an endpoint
-  // that is not an http(s):// URL, a bad signing secret, or (https) a tls.ca_file without a PEM
-  // certificate, a tls.cert_file/key_file that cannot be loaded or do not match. Never includes
-  // file contents or secrets. Reads the TLS files; makes no connection.
+  // Returns kInvalidArgument, with a message naming the subscription and the key, for an unset
+  // endpoint (the config loader parses it), a bad signing secret, or (https) a tls.ca_file without
+  // a PEM certificate, a tls.cert_file/key_file that cannot be loaded or do not match. Never
+  // includes file contents or secrets. Reads the TLS files; makes no connection.
   static Result<std::unique_ptr<HttplibSender>> create(const config::SubscriptionConfig& sub,
                                                        Clock& clock);
   ~HttplibSender() override;

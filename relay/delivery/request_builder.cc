@@ -11,6 +11,7 @@
 
 #include "relay/common/check.h"
 #include "relay/common/http_header.h"
+#include "relay/common/time_format.h"
 #include "relay/delivery/envelope.h"
 
 namespace relay::delivery {
@@ -30,19 +31,6 @@ std::string percent_encode(std::string_view value) {
     }
   }
   return out;
-}
-
-// RFC 3339 UTC with milliseconds: "2024-01-02T03:04:05.678Z". floor, not duration_cast, so
-// instants before 1970 still format as the correct (earlier) second.
-std::string rfc3339_millis(std::chrono::system_clock::time_point tp) {
-  using namespace std::chrono;
-  const auto day = floor<days>(tp);
-  const year_month_day ymd{day};
-  const hh_mm_ss hms{floor<milliseconds>(tp - day)};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count(),
-                     hms.subseconds().count());
 }
 
 // The app's extra headers from outbox.headers (a JSON object of strings). Anything malformed is
@@ -112,7 +100,7 @@ void append_ce_headers(const Event& event, const std::string& subscription,
   h.emplace_back("ce-id", percent_encode(event.event_id));
   h.emplace_back("ce-type", percent_encode(event.topic));
   h.emplace_back("ce-source", percent_encode("relay/" + subscription));
-  h.emplace_back("ce-time", rfc3339_millis(event.created_at));
+  h.emplace_back("ce-time", format_rfc3339(event.created_at, 3));  // "2024-01-02T03:04:05.678Z"
   if (event.key) h.emplace_back("ce-subject", percent_encode(*event.key));
 }
 

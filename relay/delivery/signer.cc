@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "relay/common/base64.h"
 #include "relay/common/check.h"
 
 namespace relay::delivery {

@@ -5,7 +5,6 @@
 #include <string>
 #include <string_view>
 
-#include "relay/common/base64.h"
 #include "relay/common/result.h"
 
 namespace relay::delivery {
@@ -24,9 +23,5 @@ class Signer {
   explicit Signer(std::string key) : key_(std::move(key)) {}
   std::string key_;
 };
-
-// Kept here for existing callers; the implementation lives in relay/common/base64.h.
-using relay::base64_decode;
-using relay::base64_encode;
 
 }  // namespace relay::delivery

@@ -23,6 +23,7 @@
 
 #include "relay/common/check.h"
 #include "relay/common/log.h"
+#include "relay/common/time_format.h"
 #include "relay/http/listener.h"
 #include "relay/http/response_serializer.h"
 
@@ -209,7 +210,7 @@ class HttpServer::Impl {
       job.framing.close = job.framing.close || stop_source_.stop_requested();
       Completion done{
           .conn_id = job.conn_id,
-          .bytes = serialize_response(response, job.framing, http_date(clock_.wall_now()), log_),
+          .bytes = serialize_response(response, job.framing, format_http_date(clock_.wall_now()), log_),
           .close = job.framing.close};
       {
         std::lock_guard lock(completions_mu_);
@@ -563,7 +564,7 @@ class HttpServer::Impl {
       ++stats_.rejected_queue_full;
       start_write(conn,
                   serialize_response(busy_response("all workers busy"), {.close = true},
-                                     http_date(clock_.wall_now()), log_),
+                                     format_http_date(clock_.wall_now()), log_),
                   /*close=*/true, now);
       return;
     }
@@ -602,7 +603,7 @@ class HttpServer::Impl {
     HttpResponse response{.status = error.status,
                           .headers = {{"Content-Type", "text/plain; charset=utf-8"}},
                           .body = error.reason + "\n"};
-    start_write(conn, serialize_response(response, {.close = true}, http_date(clock_.wall_now()), log_),
+    start_write(conn, serialize_response(response, {.close = true}, format_http_date(clock_.wall_now()), log_),
                 /*close=*/true, now);
   }
 

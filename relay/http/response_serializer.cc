@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <ctime>
 #include <iterator>
 
 #include "relay/common/http_header.h"
@@ -16,15 +15,6 @@ bool is_server_managed_header(std::string_view name) {
 }
 
 }  // namespace
-
-std::string http_date(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(buf, n);
-}
 
 std::string serialize_response(const HttpResponse& response, const ResponseFraming& framing,
                                std::string_view date, const Logger& log) {

@@ -23,7 +23,4 @@ struct ResponseFraming {
 std::string serialize_response(const HttpResponse& response, const ResponseFraming& framing,
                                std::string_view date, const Logger& log);
 
-// RFC 9110 IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
-std::string http_date(std::chrono::system_clock::time_point t);
-
 }  // namespace relay::http

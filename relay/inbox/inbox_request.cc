@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "relay/common/http_header.h"
+#include "relay/common/utf8.h"
 #include "relay/delivery/envelope.h"
 
 namespace relay::inbox {
@@ -197,32 +198,8 @@ SignatureHeaders signature_headers(const http::HttpRequest& request) {
 }
 
 bool is_storable_text(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == 0) return false;
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    for (size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-    }
-    // Overlong forms and surrogates are rejected by PostgreSQL too.
-    if (len == 2 && c < 0xC2) return false;
-    if (len == 3) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)) return false;
-    }
-    if (len == 4) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if (c > 0xF4 || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90)) return false;
-    }
-    i += len;
-  }
-  return true;
+  // PostgreSQL's text refuses NUL and what is not well-formed UTF-8 (overlongs, surrogates).
+  return s.find('\0') == std::string_view::npos && is_valid_utf8(s);
 }
 
 bool is_envelope_content_type(std::string_view content_type) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "relay/common/utf8.h"
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
@@ -94,16 +95,9 @@ std::string to_safe_text(const std::string& in, size_t max_bytes) {
   out.reserve(std::min(in.size(), max_bytes));
   size_t i = 0;
   while (i < in.size() && out.size() < max_bytes) {
-    const auto c = static_cast<unsigned char>(in[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    bool ok = len > 0 && i + len <= in.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) >> 6) == 0x2;
-    if (ok && len == 1 && c == 0) ok = false;
-    if (!ok) {
+    // Overlong forms and surrogates are replaced too: PostgreSQL would refuse the whole row.
+    const size_t len = utf8_sequence_length(in, i);
+    if (len == 0 || in[i] == '\0') {
       out += "\xEF\xBF\xBD";
       ++i;
       continue;

@@ -130,13 +130,13 @@ class FakeOpsListener {
 };
 
 constexpr const char* kOpsStatus = R"({
-  "version": "0.1.0", "owner": "app-7:4242:9f", "ready": true,
+  "version": "0.1.0", "owner": "app-7:4242:9f", "ready": true, "state": "running",
   "subscriptions": [
     {"name": "billing", "breaker": {"state": "open", "consecutive_failures": 5, "trips": 3, "open_for_ms": 30000,
                                     "reopens_in_ms": 12000}, "in_flight": 0},
     {"name": "search", "breaker": {"state": "closed", "consecutive_failures": 2, "trips": 0, "open_for_ms": 0,
                                    "reopens_in_ms": 0}, "in_flight": 3,
-     "rate_limit": {"events_per_second": 50, "burst": 10}},
+     "rate_limit": {"tokens_available": 7.5}},
     {"name": "fresh", "breaker": {"state": "half_open", "consecutive_failures": 0, "trips": 1, "open_for_ms": 30000,
                                   "reopens_in_ms": 0}, "in_flight": 1}
   ]})";
@@ -200,7 +200,7 @@ TEST_CASE(
       CHECK(s.at("breaker").at("state") == "open");
       CHECK(s.at("in_flight") == 0);
     }
-    if (s.at("name") == "search") CHECK(s.at("rate_limit").at("events_per_second") == 50);
+    if (s.at("name") == "search") CHECK(s.at("rate_limit").at("tokens_available") == 7.5);
     if (s.at("name") == "fresh") CHECK(s.at("retries_pending") == 0);
   }
 }

@@ -44,7 +44,7 @@ SubscriptionConfig subscription(const std::string& endpoint) {
   SubscriptionConfig sub;
   sub.name = "billing";
   sub.topics = {"*"};
-  sub.endpoint = endpoint;
+  sub.endpoint = relay::parse_endpoint(endpoint).value();
   sub.timeout = 5s;
   sub.connect_timeout = 2s;
   return sub;

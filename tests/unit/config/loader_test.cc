@@ -129,7 +129,10 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   const auto& billing = c.subscriptions[0];
   CHECK(billing.name == "billing");
   CHECK(billing.topics == std::vector<std::string>{"order.*", "invoice.paid"});
-  CHECK(billing.endpoint == "http://billing:8080/events");
+  CHECK(billing.endpoint.url == "http://billing:8080/events");
+  CHECK(billing.endpoint.host == "billing");
+  CHECK(billing.endpoint.port == 8080);
+  CHECK(billing.endpoint.path == "/events");
   CHECK(billing.format == relay::model::Format::kBinary);
   CHECK(billing.timeout == 7s);
   CHECK(billing.connect_timeout == 1500ms);
@@ -143,7 +146,8 @@ TEST_CASE("a full valid config parses into the matching fields", "[config]") {
   const auto& audit = c.subscriptions[1];
   CHECK(audit.name == "audit.log-2_x");
   CHECK(audit.topics == std::vector<std::string>{"*"});
-  CHECK(audit.endpoint == "http://[::1]:9000/");
+  CHECK(audit.endpoint.url == "http://[::1]:9000/");
+  CHECK(audit.endpoint.host == "::1");
   CHECK(c.limits.max_payload_bytes == 2048);
   CHECK(c.log.level == "debug");
   CHECK(c.log.format == "json");
@@ -232,7 +236,7 @@ TEST_CASE("the example relay.yaml loads given DATABASE_URL", "[config]") {
   CHECK(c.path == path);
   CHECK(c.database.url == "postgresql://relay@127.0.0.1:5432/app");
   REQUIRE_FALSE(c.subscriptions.empty());
-  CHECK(c.subscriptions[0].endpoint == "http://127.0.0.1:8080/events");
+  CHECK(c.subscriptions[0].endpoint.url == "http://127.0.0.1:8080/events");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,7 +351,7 @@ TEST_CASE("an inbox with its defaults, and a relay that only receives", "[config
   REQUIRE(c.inbox->sources.size() == 1);
   CHECK(c.inbox->sources[0].name == "payments");
   CHECK(c.inbox->sources[0].unsigned_requests);
-  CHECK(c.inbox->sources[0].deliver_to.empty());
+  CHECK_FALSE(c.inbox->sources[0].deliver_to.has_value());
   // Without an inbox, a subscription is still required.
   check_error(only_error(yaml({"log: {level: info}"})), 1, 1, "subscriptions",
               "at least one subscription, or an inbox");
@@ -403,11 +407,12 @@ TEST_CASE("an inbox source with a push URL becomes subscription inbox:<source>",
   CHECK(payments.name == "inbox:payments");
   CHECK(payments.inbox_source == "payments");
   CHECK(payments.topics.empty());
-  CHECK(payments.endpoint == "http://127.0.0.1:3000/inbox");
+  CHECK(payments.endpoint.url == "http://127.0.0.1:3000/inbox");
   CHECK(payments.retry.max_attempts == 12);
   const SubscriptionConfig& crm = c.subscriptions[2];
   CHECK(crm.name == "inbox:crm");
-  CHECK(crm.endpoint == "http://127.0.0.1:3001/crm");
+  CHECK(crm.endpoint.url == "http://127.0.0.1:3001/crm");
+  CHECK(crm.endpoint.port == 3001);
   CHECK(crm.timeout == Millis(2000));
   CHECK(crm.retry.max_attempts == 3);
   CHECK(crm.ordering == relay::model::Ordering::kNone);
@@ -649,9 +654,12 @@ TEST_CASE("subscription names must be unique", "[config]") {
 }
 
 TEST_CASE("endpoints must be http:// or https:// URLs with a host", "[config]") {
-  CHECK(config_of(yaml({kSub0, kSub1, kSub2, "    endpoint: https://billing/events"}))
-            .subscriptions[0]
-            .endpoint == "https://billing/events");
+  const auto https = config_of(yaml({kSub0, kSub1, kSub2, "    endpoint: https://billing/events"}))
+                         .subscriptions[0]
+                         .endpoint;
+  CHECK(https.url == "https://billing/events");
+  CHECK(https.tls);
+  CHECK(https.port == 443);
   check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: ftp://billing/events"})), 4, 15,
               "subscriptions[0].endpoint", "must be an http:// or https:// URL");
   check_error(only_error(yaml({kSub0, kSub1, kSub2, "    endpoint: billing:8080"})), 4, 15,

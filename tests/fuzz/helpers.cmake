@@ -1,0 +1,29 @@
+# Included by tests/fuzz/CMakeLists.txt (after RELAY_ROOT, fmt and the sanitizer flags are set):
+#   include(${CMAKE_CURRENT_SOURCE_DIR}/helpers.cmake)
+# The shared text parsers (relay/common) and the /status document (relay/model): one target each.
+# common/clock.cc holds RELAY_CHECK's check_failed, which Result uses.
+find_package(Threads REQUIRED)
+find_package(nlohmann_json REQUIRED)
+add_library(relay_fuzz_common STATIC
+  ${RELAY_ROOT}/relay/common/time_format.cc
+  ${RELAY_ROOT}/relay/common/endpoint.cc
+  ${RELAY_ROOT}/relay/common/base64.cc
+  ${RELAY_ROOT}/relay/common/utf8.cc
+  ${RELAY_ROOT}/relay/common/clock.cc)
+target_include_directories(relay_fuzz_common PUBLIC ${RELAY_ROOT})
+target_compile_options(relay_fuzz_common PRIVATE -fsanitize=fuzzer-no-link)
+target_link_libraries(relay_fuzz_common PUBLIC fmt::fmt Threads::Threads)
+
+add_executable(text_helpers_fuzz text_helpers_fuzz.cc)
+target_compile_options(text_helpers_fuzz PRIVATE -fsanitize=fuzzer)
+target_link_options(text_helpers_fuzz PRIVATE -fsanitize=fuzzer)
+target_link_libraries(text_helpers_fuzz PRIVATE relay_fuzz_common)
+
+add_library(relay_fuzz_model STATIC ${RELAY_ROOT}/relay/model/status_document.cc)
+target_compile_options(relay_fuzz_model PRIVATE -fsanitize=fuzzer-no-link)
+target_link_libraries(relay_fuzz_model PUBLIC relay_fuzz_common nlohmann_json::nlohmann_json)
+
+add_executable(status_document_fuzz status_document_fuzz.cc)
+target_compile_options(status_document_fuzz PRIVATE -fsanitize=fuzzer)
+target_link_options(status_document_fuzz PRIVATE -fsanitize=fuzzer)
+target_link_libraries(status_document_fuzz PRIVATE relay_fuzz_model)
