@@ -15,6 +15,7 @@
 #include "relay/admin/format.h"
 #include "relay/common/endpoint.h"
 #include "relay/common/glob.h"
+#include "relay/common/listen_address.h"
 #include "relay/common/time_format.h"
 #include "relay/model/status_document.h"
 #include "relay/store/status_store.h"
@@ -52,15 +53,14 @@ std::optional<OpsUrl> parse_ops_url(const std::string& url) {
 // ops.listen "HOST:PORT" -> "http://HOST:PORT", with a wildcard host replaced by loopback (the
 // operator runs `relay status` beside relay). Empty if it names no fixed port.
 std::string url_from_listen(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return "";
-  std::string host = listen.substr(0, colon);
-  const std::string port = listen.substr(colon + 1);
-  if (port.empty() || port == "0") return "";
-  if (host.empty() || host == "0.0.0.0" || host == "*") host = "127.0.0.1";
-  if (host == "::" || host == "[::]") host = "[::1]";
-  if (host.find(':') != std::string::npos && host[0] != '[') host = "[" + host + "]";
-  return "http://" + host + ":" + port;
+  auto parsed = parse_listen_address(listen);
+  if (!parsed || parsed->port == 0) return "";
+  std::string host = parsed->host;
+  // The loader checked ops.listen with the same parser: the host is never empty.
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(parsed->port);
 }
 
 struct OpsState {
@@ -123,7 +123,7 @@ Json breaker_json(const model::BreakerStatus& b) {
   return Json{{"consecutive_failures", b.consecutive_failures},
               {"open_for_ms", b.open_for_ms},
               {"reopens_in_ms", b.reopens_in_ms},
-              {"state", model::to_string(b.state)},
+              {"state", model::name_of(b.state)},
               {"trips", b.trips}};
 }
 
@@ -133,7 +133,7 @@ Json rate_limit_json(const model::SubscriptionStatus& sub) {
 }
 
 std::string breaker_text(const model::BreakerStatus& b) {
-  std::string out = model::to_string(b.state);
+  std::string out(model::name_of(b.state));
   std::replace(out.begin(), out.end(), '_', '-');  // half_open -> half-open
   if (b.state == model::BreakerState::kOpen) {
     out += " (half-open in " + format_age(milliseconds(b.reopens_in_ms)) + ")";

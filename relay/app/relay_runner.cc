@@ -112,18 +112,6 @@ int wait_for_schema(const std::string& url, Clock& clock, std::stop_token stop, 
   return 0;
 }
 
-model::BreakerState breaker_state(delivery::CircuitBreaker::State state) {
-  switch (state) {
-    case delivery::CircuitBreaker::State::kClosed:
-      return model::BreakerState::kClosed;
-    case delivery::CircuitBreaker::State::kOpen:
-      return model::BreakerState::kOpen;
-    case delivery::CircuitBreaker::State::kHalfOpen:
-      return model::BreakerState::kHalfOpen;
-  }
-  return model::BreakerState::kClosed;
-}
-
 // The /status document (model/status_document.h, which `relay status` reads back).
 std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
   model::StatusDocument doc;
@@ -139,7 +127,7 @@ std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
   for (const auto& s : st.subscriptions) {
     doc.subscriptions.push_back({.name = s.name,
                                  .in_flight = s.in_flight,
-                                 .breaker = {.state = breaker_state(s.breaker.state),
+                                 .breaker = {.state = s.breaker.state,
                                              .consecutive_failures = s.breaker.consecutive_failures,
                                              .trips = s.breaker.trips,
                                              .open_for_ms = s.breaker.open_for.count(),

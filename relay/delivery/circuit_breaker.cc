@@ -4,18 +4,6 @@
 
 namespace relay::delivery {
 
-const char* to_string(CircuitBreaker::State state) {
-  switch (state) {
-    case CircuitBreaker::State::kClosed:
-      return "closed";
-    case CircuitBreaker::State::kOpen:
-      return "open";
-    case CircuitBreaker::State::kHalfOpen:
-      return "half_open";
-  }
-  return "closed";
-}
-
 CircuitBreaker::CircuitBreaker(const config::CircuitBreakerConfig& config, Clock& clock)
     : config_(config), clock_(clock), period_(config.open_for) {}
 

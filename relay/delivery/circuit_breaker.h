@@ -10,12 +10,13 @@
 
 #include "relay/common/clock.h"
 #include "relay/config/config.h"
+#include "relay/model/modes.h"
 
 namespace relay::delivery {
 
 class CircuitBreaker {
  public:
-  enum class State { kClosed, kOpen, kHalfOpen };
+  using State = model::BreakerState;
 
   struct Snapshot {
     State state = State::kClosed;
@@ -71,6 +72,5 @@ class CircuitBreaker {
   TransitionFn on_transition_;
 };
 
-const char* to_string(CircuitBreaker::State state);
 
 }  // namespace relay::delivery

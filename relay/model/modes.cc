@@ -26,6 +26,7 @@ std::string_view name_of(Ordering ordering) { return name_in(kOrderingNames, ord
 std::string_view name_of(OnDeadLetter on_dead_letter) {
   return name_in(kOnDeadLetterNames, on_dead_letter);
 }
+std::string_view name_of(BreakerState state) { return name_in(kBreakerStateNames, state); }
 std::optional<Format> format_named(std::string_view name) {
   return value_in<Format>(kFormatNames, name);
 }
@@ -34,6 +35,10 @@ std::optional<Ordering> ordering_named(std::string_view name) {
 }
 std::optional<OnDeadLetter> on_dead_letter_named(std::string_view name) {
   return value_in<OnDeadLetter>(kOnDeadLetterNames, name);
+}
+
+std::optional<BreakerState> breaker_state_named(std::string_view name) {
+  return value_in<BreakerState>(kBreakerStateNames, name);
 }
 
 }  // namespace relay::model

@@ -46,18 +46,6 @@ Result<const Json*> member(const Json& obj, const std::string& path, const char*
 
 }  // namespace
 
-const char* to_string(BreakerState state) {
-  switch (state) {
-    case BreakerState::kClosed:
-      return "closed";
-    case BreakerState::kOpen:
-      return "open";
-    case BreakerState::kHalfOpen:
-      return "half_open";
-  }
-  return "closed";
-}
-
 std::string to_json(const StatusDocument& doc) {
   Json j;
   j["version"] = doc.version;
@@ -69,7 +57,7 @@ std::string to_json(const StatusDocument& doc) {
     Json sub;
     sub["name"] = s.name;
     sub["in_flight"] = s.in_flight;
-    sub["breaker"] = {{"state", to_string(s.breaker.state)},
+    sub["breaker"] = {{"state", name_of(s.breaker.state)},
                       {"consecutive_failures", s.breaker.consecutive_failures},
                       {"trips", s.breaker.trips},
                       {"open_for_ms", s.breaker.open_for_ms},
@@ -125,12 +113,8 @@ Result<StatusDocument> parse_status_document(std::string_view json) {
     const std::string bpath = path + ".breaker";
     std::string state;
     if (auto ok = text(bj, bpath, "state", state); !ok) return ok.error();
-    if (state == "closed") {
-      s.breaker.state = BreakerState::kClosed;
-    } else if (state == "open") {
-      s.breaker.state = BreakerState::kOpen;
-    } else if (state == "half_open") {
-      s.breaker.state = BreakerState::kHalfOpen;
+    if (auto known = breaker_state_named(state)) {
+      s.breaker.state = *known;
     } else {
       return malformed(bpath + ".state", "expected one of closed, open, half_open");
     }

@@ -22,13 +22,9 @@
 #include <vector>
 
 #include "relay/common/result.h"
+#include "relay/model/modes.h"
 
 namespace relay::model {
-
-enum class BreakerState { kClosed, kOpen, kHalfOpen };
-
-// "closed", "open", "half_open": the names /status uses.
-const char* to_string(BreakerState state);
 
 struct BreakerStatus {
   BreakerState state = BreakerState::kClosed;

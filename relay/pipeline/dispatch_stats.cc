@@ -16,7 +16,6 @@ constexpr model::DeadLetterReason kReasons[] = {
     model::DeadLetterReason::kRetriesExhausted, model::DeadLetterReason::kNonRetryable,
     model::DeadLetterReason::kExpired, model::DeadLetterReason::kPayloadTooLarge};
 const char* const kClasses[] = {"2xx", "3xx", "4xx", "5xx", "error"};
-const char* const kStates[] = {"closed", "open", "half_open"};
 const char* const kBatchCloses[] = {"max_events", "max_bytes", "linger"};  // by BatchClose
 
 int class_index(int status) {
@@ -129,7 +128,8 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
         {{"subscription", name},
          {"cause", delivery::to_string(delivery::DeliveryOutcome::Cause::kTlsHandshake)}});
     s.breaker_state = &breaker_state_.Add({{"subscription", name}});
-    for (const char* st : kStates) breaker_transitions_.Add({{"subscription", name}, {"to", st}});
+    for (std::string_view st : model::kBreakerStateNames)
+      breaker_transitions_.Add({{"subscription", name}, {"to", std::string(st)}});
     for (model::DeadLetterReason r : kReasons)
       dead_letters_created_.Add({{"subscription", name}, {"reason", std::string(model::name_of(r))}});
     s.dead_letters = &dead_letters_.Add({{"subscription", name}});
@@ -223,7 +223,7 @@ void DispatchStats::breaker_transition(const std::string& subscription,
   Sub* s = find(subscription);
   if (s == nullptr) return;
   s->breaker_state->Set(state_value(to));
-  breaker_transitions_.Add({{"subscription", subscription}, {"to", delivery::to_string(to)}})
+  breaker_transitions_.Add({{"subscription", subscription}, {"to", std::string(model::name_of(to))}})
       .Increment();
 }
 

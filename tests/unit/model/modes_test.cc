@@ -42,3 +42,12 @@ TEST_CASE("dead-letter reasons keep their stored spellings", "[model]") {
     CHECK(dead_letter_reason_named(name_of(r)) == r);
   CHECK_FALSE(dead_letter_reason_named("lost").has_value());
 }
+
+TEST_CASE("breaker states keep the spellings /status and the metrics use", "[model]") {
+  CHECK(name_of(BreakerState::kClosed) == "closed");
+  CHECK(name_of(BreakerState::kOpen) == "open");
+  CHECK(name_of(BreakerState::kHalfOpen) == "half_open");
+  for (auto s : {BreakerState::kClosed, BreakerState::kOpen, BreakerState::kHalfOpen})
+    CHECK(breaker_state_named(name_of(s)) == s);
+  CHECK_FALSE(breaker_state_named("half-open").has_value());
+}
