@@ -1,0 +1,179 @@
+#include "tests/unit/pipeline/pipeline_harness.h"
+
+#include <fmt/format.h>
+#include <prometheus/metric_family.h>
+
+#include <catch2/catch.hpp>
+#include <set>
+#include <thread>
+
+namespace relay::testing {
+namespace {
+
+std::vector<std::string> names_of(const config::Config& config) {
+  std::vector<std::string> names;
+  for (const auto& s : config.subscriptions) names.push_back(s.name);
+  return names;
+}
+
+// After moving the clock: how many times to yield, waiting for some thread it woke to call a fake,
+// before moving it again. Enough for a woken thread to run on a loaded 2-core machine; when one
+// does call, the wait ends at once.
+constexpr int kSettleYields = 2000;
+
+}  // namespace
+
+config::SubscriptionConfig test_subscription(const std::string& name,
+                                             std::vector<std::string> topics) {
+  config::SubscriptionConfig s;
+  s.name = name;
+  s.topics = std::move(topics);
+  s.endpoint = "http://consumer.test/" + name;
+  s.max_in_flight = 1;
+  s.retry.max_attempts = 1000;
+  s.retry.initial_backoff = Millis(10);
+  s.retry.max_backoff = Millis(100);
+  s.circuit_breaker.failure_threshold = 5;
+  s.circuit_breaker.open_for = Millis(100);
+  s.circuit_breaker.max_open_for = Millis(1000);
+  return s;
+}
+
+config::Config test_config(std::vector<config::SubscriptionConfig> subscriptions, int batch_size) {
+  config::Config c;
+  c.path = "(unit test)";
+  c.source.batch_size = batch_size;
+  c.source.poll_interval = Millis(100);
+  c.source.lease = Millis(24LL * 3'600'000);
+  c.subscriptions = std::move(subscriptions);
+  return c;
+}
+
+PipelineHarness::PipelineHarness(config::Config c)
+    : config(std::move(c)),
+      store(clock, fake_store_options(config)),
+      endpoint(clock),
+      stats(registry, names_of(config), "test") {}
+
+PipelineHarness::PipelineHarness(config::Config c, FakeEndpoint::Script script)
+    : config(std::move(c)),
+      store(clock, fake_store_options(config)),
+      endpoint(clock, std::move(script)),
+      stats(registry, names_of(config), "test") {}
+
+PipelineHarness::~PipelineHarness() {
+  // The pipeline's destructor stops it; a request held at the gate would hold that up.
+  endpoint.open_gate();
+  pipeline.reset();
+}
+
+void PipelineHarness::start() {
+  const PipelineSenderFactory make_sender = [this](const config::SubscriptionConfig& sub)
+      -> Result<std::unique_ptr<delivery::HttpSender>> { return endpoint.make_sender(sub.name); };
+  auto created = Pipeline::create(config, fake_store_options(config).owner, clock, store, store,
+                                  make_sender, stats);
+  REQUIRE(created.has_value());
+  pipeline = std::move(*created);
+  pipeline->start();
+}
+
+Status PipelineHarness::shutdown(Millis drain, Millis final_wait) {
+  const auto now = clock.now();
+  shut_down_ = true;
+  return pipeline->shutdown(now + drain, now + drain + final_wait);
+}
+
+bool PipelineHarness::drive_until(const std::function<bool()>& pred, Millis step,
+                                  Millis real_limit) {
+  SystemClock real;
+  const auto deadline = real.now() + real_limit;
+  while (!pred()) {
+    if (real.now() >= deadline) return false;
+    const long long before = activity();
+    clock.advance(step);
+    for (int i = 0; i < kSettleYields && activity() == before; ++i) std::this_thread::yield();
+  }
+  return true;
+}
+
+void PipelineHarness::drive_for(Millis total, Millis step) {
+  const auto until = clock.now() + total;
+  (void)drive_until([&] { return clock.now() >= until; }, step);
+}
+
+bool PipelineHarness::wait_until(const std::function<bool()>& pred, Millis real_limit) {
+  SystemClock real;
+  const auto deadline = real.now() + real_limit;
+  while (!pred()) {
+    if (real.now() >= deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+bool PipelineHarness::idle() const { return store.leased() == 0; }
+
+double PipelineHarness::counter(const std::string& name,
+                                const std::map<std::string, std::string>& labels) const {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& metric : family.metric) {
+      bool match = true;
+      for (const auto& [k, v] : labels) {
+        bool found = false;
+        for (const auto& l : metric.label) found = found || (l.name == k && l.value == v);
+        match = match && found;
+      }
+      if (match) return metric.counter.value;
+    }
+  }
+  return 0;
+}
+
+std::vector<std::string> order_violations(const std::vector<SentRequest>& requests,
+                                          const std::vector<Expected>& expected) {
+  std::vector<std::string> problems;
+  std::map<std::pair<std::string, std::int64_t>, int> delivered;  // (subscription, id) -> times
+  std::set<std::pair<std::string, std::int64_t>> wanted;
+  for (const auto& e : expected) {
+    for (const auto& s : e.subscriptions) wanted.emplace(s, e.outbox_id);
+  }
+  // Per (subscription, key): the highest outbox id sent so far.
+  std::map<std::pair<std::string, std::string>, std::int64_t> highest;
+  for (const SentRequest& r : requests) {
+    const bool ok =
+        r.outcome && r.outcome->kind == delivery::DeliveryOutcome::Kind::kDelivered;
+    for (size_t i = 0; i < r.outbox_ids.size(); ++i) {
+      const auto part = std::pair(r.subscription, r.outbox_ids[i]);
+      if (delivered.count(part) != 0 && delivered[part] > 0) {
+        problems.push_back(fmt::format("request {}: event {} sent to {} again after it was delivered",
+                                       r.sequence, r.outbox_ids[i], r.subscription));
+      }
+      if (ok) ++delivered[part];
+      if (r.keys[i]) {
+        auto& top = highest[{r.subscription, *r.keys[i]}];
+        if (r.outbox_ids[i] < top) {
+          problems.push_back(fmt::format(
+              "request {}: event {} of key {} sent to {} after a later event {} of that key",
+              r.sequence, r.outbox_ids[i], *r.keys[i], r.subscription, top));
+        }
+        top = std::max(top, r.outbox_ids[i]);
+      }
+    }
+  }
+  for (const auto& part : wanted) {
+    auto it = delivered.find(part);
+    const int times = it == delivered.end() ? 0 : it->second;
+    if (times != 1)
+      problems.push_back(fmt::format("event {} delivered to {} {} times, not once", part.second,
+                                     part.first, times));
+  }
+  for (const auto& [part, times] : delivered) {
+    if (times > 0 && wanted.count(part) == 0)
+      problems.push_back(
+          fmt::format("event {} delivered to {}, which it does not match", part.second, part.first));
+  }
+  return problems;
+}
+
+}  // namespace relay::testing
