@@ -35,9 +35,10 @@ void FakeEndpoint::set_script(Script script) {
   script_ = std::move(script);
 }
 
-void FakeEndpoint::close_gate() {
+void FakeEndpoint::close_gate(GateFilter which) {
   std::lock_guard lock(mu_);
   gate_closed_ = true;
+  gate_filter_ = std::move(which);
 }
 
 void FakeEndpoint::open_gate() {
@@ -80,7 +81,7 @@ delivery::DeliveryOutcome FakeEndpoint::handle(FakeSender& sender,
     r.received_at = clock_.now();
     requests_.push_back(std::move(r));
   }
-  if (gate_closed_) {
+  if (gate_closed_ && (!gate_filter_ || gate_filter_(requests_[index]))) {
     // Only a stop() from now on aborts this request: one before it arrived found nothing to stop.
     const std::uint64_t stops = sender.stops_;
     ++held_;

@@ -90,8 +90,10 @@ class FakeEndpoint {
   // Replaces the script for requests that arrive from now on.
   void set_script(Script script);
 
-  // Requests arriving while the gate is closed wait (see the header comment).
-  void close_gate();
+  // Requests arriving while the gate is closed wait (see the header comment); with `which`, only
+  // those it selects (e.g. retries: r.attempts[0] > 1).
+  using GateFilter = std::function<bool(const SentRequest&)>;
+  void close_gate(GateFilter which = {});
   void open_gate();
   // Requests waiting at the gate now.
   int held() const;
@@ -119,6 +121,7 @@ class FakeEndpoint {
   std::condition_variable cv_;  // the gate opened, or a sender stopped
   Script script_;                       // guarded by mu_
   bool gate_closed_ = false;            // guarded by mu_
+  GateFilter gate_filter_;              // guarded by mu_: empty = every request
   int held_ = 0;                        // guarded by mu_
   std::vector<SentRequest> requests_;   // guarded by mu_
   long long answered_ = 0;              // guarded by mu_

@@ -44,7 +44,7 @@ model::OutcomeBatch outbox_outcome(std::int64_t id, std::vector<model::PartOutco
 
 }  // namespace
 
-TEST_CASE("the fake claims key heads with a run behind each, and nothing behind a leased head",
+TEST_CASE("the fake claims key heads with a run behind each but nothing behind a leased head",
           "[pipeline][fake]") {
   ManualClock clock;
   FakeStore store(clock, options());
@@ -171,7 +171,7 @@ TEST_CASE("the fake keeps a block subscription's later events behind a dead lett
   CHECK(freed->size() == 1);
 }
 
-TEST_CASE("the fake changes nothing for outcomes of work it does not hold, and releases aborts",
+TEST_CASE("the fake changes nothing for outcomes of work it does not hold and releases aborts",
           "[pipeline][fake]") {
   ManualClock clock;
   FakeStore store(clock, options());
@@ -191,7 +191,7 @@ TEST_CASE("the fake changes nothing for outcomes of work it does not hold, and r
   CHECK(store.leased() == 0);
 }
 
-TEST_CASE("the fake's wait for work ends on wake (also one sent before it), publish, or timeout",
+TEST_CASE("the fake's wait for work ends on wake (also one sent before it) or publish or timeout",
           "[pipeline][fake]") {
   ManualClock clock;
   FakeStore store(clock, options());

@@ -4,6 +4,7 @@
 #include <prometheus/metric_family.h>
 
 #include <catch2/catch.hpp>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -19,9 +20,22 @@ std::vector<std::string> names_of(const config::Config& config) {
 // After moving the clock: how many times to yield, waiting for some thread it woke to call a fake,
 // before moving it again. Enough for a woken thread to run on a loaded 2-core machine; when one
 // does call, the wait ends at once.
-constexpr int kSettleYields = 2000;
+constexpr int kSettleYields = 200;
 
 }  // namespace
+
+FakeEndpoint::Script flaky_consumer(std::uint64_t seed, int percent) {
+  // The endpoint calls the script under its lock, once per event of a request in body order.
+  auto tries = std::make_shared<std::map<std::pair<std::string, std::int64_t>, std::uint64_t>>();
+  return [seed, percent, tries](const std::string& subscription, const Event& e, int) {
+    const std::uint64_t n = ++(*tries)[{subscription, e.outbox_id}];
+    std::seed_seq seq{seed, static_cast<std::uint64_t>(e.outbox_id), n,
+                      static_cast<std::uint64_t>(std::hash<std::string>{}(subscription))};
+    std::mt19937 rng(seq);
+    return static_cast<int>(rng() % 100) < percent ? FakeEndpoint::retryable(503)
+                                                   : FakeEndpoint::delivered();
+  };
+}
 
 config::SubscriptionConfig test_subscription(const std::string& name,
                                              std::vector<std::string> topics) {
@@ -133,32 +147,45 @@ double PipelineHarness::counter(const std::string& name,
 std::vector<std::string> order_violations(const std::vector<SentRequest>& requests,
                                           const std::vector<Expected>& expected) {
   std::vector<std::string> problems;
-  std::map<std::pair<std::string, std::int64_t>, int> delivered;  // (subscription, id) -> times
-  std::set<std::pair<std::string, std::int64_t>> wanted;
+  std::set<std::pair<std::string, std::int64_t>> wanted;  // (subscription, id)
+  // (subscription, key) -> its expected events' ids, ascending.
+  std::map<std::pair<std::string, std::string>, std::set<std::int64_t>> by_key;
   for (const auto& e : expected) {
-    for (const auto& s : e.subscriptions) wanted.emplace(s, e.outbox_id);
+    for (const auto& s : e.subscriptions) {
+      wanted.emplace(s, e.outbox_id);
+      if (e.key) by_key[{s, *e.key}].insert(e.outbox_id);
+    }
   }
-  // Per (subscription, key): the highest outbox id sent so far.
-  std::map<std::pair<std::string, std::string>, std::int64_t> highest;
+  std::map<std::pair<std::string, std::int64_t>, int> delivered;  // (subscription, id) -> times
+  std::set<std::pair<std::string, std::int64_t>> done;  // delivered, or dead-lettered by a 4xx
   for (const SentRequest& r : requests) {
-    const bool ok =
-        r.outcome && r.outcome->kind == delivery::DeliveryOutcome::Kind::kDelivered;
+    using OutcomeKind = delivery::DeliveryOutcome::Kind;
+    const bool ok = r.outcome && r.outcome->kind == OutcomeKind::kDelivered;
+    const bool final = r.outcome && r.outcome->kind == OutcomeKind::kFinal;
     for (size_t i = 0; i < r.outbox_ids.size(); ++i) {
-      const auto part = std::pair(r.subscription, r.outbox_ids[i]);
-      if (delivered.count(part) != 0 && delivered[part] > 0) {
-        problems.push_back(fmt::format("request {}: event {} sent to {} again after it was delivered",
-                                       r.sequence, r.outbox_ids[i], r.subscription));
+      const std::int64_t id = r.outbox_ids[i];
+      if (done.count({r.subscription, id}) != 0) {
+        problems.push_back(fmt::format("request {}: event {} sent to {} again after it was done",
+                                       r.sequence, id, r.subscription));
       }
-      if (ok) ++delivered[part];
       if (r.keys[i]) {
-        auto& top = highest[{r.subscription, *r.keys[i]}];
-        if (r.outbox_ids[i] < top) {
-          problems.push_back(fmt::format(
-              "request {}: event {} of key {} sent to {} after a later event {} of that key",
-              r.sequence, r.outbox_ids[i], *r.keys[i], r.subscription, top));
+        // Every earlier event of the key is done, or goes before it in this very request.
+        const auto& same_key = by_key[{r.subscription, *r.keys[i]}];
+        for (auto it = same_key.begin(); it != same_key.end() && *it < id; ++it) {
+          const bool before_in_request =
+              std::find(r.outbox_ids.begin(), r.outbox_ids.begin() + static_cast<long>(i), *it) !=
+              r.outbox_ids.begin() + static_cast<long>(i);
+          if (done.count({r.subscription, *it}) == 0 && !before_in_request) {
+            problems.push_back(fmt::format(
+                "request {}: event {} of key {} sent to {} before the earlier event {} was done",
+                r.sequence, id, *r.keys[i], r.subscription, *it));
+          }
         }
-        top = std::max(top, r.outbox_ids[i]);
       }
+    }
+    for (const std::int64_t id : r.outbox_ids) {
+      if (ok) ++delivered[{r.subscription, id}];
+      if (ok || final) done.emplace(r.subscription, id);
     }
   }
   for (const auto& part : wanted) {
@@ -169,11 +196,32 @@ std::vector<std::string> order_violations(const std::vector<SentRequest>& reques
                                      part.first, times));
   }
   for (const auto& [part, times] : delivered) {
-    if (times > 0 && wanted.count(part) == 0)
+    if (wanted.count(part) == 0)
       problems.push_back(
           fmt::format("event {} delivered to {}, which it does not match", part.second, part.first));
   }
   return problems;
+}
+
+std::string PipelineHarness::describe() const {
+  const auto now = clock.now();
+  auto ms = [&](Clock::TimePoint t) {
+    return std::chrono::duration_cast<Millis>(t - now).count();
+  };
+  std::string out = fmt::format("outbox ({}):", store.counts().outbox);
+  for (const auto& r : store.outbox()) {
+    out += fmt::format(" {}{}{}", r.event.outbox_id, r.event.key ? "/" + *r.event.key : "",
+                       r.lease_owner ? "[leased]" : "");
+  }
+  out += "\ndelivery:";
+  for (const auto& d : store.deliveries()) {
+    out += fmt::format(" #{} event {}{} {} attempts={} due_in={}ms{}", d.id, d.event.outbox_id,
+                       d.event.key ? "/" + *d.event.key : "", d.subscription, d.attempts,
+                       ms(d.next_attempt_at), d.lease_owner ? " [leased]" : "");
+  }
+  out += fmt::format("\ndead letters: {}; requests: {}", store.counts().dead_letter,
+                     endpoint.request_count());
+  return out;
 }
 
 }  // namespace relay::testing

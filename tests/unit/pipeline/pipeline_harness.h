@@ -41,6 +41,14 @@ config::SubscriptionConfig test_subscription(const std::string& name,
 config::Config test_config(std::vector<config::SubscriptionConfig> subscriptions,
                            int batch_size = 100);
 
+// A consumer that answers 503 to about `percent`% of the requests for each (subscription, event)
+// and 2xx to the rest: the n-th try of an event is failed or not by (seed, subscription, event,
+// n), so a run is reproducible in what each part goes through, whatever the threads'
+// interleaving. (A batch fails when one of its events does: FakeEndpoint asks for each in order.) Counting requests rather than attempt numbers
+// matters: a failed breaker probe is no attempt, and a probe that failed by its attempt number
+// would fail again forever.
+FakeEndpoint::Script flaky_consumer(std::uint64_t seed, int percent);
+
 class PipelineHarness {
  public:
   explicit PipelineHarness(config::Config config);
@@ -64,7 +72,9 @@ class PipelineHarness {
   // Waits in real time, the clock frozen, until `pred` holds. False after `real_limit`.
   static bool wait_until(const std::function<bool()>& pred, Millis real_limit = Millis(20'000));
 
-  // Every outcome kind is recorded and no row is leased: nothing in flight.
+  // The store's rows and the request count, for failure messages.
+  std::string describe() const;
+  // No row is leased: nothing claimed waits for its outcome.
   bool idle() const;
   // The value of a counter (0 when the series does not exist).
   double counter(const std::string& name, const std::map<std::string, std::string>& labels) const;
@@ -93,10 +103,12 @@ struct Expected {
 // Checks what the endpoint received against `expected` and returns one line per problem (empty:
 // all good):
 // - every expected (subscription, event) was delivered exactly once, and nothing else was;
-// - no request carried an event after a request that delivered it to that subscription (a repeat
-//   only ever follows a failure);
-// - per (subscription, key), the events of successive requests never go back in outbox order: once
-//   a later event of a key was sent, no earlier one is sent again (so deliveries are in order).
+// - no request carries an event that an earlier request delivered (a repeat only ever follows a
+//   failure);
+// - per (subscription, key), a request carries an event only when every earlier expected event of
+//   the key is done (delivered, or answered with a final status: dead-lettered) or goes before it
+//   in the same request (a batch keeps order). So each key is delivered in outbox order.
+// Assumes no event runs out of retries (that dead letter is invisible to the endpoint).
 std::vector<std::string> order_violations(const std::vector<SentRequest>& requests,
                                           const std::vector<Expected>& expected);
 
