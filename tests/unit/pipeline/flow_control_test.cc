@@ -75,16 +75,23 @@ TEST_CASE("a rate-limited subscription never sends more than burst + rate x inte
   REQUIRE(requests.size() == kEvents);
   // Any run of requests i..j: at most burst + rate x (its span) tokens. A request reaches the
   // endpoint up to a step or two after its token (the clock moves on meanwhile): allow 2 steps.
+  int violations = 0;
+  std::string first;
   for (size_t i = 0; i < requests.size(); ++i) {
     for (size_t j = i; j < requests.size(); ++j) {
       const double span =
           std::chrono::duration<double>(requests[j].received_at - requests[i].received_at +
                                         2 * kStep)
               .count();
-      INFO("requests " << i << ".." << j << " within " << span << " s");
-      CHECK(static_cast<double>(j - i + 1) <= kBurst + kRate * span);
+      if (static_cast<double>(j - i + 1) > kBurst + kRate * span) {
+        if (violations++ == 0)
+          first = "requests " + std::to_string(i) + ".." + std::to_string(j) + " within " +
+                  std::to_string(span) + " s";
+      }
     }
   }
+  INFO(first);
+  CHECK(violations == 0);
   const double total =
       std::chrono::duration<double>(requests.back().received_at - requests.front().received_at)
           .count();
