@@ -15,7 +15,7 @@
 //   FakeEndpoint endpoint{clock, [](const std::string&, const Event& e, int attempt) {
 //     return attempt == 1 ? FakeEndpoint::retryable(503) : FakeEndpoint::delivered();
 //   }};
-//   ... make_sender = [&](const config::SubscriptionConfig& s) { return endpoint.make_sender(s.name); }
+//   auto sender = endpoint.make_sender("orders");  // one per lane, from the pipeline's factory
 //
 // Thread-safe: lanes send concurrently while the test reads and scripts.
 
@@ -41,14 +41,14 @@ namespace relay::testing {
 struct SentRequest {
   std::uint64_t sequence = 0;  // 0, 1, 2, ... in arrival order over all subscriptions
   std::string subscription;
-  bool batch = false;  // send_batch() (even with one event), not send()
+  bool batch = false;                    // send_batch() (even with one event), not send()
   std::vector<std::int64_t> outbox_ids;  // one per event, in body order
   std::vector<std::string> event_ids;
   std::vector<std::optional<std::string>> keys;
   std::vector<int> attempts;  // the attempt number the sender was given for each event
   Clock::TimePoint received_at{};
   std::optional<delivery::DeliveryOutcome> outcome;  // nullopt while in progress
-  bool aborted = false;                             // cut off by the sender's stop()
+  bool aborted = false;                              // cut off by the sender's stop()
 };
 
 class FakeEndpoint;
@@ -118,13 +118,13 @@ class FakeEndpoint {
   const std::chrono::milliseconds kGateSafetyNet{30'000};  // a broken test fails, never hangs
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;  // the gate opened, or a sender stopped
-  Script script_;                       // guarded by mu_
-  bool gate_closed_ = false;            // guarded by mu_
-  GateFilter gate_filter_;              // guarded by mu_: empty = every request
-  int held_ = 0;                        // guarded by mu_
-  std::vector<SentRequest> requests_;   // guarded by mu_
-  long long answered_ = 0;              // guarded by mu_
+  std::condition_variable cv_;         // the gate opened, or a sender stopped
+  Script script_;                      // guarded by mu_
+  bool gate_closed_ = false;           // guarded by mu_
+  GateFilter gate_filter_;             // guarded by mu_: empty = every request
+  int held_ = 0;                       // guarded by mu_
+  std::vector<SentRequest> requests_;  // guarded by mu_
+  long long answered_ = 0;             // guarded by mu_
 };
 
 }  // namespace relay::testing

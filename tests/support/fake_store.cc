@@ -140,9 +140,9 @@ Result<std::vector<model::ClaimedDelivery>> FakeStore::claim_deliveries(
     if (d.event.key && is_ordered(d.subscription)) {
       bool has_predecessor = false;
       for (const auto& [pid, p] : delivery_) {
-        has_predecessor = has_predecessor || (same_key(p.event.key, d.event.key) &&
-                                              p.subscription == d.subscription &&
-                                              p.event.outbox_id < d.event.outbox_id);
+        has_predecessor = has_predecessor ||
+                          (same_key(p.event.key, d.event.key) && p.subscription == d.subscription &&
+                           p.event.outbox_id < d.event.outbox_id);
       }
       if (has_predecessor) continue;
     }
@@ -175,9 +175,8 @@ Result<std::vector<model::ClaimedDelivery>> FakeStore::claim_deliveries(
     c.event = d->event;
     out.push_back(std::move(c));
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return a.event.outbox_id < b.event.outbox_id;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.event.outbox_id < b.event.outbox_id; });
   max_leased_ = std::max(max_leased_, leased_locked());
   return out;
 }

@@ -50,9 +50,9 @@ TEST_CASE("the fake claims key heads with a run behind each but nothing behind a
   ManualClock clock;
   FakeStore store(clock, options());
   for (int i = 0; i < 10; ++i) store.publish("t", "k1", "{}");  // ids 1..10
-  store.publish("t", "k2", "{}");                                // 11
-  store.publish("t", std::nullopt, "{}");                        // 12
-  store.publish("t", std::nullopt, "{}");                        // 13
+  store.publish("t", "k2", "{}");                               // 11
+  store.publish("t", std::nullopt, "{}");                       // 12
+  store.publish("t", std::nullopt, "{}");                       // 13
 
   auto first = store.claim_outbox(100, 0);
   REQUIRE(first.has_value());
@@ -64,7 +64,8 @@ TEST_CASE("the fake claims key heads with a run behind each but nothing behind a
   CHECK(second->empty());
 
   model::OutcomeBatch done;
-  for (std::int64_t id = 1; id <= 8; ++id) done.outbox.push_back({id, {part(Kind::kDelivered, "a")}});
+  for (std::int64_t id = 1; id <= 8; ++id)
+    done.outbox.push_back({id, {part(Kind::kDelivered, "a")}});
   REQUIRE(store.record(done).has_value());
   auto third = store.claim_outbox(100, 3);
   REQUIRE(third.has_value());
@@ -98,9 +99,9 @@ TEST_CASE("the fake holds a key's next event for the subscriptions with a pendin
   store.publish("t", "k", "{}");  // 1
   REQUIRE(store.claim_outbox(10, 0).has_value());
   // Delivered to a, a retry for b: the row moves to relay.delivery for b.
-  REQUIRE(store.record(outbox_outcome(
-                  1, {part(Kind::kDelivered, "a"), part(Kind::kRetry, "b", 50ms)}))
-              .has_value());
+  REQUIRE(
+      store.record(outbox_outcome(1, {part(Kind::kDelivered, "a"), part(Kind::kRetry, "b", 50ms)}))
+          .has_value());
   CHECK(store.counts().outbox == 0);
   CHECK(store.counts().delivery == 1);
 
@@ -111,8 +112,9 @@ TEST_CASE("the fake holds a key's next event for the subscriptions with a pendin
   CHECK((*claimed)[0].held_for == std::vector<std::string>{"b"});
 
   // 2 waits behind 1 for b (deferred behind its key, far in the future).
-  REQUIRE(store.record(outbox_outcome(2, {part(Kind::kDelivered, "a"),
-                                          part(Kind::kDeferred, "b", 10min, true)}))
+  REQUIRE(store
+              .record(outbox_outcome(
+                  2, {part(Kind::kDelivered, "a"), part(Kind::kDeferred, "b", 10min, true)}))
               .has_value());
   auto none = store.claim_deliveries(10, {"a", "b"});
   REQUIRE(none.has_value());
@@ -139,17 +141,19 @@ TEST_CASE("the fake makes a row queued behind a key that is already gone due at 
   FakeStore store(clock, options());
   store.publish("t", "k", "{}");
   REQUIRE(store.claim_outbox(10, 0).has_value());
-  REQUIRE(store.record(outbox_outcome(1, {part(Kind::kDelivered, "a"),
-                                          part(Kind::kDeferred, "b", 10min, true)}))
+  REQUIRE(store
+              .record(outbox_outcome(
+                  1, {part(Kind::kDelivered, "a"), part(Kind::kDeferred, "b", 10min, true)}))
               .has_value());
   auto due = store.claim_deliveries(10, {"b"});
   REQUIRE(due.has_value());
   CHECK(due->size() == 1);
 }
 
-TEST_CASE("the fake keeps a block subscription's later events behind a dead letter until it is "
-          "dropped",
-          "[pipeline][fake]") {
+TEST_CASE(
+    "the fake keeps a block subscription's later events behind a dead letter until it is "
+    "dropped",
+    "[pipeline][fake]") {
   ManualClock clock;
   FakeStore store(clock, options());
   store.publish("t", "k", "{}");  // 1
@@ -158,7 +162,8 @@ TEST_CASE("the fake keeps a block subscription's later events behind a dead lett
   model::PartOutcome dead = part(Kind::kDeadLetter, "b");
   dead.reason = model::DeadLetterReason::kNonRetryable;
   model::OutcomeBatch batch = outbox_outcome(1, {part(Kind::kDelivered, "a"), dead});
-  batch.outbox.push_back({2, {part(Kind::kDelivered, "a"), part(Kind::kDeferred, "b", 10min, true)}});
+  batch.outbox.push_back(
+      {2, {part(Kind::kDelivered, "a"), part(Kind::kDeferred, "b", 10min, true)}});
   REQUIRE(store.record(batch).has_value());
   REQUIRE(store.dead_letters().size() == 1);
   CHECK(store.dead_letters()[0].reason == model::DeadLetterReason::kNonRetryable);

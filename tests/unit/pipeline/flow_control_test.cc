@@ -10,9 +10,10 @@ using namespace relay;
 using namespace relay::testing;
 using namespace std::chrono_literals;
 
-TEST_CASE("events deferred while the breaker is open keep their attempt counts and all are "
-          "delivered after recovery",
-          "[pipeline]") {
+TEST_CASE(
+    "events deferred while the breaker is open keep their attempt counts and all are "
+    "delivered after recovery",
+    "[pipeline]") {
   auto sub = test_subscription("s", {"*"});
   sub.retry.max_attempts = 5;
   sub.circuit_breaker = {.failure_threshold = 3, .open_for = 1s, .max_open_for = 1s};
@@ -79,10 +80,9 @@ TEST_CASE("a rate-limited subscription never sends more than burst + rate x inte
   std::string first;
   for (size_t i = 0; i < requests.size(); ++i) {
     for (size_t j = i; j < requests.size(); ++j) {
-      const double span =
-          std::chrono::duration<double>(requests[j].received_at - requests[i].received_at +
-                                        2 * kStep)
-              .count();
+      const double span = std::chrono::duration<double>(requests[j].received_at -
+                                                        requests[i].received_at + 2 * kStep)
+                              .count();
       if (static_cast<double>(j - i + 1) > kBurst + kRate * span) {
         if (violations++ == 0)
           first = "requests " + std::to_string(i) + ".." + std::to_string(j) + " within " +

@@ -17,7 +17,6 @@ std::string join(const std::vector<std::string>& lines) {
   return out;
 }
 
-
 // Publishes 120 events over 8 keys to subscriptions all (order.*, 4 lanes), paid (order.paid) and
 // audit (order.*, 2 lanes), runs them through a consumer failing ~30% of requests, and checks
 // order_violations(). `mixed_topics`: a key's events have either topic (so consecutive events of a
@@ -66,9 +65,10 @@ void check_order_under_failures(std::uint64_t seed, bool mixed_topics) {
 
 }  // namespace
 
-TEST_CASE("every key's events reach every matching subscription once and in order through random "
-          "failures and fan-out",
-          "[pipeline]") {
+TEST_CASE(
+    "every key's events reach every matching subscription once and in order through random "
+    "failures and fan-out",
+    "[pipeline]") {
   check_order_under_failures(GENERATE(1, 2, 3), false);
 }
 
@@ -76,9 +76,10 @@ TEST_CASE("every key's events reach every matching subscription once and in orde
 // events go to different sets of subscriptions, a later event can overtake an earlier one that is
 // being retried. See the deterministic test below for the steps. Fails now and then (timing):
 // [!mayfail] until the pipeline is fixed; then drop the tag.
-TEST_CASE("per-key order holds through random failures and fan-out when a key's events have "
-          "different topics",
-          "[pipeline][!mayfail]") {
+TEST_CASE(
+    "per-key order holds through random failures and fan-out when a key's events have "
+    "different topics",
+    "[pipeline][!mayfail]") {
   check_order_under_failures(GENERATE(1, 2, 3), true);
 }
 
@@ -90,15 +91,17 @@ TEST_CASE("per-key order holds through random failures and fan-out when a key's 
 // due_if_first finds no earlier row of the key in relay.delivery (1 is still in relay.outbox), so
 // it is due at once, claimed as its key's head, and delivered to a before 1.
 // [!shouldfail]: passes while the bug is there; when the pipeline is fixed it fails: drop the tag.
-TEST_CASE("a later event of a key does not overtake an earlier one whose outbox row is not yet "
-          "recorded",
-          "[pipeline][!shouldfail]") {
-  PipelineHarness h(test_config({test_subscription("a", {"x.*"}), test_subscription("b", {"x.slow"})}),
-                    [](const std::string& subscription, const Event& e, int attempt) {
-                      return subscription == "a" && e.outbox_id == 1 && attempt == 1
-                                 ? FakeEndpoint::retryable(503)
-                                 : FakeEndpoint::delivered();
-                    });
+TEST_CASE(
+    "a later event of a key does not overtake an earlier one whose outbox row is not yet "
+    "recorded",
+    "[pipeline][!shouldfail]") {
+  PipelineHarness h(
+      test_config({test_subscription("a", {"x.*"}), test_subscription("b", {"x.slow"})}),
+      [](const std::string& subscription, const Event& e, int attempt) {
+        return subscription == "a" && e.outbox_id == 1 && attempt == 1
+                   ? FakeEndpoint::retryable(503)
+                   : FakeEndpoint::delivered();
+      });
   h.endpoint.close_gate([](const SentRequest& r) { return r.subscription == "b"; });
   std::vector<Expected> expected{{h.store.publish("x.slow", "k", "{}"), "k", {"a", "b"}},
                                  {h.store.publish("x.fast", "k", "{}"), "k", {"a"}}};
@@ -143,16 +146,17 @@ TEST_CASE("on_dead_letter skip: a key's later events go on after its head is dea
   CHECK(h.shutdown().has_value());
 }
 
-TEST_CASE("on_dead_letter block: a key's later events wait behind its dead letter while other keys go "
-          "on",
-          "[pipeline]") {
+TEST_CASE(
+    "on_dead_letter block: a key's later events wait behind its dead letter while other keys go "
+    "on",
+    "[pipeline]") {
   auto sub = test_subscription("s", {"*"});
   sub.on_dead_letter = model::OnDeadLetter::kBlock;
   PipelineHarness h(test_config({sub}), [](const std::string&, const Event& e, int) {
     return e.outbox_id == 1 ? FakeEndpoint::final_status(400) : FakeEndpoint::delivered();
   });
   for (int i = 0; i < 3; ++i) h.store.publish("t", "k", "{}");  // 1 2 3
-  h.store.publish("t", "other", "{}");                           // 4
+  h.store.publish("t", "other", "{}");                          // 4
   h.start();
 
   REQUIRE(h.drive_until([&] { return h.store.counts().outbox == 0 && h.idle(); }));

@@ -93,7 +93,6 @@ void PipelineHarness::start() {
 
 Status PipelineHarness::shutdown(Millis drain, Millis final_wait) {
   const auto now = clock.now();
-  shut_down_ = true;
   return pipeline->shutdown(now + drain, now + drain + final_wait);
 }
 
@@ -197,17 +196,15 @@ std::vector<std::string> order_violations(const std::vector<SentRequest>& reques
   }
   for (const auto& [part, times] : delivered) {
     if (wanted.count(part) == 0)
-      problems.push_back(
-          fmt::format("event {} delivered to {}, which it does not match", part.second, part.first));
+      problems.push_back(fmt::format("event {} delivered to {}, which it does not match",
+                                     part.second, part.first));
   }
   return problems;
 }
 
 std::string PipelineHarness::describe() const {
   const auto now = clock.now();
-  auto ms = [&](Clock::TimePoint t) {
-    return std::chrono::duration_cast<Millis>(t - now).count();
-  };
+  auto ms = [&](Clock::TimePoint t) { return std::chrono::duration_cast<Millis>(t - now).count(); };
   std::string out = fmt::format("outbox ({}):", store.counts().outbox);
   for (const auto& r : store.outbox()) {
     out += fmt::format(" {}{}{}", r.event.outbox_id, r.event.key ? "/" + *r.event.key : "",

@@ -44,9 +44,9 @@ config::Config test_config(std::vector<config::SubscriptionConfig> subscriptions
 // A consumer that answers 503 to about `percent`% of the requests for each (subscription, event)
 // and 2xx to the rest: the n-th try of an event is failed or not by (seed, subscription, event,
 // n), so a run is reproducible in what each part goes through, whatever the threads'
-// interleaving. (A batch fails when one of its events does: FakeEndpoint asks for each in order.) Counting requests rather than attempt numbers
-// matters: a failed breaker probe is no attempt, and a probe that failed by its attempt number
-// would fail again forever.
+// interleaving. (A batch fails when one of its events does: FakeEndpoint asks for each in order.)
+// Counting requests rather than attempt numbers matters: a failed breaker probe is no attempt, and
+// a probe that failed by its attempt number would fail again forever.
 FakeEndpoint::Script flaky_consumer(std::uint64_t seed, int percent);
 
 class PipelineHarness {
@@ -89,7 +89,6 @@ class PipelineHarness {
 
  private:
   long long activity() const { return store.activity() + endpoint.activity(); }
-  bool shut_down_ = false;
 };
 
 // One (subscription, event) the test expects to be delivered: the events published, each with the

@@ -16,18 +16,18 @@ namespace {
 // request is held at the gate and nothing has been recorded.
 std::future<Status> begin_shutdown(PipelineHarness& h, Millis drain, Millis final_wait) {
   const long long wakes = h.store.calls().wake;
-  auto done = std::async(std::launch::async, [&h, drain, final_wait] {
-    return h.shutdown(drain, final_wait);
-  });
+  auto done = std::async(std::launch::async,
+                         [&h, drain, final_wait] { return h.shutdown(drain, final_wait); });
   REQUIRE(PipelineHarness::wait_until([&] { return h.store.calls().wake > wakes; }));
   return done;
 }
 
 }  // namespace
 
-TEST_CASE("at shutdown a request in flight completes and is recorded before the drain deadline "
-          "and queued work is released",
-          "[pipeline]") {
+TEST_CASE(
+    "at shutdown a request in flight completes and is recorded before the drain deadline "
+    "and queued work is released",
+    "[pipeline]") {
   PipelineHarness h(test_config({test_subscription("s", {"*"})}));
   for (int i = 0; i < 5; ++i) h.store.publish("t", "k" + std::to_string(i), "{}");
   h.endpoint.close_gate();
@@ -58,9 +58,10 @@ TEST_CASE("at shutdown a request in flight completes and is recorded before the 
   CHECK(h.pipeline->counters().delivered == 1);
 }
 
-TEST_CASE("at shutdown a request still in flight at the drain deadline is aborted and released "
-          "with no attempt counted and nothing queued is lost",
-          "[pipeline]") {
+TEST_CASE(
+    "at shutdown a request still in flight at the drain deadline is aborted and released "
+    "with no attempt counted and nothing queued is lost",
+    "[pipeline]") {
   // Event 1 fails once, so its next try is a relay.delivery row with one attempt made.
   PipelineHarness h(test_config({test_subscription("s", {"*"})}),
                     [](const std::string&, const Event& e, int attempt) {
