@@ -1,10 +1,10 @@
 #include "relay/pipeline/recorder.h"
 
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "relay/common/backoff.h"
+#include "relay/pipeline/row_assembler.h"
 
 namespace relay::pipeline {
 namespace {
@@ -31,8 +31,8 @@ Recorder::Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results, 
       claimer_parked_(std::move(claimer_parked)) {}
 
 void Recorder::run(std::stop_token stop) {
-  // Parts of outbox rows seen so far; a row is recorded once all its parts are in.
-  std::unordered_map<std::int64_t, model::OutboxOutcome> partial;
+  // A row is recorded once all its parts are in, and after the earlier rows of its key.
+  RowAssembler rows;
   while (auto first = results_.pop({})) {
     model::OutcomeBatch batch;
     int items_done = 0;
@@ -42,14 +42,9 @@ void Recorder::run(std::stop_token stop) {
         ++items_done;
         return;
       }
-      auto& o = partial[r.outbox_id];
-      o.outbox_id = r.outbox_id;
-      o.parts.push_back(std::move(r.part));
-      if (static_cast<int>(o.parts.size()) == r.parts_total) {
-        batch.outbox.push_back(std::move(o));
-        partial.erase(r.outbox_id);
-        ++items_done;
-      }
+      const size_t before = batch.outbox.size();
+      rows.add(std::move(r), batch.outbox);
+      items_done += static_cast<int>(batch.outbox.size() - before);
     };
     take(std::move(*first));
     while (batch.size() < kMaxRecordBatch) {

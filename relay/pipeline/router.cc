@@ -23,6 +23,7 @@ void Router::route(model::ClaimedEvent&& claimed, std::uint64_t claim) {
     // the app, and an operator can replay it once it is fixed.
     TaskResult r;
     r.outbox_id = shared->outbox_id;
+    r.key = shared->key;
     r.part.kind = model::PartOutcome::Kind::kDeadLetter;
     r.part.subscription = "(none)";
     r.part.reason = model::DeadLetterReason::kNoSubscription;

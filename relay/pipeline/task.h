@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -27,6 +28,7 @@ struct TaskResult {
   std::int64_t outbox_id = 0;
   std::int64_t delivery_id = 0;
   int parts_total = 1;
+  std::optional<std::string> key;  // the event's (the recorder records a key's rows in order)
   model::PartOutcome part;
 };
 
@@ -36,6 +38,7 @@ inline TaskResult result_of(const Task& task, const std::string& subscription,
   r.outbox_id = task.event->outbox_id;
   r.delivery_id = task.delivery_id;
   r.parts_total = task.parts_total;
+  r.key = task.event->key;
   r.part = std::move(part);
   r.part.subscription = subscription;
   return r;

@@ -72,29 +72,26 @@ TEST_CASE(
   check_order_under_failures(GENERATE(1, 2, 3), false);
 }
 
-// KNOWN BUG (issue 14, reported to the lead; the dispatcher is not fixed here): when a key's
-// events go to different sets of subscriptions, a later event can overtake an earlier one that is
-// being retried. See the deterministic test below for the steps. Fails now and then (timing):
-// [!mayfail] until the pipeline is fixed; then drop the tag.
+// A key's events going to different sets of subscriptions: the case the next test pins down
+// deterministically (it failed now and then before RowAssembler).
 TEST_CASE(
     "per-key order holds through random failures and fan-out when a key's events have "
     "different topics",
-    "[pipeline][!mayfail]") {
+    "[pipeline]") {
   check_order_under_failures(GENERATE(1, 2, 3), true);
 }
 
-// KNOWN BUG (issue 14): per-key order breaks when the earlier event's outbox row is recorded after
-// the later one's. Steps: events 1 (x.slow) and 2 (x.fast) of key k; subscription a gets both, b
+// Per-key order broke (found by this test; pipeline/row_assembler.h fixes it) when the earlier
+// event's outbox row was recorded after the later one's. Steps: events 1 (x.slow) and 2 (x.fast) of key k; subscription a gets both, b
 // only event 1. a's first try of 1 fails (503): 1 must be retried before 2 goes to a, so 2 is
 // deferred behind its key. b holds 1 (the gate), so row 1's outcome, which waits for all its
-// parts, is not recorded yet; row 2's is: its relay.delivery row for a is written, and
-// due_if_first finds no earlier row of the key in relay.delivery (1 is still in relay.outbox), so
-// it is due at once, claimed as its key's head, and delivered to a before 1.
-// [!shouldfail]: passes while the bug is there; when the pipeline is fixed it fails: drop the tag.
+// parts, is not recorded yet. Had row 2's been recorded then, its relay.delivery row for a would
+// have found no earlier row of the key in relay.delivery (1 is still in relay.outbox), been made
+// due at once by due_if_first, and reached a before 1.
 TEST_CASE(
     "a later event of a key does not overtake an earlier one whose outbox row is not yet "
     "recorded",
-    "[pipeline][!shouldfail]") {
+    "[pipeline]") {
   PipelineHarness h(
       test_config({test_subscription("a", {"x.*"}), test_subscription("b", {"x.slow"})}),
       [](const std::string& subscription, const Event& e, int attempt) {
