@@ -129,11 +129,6 @@ std::vector<std::string> ids_of(const std::vector<BatchEvent>& events) {
 
 }  // namespace
 
-TEST_CASE("a cloudevents-json batch subscription keeps per-key order through random failures",
-          "[integration][batch]") {
-  check_order_across_batches("cloudevents-json");
-}
-
 TEST_CASE("a protobuf batch subscription keeps per-key order through random failures",
           "[integration][batch]") {
   check_order_across_batches("protobuf");

@@ -102,17 +102,6 @@ bool drained(TestDatabase& db) {
 
 }  // namespace
 
-TEST_CASE("30 keys x 100 events through a consumer failing 30% arrive in order per key",
-          "[integration][ordering]") {
-  auto db = TestDatabase::create();
-  FlakyConsumer flaky;
-  publish_ordered(db);
-  RelayProcess relay(to_yaml(flaky_config(flaky.consumer())), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return drained(db); }, 240s));
-  check_order(flaky.consumer());
-  CHECK(db.count("relay.dead_letter") == 0);
-}
-
 TEST_CASE("per-key order survives a relay killed and restarted in the middle",
           "[integration][ordering]") {
   auto db = TestDatabase::create();
