@@ -46,7 +46,12 @@ class WorkSource {
   virtual Status park(Millis ttl) = 0;
   // Busy again: new commits need not wake anyone.
   virtual Status unpark() = 0;
-  // Time until the earliest known future work (a delayed event or a scheduled retry), if any.
+  // Time until the earliest known future work (a delayed event or a scheduled retry), if any; 0
+  // when some is due now. A scheduled retry that was already due when the last claim_deliveries
+  // ran, and that the claim did not hand out, may be left out: it is blocked (behind its key's head
+  // or a dead letter, or its subscription was not asked for), and what unblocks it wakes the
+  // waiter (an outcome, a dlq replay or drop) or is the caller's to time (a breaker's next probe).
+  // So a claim that returned as many rows as asked must be followed by another at once.
   virtual Result<std::optional<Millis>> time_until_next_due() = 0;
   // Blocks until new work is announced, wake() is called, or `timeout` passes. Returns true when
   // woken (announced or wake()), false on timeout. A wake() before the call is not lost: the call

@@ -38,7 +38,6 @@ std::vector<std::string> Claimer::sendable_subscriptions(Millis& next_probe) con
       next_probe = std::min(next_probe, wait);
     }
   }
-  if (!out.empty()) next_probe = Millis(0);
   return out;
 }
 
@@ -114,19 +113,21 @@ void Claimer::run(std::stop_token stop) {
     for (const auto& s : subscriptions_) s->log_if_open_long();
     ++claim_seq_;
     int found = 0;
-    bool full = false;  // a full claim: there is probably more, claim again at once
-    Millis next_probe{0};
+    bool full = false;                  // a full claim: there is probably more, claim again at once
+    Millis next_probe = Millis::max();  // until a held-back subscription may probe, if any
     const std::vector<std::string> sendable = sendable_subscriptions(next_probe);
     // Every breaker open: claim nothing (the store keeps the events) until the first may probe.
     const bool all_held = sendable.empty();
     if (credit_.room() > 0 && !all_held) {
       // Scheduled retries first, with at most half the room, so a deep outbox can't starve them.
-      auto due = source_.claim_deliveries(std::min(batch, std::max(1, credit_.room() / 2)),
-                                          sendable);
+      const int due_limit = std::min(batch, std::max(1, credit_.room() / 2));
+      auto due = source_.claim_deliveries(due_limit, sendable);
       if (!due) {
         if (!on_claim_error(due.error())) break;
         continue;
       }
+      // The source's next-due time leaves out rows this claim left behind: claim the rest now.
+      full = static_cast<int>(due->size()) == due_limit;
       for (const auto& d : *due) held_.add_delivery(d.delivery_id);
       found += static_cast<int>(due->size());
       credit_.take(static_cast<int>(due->size()));
@@ -142,7 +143,7 @@ void Claimer::run(std::stop_token stop) {
         for (const auto& e : *events) held_.add_outbox(e.event.outbox_id);
         found += static_cast<int>(events->size());
         credit_.take(static_cast<int>(events->size()));
-        full = static_cast<int>(events->size()) == want;
+        full = full || static_cast<int>(events->size()) == want;
         for (auto& e : *events) router_.route(std::move(e), claim_seq_);
       }
       counters_.claimed += found;
@@ -186,14 +187,20 @@ void Claimer::run(std::stop_token stop) {
         park_expires = clock_.now() + park_ttl;
       }
       Millis wait = std::min(renew_every, config_.poll_interval);
-      auto next = source_.time_until_next_due();
-      if (!next) {
-        if (!on_db_error(next.error(), "wait")) break;
-        continue;
+      // Every breaker open: nothing is claimed before the first probe, so the next due row does
+      // not matter (and rows that fell due since the last claim would say "now" until then).
+      if (!all_held) {
+        auto next = source_.time_until_next_due();
+        if (!next) {
+          if (!on_db_error(next.error(), "wait")) break;
+          continue;
+        }
+        on_db_ok();
+        if (*next) wait = std::min(wait, std::max(Millis(1), **next));
       }
-      on_db_ok();
-      if (*next) wait = std::min(wait, std::max(Millis(1), **next));
-      if (all_held) wait = std::min(wait, std::max(Millis(1), next_probe));
+      // A held-back subscription's due rows are left out of the next-due time: claim them when
+      // its breaker may probe.
+      if (next_probe != Millis::max()) wait = std::min(wait, std::max(Millis(1), next_probe));
       woke = source_.wait_for_work(wait);
     }
     if (!woke && !on_db_error(woke.error(), "wait")) break;

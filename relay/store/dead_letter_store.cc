@@ -212,6 +212,12 @@ BatchResult replay_in(pqxx::work& txn, const std::vector<std::int64_t>& ids) {
   return out;
 }
 
+// A dropped dead letter may unblock its key (on_dead_letter: block): wake an idle relay, which
+// does not poll for rows its last claim left behind.
+void notify_if_purged(pqxx::work& txn, const BatchResult& out) {
+  if (!out.purged.empty()) txn.exec("SELECT pg_notify('relay_outbox', '')");
+}
+
 }  // namespace
 
 DeadLetterStore::DeadLetterStore(std::unique_ptr<PgConnection> conn) : conn_(std::move(conn)) {}
@@ -308,6 +314,7 @@ Result<BatchResult> DeadLetterStore::purge(const std::vector<std::int64_t>& ids)
     }
     std::sort(out.purged.begin(), out.purged.end());
     out.ids = out.purged;
+    notify_if_purged(txn, out);
     return out;
   });
 }
@@ -325,6 +332,7 @@ Result<BatchResult> DeadLetterStore::purge_next(const DeadLetterFilter& filter, 
       out.purged.push_back(r[0].as<std::int64_t>());
     }
     std::sort(out.purged.begin(), out.purged.end());
+    notify_if_purged(txn, out);
     return out;
   });
 }

@@ -120,9 +120,12 @@ constexpr const char* kRenewDeliveries =
     "UPDATE relay.delivery SET lease_until = now() + $2 * interval '1 millisecond' WHERE "
     "lease_owner = $1";
 
+// $2: rows due more than this many milliseconds ago were due when the last delivery claim ran and
+// it left them (blocked): they don't count. -1 before any claim: every row counts.
 constexpr const char* kNextDue = R"(
   SELECT (extract(epoch FROM least(
-            (SELECT min(next_attempt_at) FROM relay.delivery WHERE lease_until IS NULL AND subscription = ANY($1::text[])),
+            (SELECT min(next_attempt_at) FROM relay.delivery WHERE lease_until IS NULL AND subscription = ANY($1::text[])
+                AND ($2::bigint < 0 OR next_attempt_at > now() - $2::bigint * interval '1 millisecond')),
             (SELECT min(deliver_after) FROM relay.outbox WHERE deliver_after > now())) - now()) * 1000)::bigint)";
 
 std::chrono::system_clock::time_point from_micros(long long us) {
@@ -214,9 +217,10 @@ Result<std::vector<model::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit,
         out.push_back(std::move(c));
       }
       // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
-      std::sort(out.begin(), out.end(), [](const model::ClaimedEvent& a, const model::ClaimedEvent& b) {
-        return a.event.outbox_id < b.event.outbox_id;
-      });
+      std::sort(out.begin(), out.end(),
+                [](const model::ClaimedEvent& a, const model::ClaimedEvent& b) {
+                  return a.event.outbox_id < b.event.outbox_id;
+                });
       return out;
     });
   });
@@ -226,6 +230,7 @@ Result<std::vector<model::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit,
 Result<std::vector<model::ClaimedDelivery>> PgOutboxSource::claim_deliveries(
     int limit, const std::vector<std::string>& subscriptions) {
   const std::string names = name_array(subscriptions);
+  const auto started = std::chrono::steady_clock::now();
   auto result = with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
       auto rows =
@@ -242,13 +247,16 @@ Result<std::vector<model::ClaimedDelivery>> PgOutboxSource::claim_deliveries(
         d.event = read_event(row, row[4].as<std::int64_t>(), 5);
         out.push_back(std::move(d));
       }
-      std::sort(out.begin(), out.end(), [](const model::ClaimedDelivery& a, const model::ClaimedDelivery& b) {
-        return a.event.outbox_id < b.event.outbox_id;
-      });
+      std::sort(out.begin(), out.end(),
+                [](const model::ClaimedDelivery& a, const model::ClaimedDelivery& b) {
+                  return a.event.outbox_id < b.event.outbox_id;
+                });
       return out;
     });
   });
-  return in_doubt_if_injected(std::move(result), "claim_deliveries.ack_lost");
+  auto claimed = in_doubt_if_injected(std::move(result), "claim_deliveries.ack_lost");
+  if (claimed) last_delivery_claim_ = started;
+  return claimed;
 }
 
 Status PgOutboxSource::renew_leases() {
@@ -332,7 +340,13 @@ Status PgOutboxSource::unpark() {
 Result<std::optional<Millis>> PgOutboxSource::time_until_next_due() {
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) -> std::optional<Millis> {
-      auto rows = txn.exec_prepared("next_due", subscriptions_);
+      long long look_back = -1;
+      if (last_delivery_claim_) {
+        look_back = std::chrono::ceil<Millis>(std::chrono::steady_clock::now() -
+                                              *last_delivery_claim_ + kBlockedMargin)
+                        .count();
+      }
+      auto rows = txn.exec_prepared("next_due", subscriptions_, look_back);
       if (rows.empty() || rows[0][0].is_null()) return std::nullopt;
       return Millis(std::max<long long>(0, rows[0][0].as<long long>()));
     });

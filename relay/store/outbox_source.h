@@ -5,6 +5,7 @@
 // The same connection LISTENs for the outbox wake-up. Not thread-safe: one owner thread, except
 // wake().
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -38,6 +39,10 @@ class PgOutboxSource final : public model::WorkSource {
   // held ones are claimable (keys not busy elsewhere).
   static constexpr int kClaimWindowPerEvent = 2;
   static constexpr int kMinClaimWindow = 2000;
+  // time_until_next_due() ignores a relay.delivery row that was already due this long before the
+  // last claim_deliveries ran (the slack covers the gap between this process's clock and the
+  // database's now()): that claim left it, so it is blocked until an event announces otherwise.
+  static constexpr Millis kBlockedMargin{5};
   ~PgOutboxSource() override;
   PgOutboxSource(const PgOutboxSource&) = delete;
   PgOutboxSource& operator=(const PgOutboxSource&) = delete;
@@ -60,6 +65,9 @@ class PgOutboxSource final : public model::WorkSource {
   Status park(Millis ttl) override;
   // Deletes it: while relay is busy claiming, the app's commits pay no NOTIFY.
   Status unpark() override;
+  // Counts a due relay.delivery row only if it fell due after the last claim_deliveries (less
+  // kBlockedMargin): one that claim left behind waits for an event, not for the clock (see
+  // model::WorkSource::time_until_next_due). Before any claim, counts every row.
   Result<std::optional<Millis>> time_until_next_due() override;
   // Waits for a NOTIFY on the listening connection or a wake() (an eventfd).
   Result<bool> wait_for_work(Millis timeout) override;
@@ -82,6 +90,8 @@ class PgOutboxSource final : public model::WorkSource {
   std::unique_ptr<PgConnection> conn_;
   std::unique_ptr<OutboxListener> listener_;
   bool notified_ = false;
+  // When the last successful claim_deliveries started (taken just before its statement).
+  std::optional<std::chrono::steady_clock::time_point> last_delivery_claim_;
 };
 
 }  // namespace relay::store

@@ -196,6 +196,51 @@ TEST_CASE("on_dead_letter block holds a key's later events until the dead letter
   CHECK(got.at(2) == std::vector<int>{0, 1, 2, 3, 4});
 }
 
+// Issue 14: a key blocked behind a dead letter (on_dead_letter block) used to make an idle relay
+// claim every millisecond (its next-due time said "now" for the blocked row). Counted as the scans
+// of relay.delivery Postgres reports: a relay that spins does hundreds in the window below; an
+// idle one polls (source.poll_interval) four times. Statistics reach pg_stat_user_tables up to a
+// second late, so the window may also see the last scans of delivering the key's head (a few
+// dozen at most); a slower machine only scans less: a correct relay stays far below the bound.
+TEST_CASE("an idle relay with a key blocked behind a dead letter does not claim without pause",
+          "[integration][ordering]") {
+  auto db = TestDatabase::create();
+  FakeConsumer consumer{[&](const ReceivedRequest& r) {
+    auto body = nlohmann::json::parse(r.body);
+    return Reply{body["n"] == 0 ? 400 : 200};
+  }};
+  TestRelayConfig cfg;
+  cfg.poll_interval = "1s";
+  cfg.subscriptions = {{.name = "strict",
+                        .topics = {"*"},
+                        .endpoint = consumer.url(),
+                        .extra = "    on_dead_letter: block\n"}};
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  for (int n = 0; n < 3; ++n) {
+    db.value(
+        fmt::format("SELECT relay.publish('t', 'key-1', '{{\"k\":1,\"n\":{}}}'::jsonb)::text", n));
+  }
+  REQUIRE(wait_until(
+      [&] {
+        return db.count("relay.dead_letter") == 1 && db.count("relay.outbox") == 0 &&
+               db.count("relay.delivery WHERE lease_owner IS NULL") == 2;
+      },
+      60s));
+  auto scans = [&] {
+    return std::stoll(
+        db.value("SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+                 "WHERE schemaname = 'relay' AND relname = 'delivery'"));
+  };
+  const long long before = scans();
+  // Expected to time out (see above): 4 s of a correct idle relay is 4 polls, about 30 scans (a
+  // spinning one did some 200 per second in the Debug build).
+  constexpr long long kBound = 150;
+  const bool spun = wait_until([&] { return scans() - before > kBound; }, 4s);
+  INFO("relay.delivery scans in 4 s: " << scans() - before);
+  CHECK_FALSE(spun);
+  CHECK(db.count("relay.delivery") == 2);  // still blocked
+}
+
 TEST_CASE("on_dead_letter skip lets the next event of a key go after its head is dead-lettered",
           "[integration][ordering]") {
   auto db = TestDatabase::create();

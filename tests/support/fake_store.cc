@@ -132,6 +132,7 @@ Result<std::vector<model::ClaimedDelivery>> FakeStore::claim_deliveries(
   std::lock_guard lock(mu_);
   ++calls_.claim_deliveries;
   const auto now = clock_.now();
+  last_delivery_claim_ = now;
   std::vector<DeliveryRow*> due;
   for (auto& [id, d] : delivery_) {
     if (d.next_attempt_at > now) continue;
@@ -252,7 +253,12 @@ Result<std::optional<Millis>> FakeStore::time_until_next_due() {
   const auto now = clock_.now();
   std::optional<Clock::TimePoint> next;
   auto consider = [&](Clock::TimePoint t) { next = next ? std::min(*next, t) : t; };
+  // Rows due before the last delivery claim (less the margin) were left by it: blocked.
+  std::optional<Clock::TimePoint> counted_after;
+  if (last_delivery_claim_)
+    counted_after = now - ((now - *last_delivery_claim_) + store::PgOutboxSource::kBlockedMargin);
   for (const auto& [id, d] : delivery_) {
+    if (counted_after && d.next_attempt_at <= *counted_after) continue;
     if (!d.lease_until && contains(options_.subscriptions, d.subscription))
       consider(d.next_attempt_at);
   }
@@ -511,7 +517,9 @@ std::int64_t FakeStore::publish(const std::string& topic, std::optional<std::str
 
 bool FakeStore::drop_dead_letter(std::int64_t id) {
   std::lock_guard lock(mu_);
-  return dead_letter_.erase(id) == 1;
+  if (dead_letter_.erase(id) != 1) return false;
+  notify_locked();
+  return true;
 }
 
 FakeStore::Counts FakeStore::counts() const {

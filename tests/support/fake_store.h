@@ -13,6 +13,9 @@
 // - claim_deliveries: due, unleased rows of the named subscriptions; for per_key subscriptions
 //   only a (subscription, key)'s head, for `block` ones not behind an earlier dead letter; the
 //   first `limit` by (next_attempt_at, id), returned in outbox id order.
+// - time_until_next_due: the earliest unleased relay.delivery row of our subscriptions or future
+//   deliver_after; after a claim_deliveries, a row counts only if it fell due after that claim
+//   less PgOutboxSource::kBlockedMargin (one the claim left behind is blocked).
 // - record: what PgOutcomeStore::record writes for each PartOutcome kind, fenced by the lease
 //   owner (work this relay no longer holds changes nothing), including the behind-key hand-over
 //   (a deferred row queued behind its key is due at once if no predecessor is left) and the
@@ -135,8 +138,8 @@ class FakeStore final : public model::WorkSource, public model::OutcomeSink {
   // id (1, 2, 3, ... in publication order); its event_id is a UUID-shaped text made from the id.
   std::int64_t publish(const std::string& topic, std::optional<std::string> key,
                        std::string payload, PublishOptions options = {});
-  // Deletes a dead letter, as `relay dlq drop` does (a `block` key behind it may go on). Returns
-  // false if there is no such row.
+  // Deletes a dead letter, as `relay dlq drop` does (a `block` key behind it may go on), and wakes
+  // a waiting wait_for_work() as its NOTIFY does. Returns false if there is no such row.
   bool drop_dead_letter(std::int64_t id);
 
   struct Counts {
@@ -192,6 +195,7 @@ class FakeStore final : public model::WorkSource, public model::OutcomeSink {
   std::int64_t next_delivery_id_ = 1;                  // guarded by mu_
   std::int64_t next_dead_letter_id_ = 1;               // guarded by mu_
   int max_leased_ = 0;                                 // guarded by mu_
+  std::optional<Clock::TimePoint> last_delivery_claim_;  // guarded by mu_
   Calls calls_;                                        // guarded by mu_
   long long publishes_ = 0;                            // guarded by mu_
   bool woken_ = false;                  // guarded by mu_: a wake or publish not yet consumed
