@@ -19,18 +19,18 @@
 #include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
 #include "relay/http/http_server.h"
-#include "relay/pipeline/dispatch_stats.h"
-#include "relay/pipeline/pipeline.h"
 #include "relay/inbox/inbox_retention.h"
 #include "relay/inbox/inbox_service.h"
 #include "relay/inbox/inbox_stats.h"
 #include "relay/model/status_document.h"
 #include "relay/ops/ops_server.h"
+#include "relay/pipeline/dispatch_stats.h"
+#include "relay/pipeline/pipeline.h"
 #include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
+#include "relay/store/migrations.h"
 #include "relay/store/outbox_source.h"
 #include "relay/store/outcome_store.h"
-#include "relay/store/migrations.h"
 
 namespace relay::app {
 namespace {

@@ -18,7 +18,8 @@ Result<ListenAddress> parse_listen_address(std::string_view listen) {
   std::string_view port;
   if (!listen.empty() && listen.front() == '[') {
     const std::size_t close = listen.find(']');
-    if (close == std::string_view::npos) return bad("listen address has an unterminated IPv6 address");
+    if (close == std::string_view::npos)
+      return bad("listen address has an unterminated IPv6 address");
     host = listen.substr(1, close - 1);
     const std::string_view rest = listen.substr(close + 1);
     if (rest.empty() || rest.front() != ':')

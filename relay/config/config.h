@@ -68,15 +68,15 @@ struct TlsConfig {
 };
 
 struct SubscriptionConfig {
-  std::string name;                  // required, [a-z0-9_.-]+, unique
-  std::vector<std::string> topics;   // required, non-empty list of globs
-  Endpoint endpoint;                 // required, http:// or https:// URL (parsed by the loader)
+  std::string name;                 // required, [a-z0-9_.-]+, unique
+  std::vector<std::string> topics;  // required, non-empty list of globs
+  Endpoint endpoint;                // required, http:// or https:// URL (parsed by the loader)
   model::Format format = model::Format::kBinary;  // binary | cloudevents-json | protobuf
-  std::optional<BatchConfig> batch;  // absent: one event per request
-  TlsConfig tls;                     // used for https:// endpoints only
-  Millis timeout{5000};              // whole-request timeout, 1ms..10m
-  Millis connect_timeout{2000};      // TCP connect timeout, 1ms..1m
-  int max_in_flight = 64;            // concurrent requests to this endpoint, 1..4096
+  std::optional<BatchConfig> batch;               // absent: one event per request
+  TlsConfig tls;                                  // used for https:// endpoints only
+  Millis timeout{5000};                           // whole-request timeout, 1ms..10m
+  Millis connect_timeout{2000};                   // TCP connect timeout, 1ms..1m
+  int max_in_flight = 64;                         // concurrent requests to this endpoint, 1..4096
   RetryConfig retry;
   // Key "signing_secret": one string or a list (rotation: one signature per secret, in this order).
   // Each is "whsec_<base64>" or raw. Empty = unsigned (a single empty string also means unsigned).
@@ -85,7 +85,7 @@ struct SubscriptionConfig {
   // never relay's own headers; values have no CR/LF/NUL. Values may be secrets: never log them.
   std::vector<std::pair<std::string, std::string>> headers;
   std::int64_t max_response_bytes = 4096;  // response body kept for the dead letter, 0..1MiB
-  model::Ordering ordering = model::Ordering::kPerKey;           // per_key | none
+  model::Ordering ordering = model::Ordering::kPerKey;              // per_key | none
   model::OnDeadLetter on_dead_letter = model::OnDeadLetter::kSkip;  // skip | block
   CircuitBreakerConfig circuit_breaker;
   std::optional<RateLimitConfig> rate_limit;  // absent: unlimited

@@ -72,5 +72,4 @@ class CircuitBreaker {
   TransitionFn on_transition_;
 };
 
-
 }  // namespace relay::delivery

@@ -12,7 +12,8 @@ namespace relay::delivery {
 namespace {
 
 // Retry-After values are clamped to this before any arithmetic, so a hostile or buggy consumer
-// cannot overflow a deadline; the retry policy caps the result by max_backoff (pipeline/retry_policy.h).
+// cannot overflow a deadline; the retry policy caps the result by max_backoff
+// (pipeline/retry_policy.h).
 constexpr std::int64_t kMaxRetryAfterSeconds = 100LL * 365 * 86'400;
 
 std::string_view trim(std::string_view s) {

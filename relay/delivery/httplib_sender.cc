@@ -389,7 +389,8 @@ DeliveryOutcome HttplibSender::post(OutgoingRequest out) {
     outcome.response_snippet = std::move(snippet);
     if (res.has_header("Retry-After")) {
       // The retry policy caps it by max_backoff (pipeline/retry_policy.h).
-      outcome.retry_after = parse_retry_after(res.get_header_value("Retry-After"), clock_.wall_now());
+      outcome.retry_after =
+          parse_retry_after(res.get_header_value("Retry-After"), clock_.wall_now());
     }
     return outcome;
   } catch (const std::bad_alloc&) {

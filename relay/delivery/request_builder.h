@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "relay/common/event.h"
-#include "relay/model/modes.h"
 #include "relay/delivery/sender.h"
 #include "relay/delivery/signer.h"
+#include "relay/model/modes.h"
 
 namespace relay::delivery {
 

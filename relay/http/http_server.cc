@@ -149,7 +149,7 @@ class HttpServer::Impl {
     int fd = -1;
     std::string peer;
     ConnState state = ConnState::kReading;
-    std::string in;  // received, not yet consumed
+    std::string in;              // received, not yet consumed
     RequestParser parser;        // resumes over `in` as it grows
     bool head_complete = false;  // `in` holds a whole accepted head; its body is arriving
     TimePoint idle_deadline{};
@@ -208,10 +208,10 @@ class HttpServer::Impl {
       const HttpResponse response = call_handler(job.request);
       // Once stopping, the I/O thread closes every connection after its response: say so.
       job.framing.close = job.framing.close || stop_source_.stop_requested();
-      Completion done{
-          .conn_id = job.conn_id,
-          .bytes = serialize_response(response, job.framing, format_http_date(clock_.wall_now()), log_),
-          .close = job.framing.close};
+      Completion done{.conn_id = job.conn_id,
+                      .bytes = serialize_response(response, job.framing,
+                                                  format_http_date(clock_.wall_now()), log_),
+                      .close = job.framing.close};
       {
         std::lock_guard lock(completions_mu_);
         completions_.push_back(std::move(done));
@@ -225,10 +225,10 @@ class HttpServer::Impl {
       return handler_(request);
     } catch (const std::exception& e) {
       log_.error(fmt::format("{} request handler threw; answered 500", name_),
-                     {{"path", std::string(request.path())}, {"error", e.what()}});
+                 {{"path", std::string(request.path())}, {"error", e.what()}});
     } catch (...) {
       log_.error(fmt::format("{} request handler threw a non-exception; answered 500", name_),
-                     {{"path", std::string(request.path())}});
+                 {{"path", std::string(request.path())}});
     }
     ++stats_.handler_errors;
     return HttpResponse{.status = 500,
@@ -435,8 +435,8 @@ class HttpServer::Impl {
         // Best effort: one non-blocking send, then close. Holding the socket to linger would
         // exceed the very bound being enforced.
         ++stats_.connections_rejected;
-        const std::string bytes =
-            serialize_response(busy_response("too many open connections"), {.close = true}, "", log_);
+        const std::string bytes = serialize_response(busy_response("too many open connections"),
+                                                     {.close = true}, "", log_);
         [[maybe_unused]] ssize_t n =
             ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         ::close(fd);
@@ -603,8 +603,10 @@ class HttpServer::Impl {
     HttpResponse response{.status = error.status,
                           .headers = {{"Content-Type", "text/plain; charset=utf-8"}},
                           .body = error.reason + "\n"};
-    start_write(conn, serialize_response(response, {.close = true}, format_http_date(clock_.wall_now()), log_),
-                /*close=*/true, now);
+    start_write(
+        conn,
+        serialize_response(response, {.close = true}, format_http_date(clock_.wall_now()), log_),
+        /*close=*/true, now);
   }
 
   void start_write(Connection& conn, std::string bytes, bool close, TimePoint now) {
@@ -742,8 +744,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& listen,
   if (wake_fd < 0) {
     return Error{ErrorCode::kUnavailable, fmt::format("eventfd failed: {}", errno_text(errno))};
   }
-  auto impl =
-      std::make_unique<Impl>(limits, std::move(handler), clock, std::move(*listener), wake_fd, name);
+  auto impl = std::make_unique<Impl>(limits, std::move(handler), clock, std::move(*listener),
+                                     wake_fd, name);
   impl->run();
   impl->logger().info(fmt::format("{} http listening", name),
                       {{"listen", listen}, {"port", std::to_string(impl->port())}});

@@ -145,7 +145,8 @@ ParseResult RequestParser::parse(std::string_view in) {
 }
 
 // Parses `head` (lines ending in CRLF, without the final empty line) and applies the framing rules.
-std::variant<RequestParser::Head, ParseError> RequestParser::parse_head(std::string_view head) const {
+std::variant<RequestParser::Head, ParseError> RequestParser::parse_head(
+    std::string_view head) const {
   Head parsed;
   HttpRequest& request = parsed.request;
   const std::size_t first_eol = head.find("\r\n");

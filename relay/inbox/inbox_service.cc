@@ -75,7 +75,7 @@ http::HttpServerLimits InboxService::server_limits(const config::Config& config)
 }
 
 http::HttpResponse InboxService::reject(const std::string& source, int status, const char* reason,
-                                  std::string message) {
+                                        std::string message) {
   stats_.rejected(source, reason);
   http::HttpResponse r = text_response(status, std::move(message));
   if (status == 405) r.headers.emplace_back("Allow", "POST");

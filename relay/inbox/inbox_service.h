@@ -68,7 +68,7 @@ class InboxService {
                std::function<void()> on_push_stored);
 
   http::HttpResponse reject(const std::string& source, int status, const char* reason,
-                      std::string message);
+                            std::string message);
 
   const std::map<std::string, Source> sources_;
   const std::int64_t max_payload_bytes_;

@@ -92,8 +92,7 @@ std::vector<model::PartOutcome> Attempt::run(std::span<const Task> tasks,
   if (admission == delivery::CircuitBreaker::Admission::kRejected) {
     // The endpoint is resting: no request, no attempt spent. Come back when it may be probed.
     sub_.note_deferred(static_cast<long long>(tasks.size()));
-    return settle_all(tasks,
-                      deferred(sub_.breaker().time_until_probe(), "circuit breaker open"));
+    return settle_all(tasks, deferred(sub_.breaker().time_until_probe(), "circuit breaker open"));
   }
   if (delivery::RateLimiter* limiter = sub_.limiter()) {
     // One token per event: a batch is no way around the subscription's event rate.

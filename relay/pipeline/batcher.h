@@ -48,8 +48,8 @@ class Batcher {
   };
   // Takes the next batch from `queue`. `may_send(task)` is asked of every task taken: false means
   // the caller settled it without a request, and it joins no batch. `may_linger()` false stops the
-  // wait for more (shutdown, or nothing more can come). Returns nullopt once the queue is closed and
-  // drained, or on `stop`.
+  // wait for more (shutdown, or nothing more can come). Returns nullopt once the queue is closed
+  // and drained, or on `stop`.
   std::optional<Batch> next(BoundedQueue<Task>& queue, LaneBell& bell,
                             const std::function<bool(const Task&)>& may_send,
                             const std::function<bool()>& may_linger, std::stop_token stop,

@@ -131,7 +131,8 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
     for (std::string_view st : model::kBreakerStateNames)
       breaker_transitions_.Add({{"subscription", name}, {"to", std::string(st)}});
     for (model::DeadLetterReason r : kReasons)
-      dead_letters_created_.Add({{"subscription", name}, {"reason", std::string(model::name_of(r))}});
+      dead_letters_created_.Add(
+          {{"subscription", name}, {"reason", std::string(model::name_of(r))}});
     s.dead_letters = &dead_letters_.Add({{"subscription", name}});
     for (int i = 0; i < 3; ++i)
       s.batches[i] = &batches_.Add({{"subscription", name}, {"closed_by", kBatchCloses[i]}});
@@ -170,7 +171,8 @@ void DispatchStats::outcome(const std::string& subscription, Outcome outcome) {
 void DispatchStats::dead_letter_created(const std::string& subscription,
                                         model::DeadLetterReason reason) {
   // Reasons are relay's own constants; subscriptions come from the config (or "(none)").
-  dead_letters_created_.Add({{"subscription", subscription}, {"reason", std::string(model::name_of(reason))}})
+  dead_letters_created_
+      .Add({{"subscription", subscription}, {"reason", std::string(model::name_of(reason))}})
       .Increment();
 }
 
@@ -223,7 +225,8 @@ void DispatchStats::breaker_transition(const std::string& subscription,
   Sub* s = find(subscription);
   if (s == nullptr) return;
   s->breaker_state->Set(state_value(to));
-  breaker_transitions_.Add({{"subscription", subscription}, {"to", std::string(model::name_of(to))}})
+  breaker_transitions_
+      .Add({{"subscription", subscription}, {"to", std::string(model::name_of(to))}})
       .Increment();
 }
 

@@ -21,9 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "relay/model/dead_letter_reason.h"
 #include "relay/delivery/circuit_breaker.h"
 #include "relay/delivery/outcome.h"
+#include "relay/model/dead_letter_reason.h"
 
 namespace relay::pipeline {
 

@@ -1,12 +1,12 @@
 #pragma once
 // Pipeline: relay's delivery path, wired from one stage per file.
 //
-//   WorkSource ──claim──▶ Claimer ──▶ Router ──▶ Lane queue ──▶ Lane ─(Batcher)─▶ Attempt ──▶ HttpSender
-//   (model/)     (claimer.h)  │      (router.h)  (one per key      (lane.h)         (attempt.h:
-//       ▲                     │       topic match,  hash, max_in_     KeyOrder          breaker, rate
-//       │ wake()              │       fan-out       flight per sub)   (key_order.h)     limit, retry
-//       │                     ▼                                                         decision)
-//       └── InFlightCredit ◀── Recorder ◀──────────── results queue ◀───────────────────────┘
+//   WorkSource ──claim──▶ Claimer ──▶ Router ──▶ Lane queue ──▶ Lane ─(Batcher)─▶ Attempt ──▶
+//   HttpSender (model/)     (claimer.h)  │      (router.h)  (one per key      (lane.h) (attempt.h:
+//       ▲                     │       topic match,  hash, max_in_     KeyOrder          breaker,
+//       rate │ wake()              │       fan-out       flight per sub)   (key_order.h)     limit,
+//       retry │                     ▼ decision) └── InFlightCredit ◀── Recorder ◀────────────
+//       results queue ◀───────────────────────┘
 //           (in_flight_credit.h) (recorder.h) ──record──▶ OutcomeSink (model/)
 //
 // The claimer takes credit for every item it claims; the recorder gives it back once the item's
@@ -88,8 +88,8 @@ class Pipeline {
   const std::string& owner() const { return owner_; }
 
  private:
-  Pipeline(const config::Config& config, std::string owner, Clock& clock,
-           model::WorkSource& source, DispatchStats& stats);
+  Pipeline(const config::Config& config, std::string owner, Clock& clock, model::WorkSource& source,
+           DispatchStats& stats);
   // Hands a result to the recorder. Its queue has room for every part in flight: never blocks long.
   void record(TaskResult&& result);
 

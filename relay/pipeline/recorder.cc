@@ -92,8 +92,8 @@ bool Recorder::write(const model::OutcomeBatch& batch, std::stop_token stop) {
     if (db_failures_ == 0) log_.warn("cannot record outcomes", {{"error", r.error().message}});
     stats_.database_error("record");
     ++db_failures_;
-    const Millis delay =
-        backoff_ceiling({.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, db_failures_);
+    const Millis delay = backoff_ceiling(
+        {.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, db_failures_);
     if (!clock_.sleep_until(clock_.now() + delay, stop)) {
       gave_up_ = true;
       log_.error(

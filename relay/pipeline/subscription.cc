@@ -13,8 +13,9 @@ Subscription::Subscription(const config::SubscriptionConfig& config, Clock& cloc
       clock_(clock),
       stats_(stats),
       breaker_(std::make_unique<delivery::CircuitBreaker>(config.circuit_breaker, clock)),
-      limiter_(config.rate_limit ? std::make_unique<delivery::RateLimiter>(*config.rate_limit, clock)
-                                 : nullptr),
+      limiter_(config.rate_limit
+                   ? std::make_unique<delivery::RateLimiter>(*config.rate_limit, clock)
+                   : nullptr),
       batched_(config.batch.has_value() && model::can_batch(config.format)) {
   // Runs under the breaker's lock.
   breaker_->set_on_transition([this](delivery::CircuitBreaker::State from,

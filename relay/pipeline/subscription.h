@@ -1,7 +1,7 @@
 #pragma once
-// Subscription: what the lanes of one subscription share: its config, circuit breaker, rate limiter,
-// and the counters behind /status and the breaker log lines. Thread-safe (atomics; the breaker and
-// limiter lock themselves), except where a member says which thread owns it.
+// Subscription: what the lanes of one subscription share: its config, circuit breaker, rate
+// limiter, and the counters behind /status and the breaker log lines. Thread-safe (atomics; the
+// breaker and limiter lock themselves), except where a member says which thread owns it.
 
 #include <atomic>
 #include <memory>

@@ -13,8 +13,8 @@ namespace {
 // concurrent insert of the same id waits for the first to commit and then counts as a duplicate,
 // so a duplicate is never acknowledged before its original is durable.
 // A keyed event whose (subscription, key) already has a pending delivery queues behind it with a
-// far next_attempt_at (the outcome sink promotes it when its predecessor leaves); otherwise it is due
-// now (`pred` below closes the hand-over's race). Its per-key order number (outbox_id) is the
+// far next_attempt_at (the outcome sink promotes it when its predecessor leaves); otherwise it is
+// due now (`pred` below closes the hand-over's race). Its per-key order number (outbox_id) is the
 // inbox row's seq.
 constexpr const char* kInsert = R"(
   WITH ins AS (

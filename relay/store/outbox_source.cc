@@ -313,6 +313,10 @@ Status PgOutboxSource::release_all() {
           "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
           owner_);
       txn.exec_params("DELETE FROM relay.parked WHERE owner = $1", owner_);
+      // What this relay gives back is due at once, but an idle relay does not count rows that were
+      // due before its last claim (time_until_next_due): wake them rather than leave it to their
+      // poll.
+      txn.exec("SELECT pg_notify('relay_outbox', '')");
     });
   });
 }

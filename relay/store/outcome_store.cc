@@ -169,8 +169,8 @@ Status PgOutcomeStore::record(const model::OutcomeBatch& batch) {
           }
           case model::PartOutcome::Kind::kDeadLetter:
             txn.exec_prepared("outbox_to_dead_letter", o.outbox_id, p.subscription,
-                              std::string(model::name_of(p.reason)),
-                              p.attempts, status, error, response, owner_);
+                              std::string(model::name_of(p.reason)), p.attempts, status, error,
+                              response, owner_);
             break;
         }
       }
@@ -198,10 +198,9 @@ Status PgOutcomeStore::record(const model::OutcomeBatch& batch) {
                             owner_);
           break;
         case model::PartOutcome::Kind::kDeadLetter:
-          for (const auto& row :
-               txn.exec_prepared("delivery_to_dead_letter", d.delivery_id,
-                              std::string(model::name_of(p.reason)), p.attempts,
-                                 status, error, response, owner_)) {
+          for (const auto& row : txn.exec_prepared("delivery_to_dead_letter", d.delivery_id,
+                                                   std::string(model::name_of(p.reason)),
+                                                   p.attempts, status, error, response, owner_)) {
             if (!row[1].is_null())
               blocked_keys.emplace(row[0].as<std::string>(), row[1].as<std::string>());
           }

@@ -19,7 +19,8 @@ target_compile_options(text_helpers_fuzz PRIVATE -fsanitize=fuzzer)
 target_link_options(text_helpers_fuzz PRIVATE -fsanitize=fuzzer)
 target_link_libraries(text_helpers_fuzz PRIVATE relay_fuzz_common)
 
-add_library(relay_fuzz_model STATIC ${RELAY_ROOT}/relay/model/status_document.cc)
+add_library(relay_fuzz_model STATIC ${RELAY_ROOT}/relay/model/status_document.cc
+  ${RELAY_ROOT}/relay/model/modes.cc)
 target_compile_options(relay_fuzz_model PRIVATE -fsanitize=fuzzer-no-link)
 target_link_libraries(relay_fuzz_model PUBLIC relay_fuzz_common nlohmann_json::nlohmann_json)
 

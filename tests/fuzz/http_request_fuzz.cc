@@ -1,5 +1,6 @@
-// libFuzzer target for the HTTP request parser (relay/http/request_parser.h). Beyond "no crash" (and
-// no ASan/UBSan report), it checks properties of every input, under roomy and under tight limits:
+// libFuzzer target for the HTTP request parser (relay/http/request_parser.h). Beyond "no crash"
+// (and no ASan/UBSan report), it checks properties of every input, under roomy and under tight
+// limits:
 //  - a complete request took no more bytes than were given, and within every bound;
 //  - re-parsing exactly the consumed bytes gives the same request;
 //  - a decided answer (complete or error) does not change when more bytes are appended;
@@ -27,12 +28,12 @@ using relay::http::ParseResult;
 using relay::http::RequestLimits;
 using relay::http::RequestParser;
 
-#define FUZZ_CHECK(cond)                                                               \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
+#define FUZZ_CHECK(cond)                                                                \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
       std::fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                    \
-    }                                                                                  \
+      std::abort();                                                                     \
+    }                                                                                   \
   } while (false)
 
 bool same(const ParseResult& a, const ParseResult& b) {

@@ -99,8 +99,12 @@ TEST_CASE("rate_limit spaces requests to a subscription", "[integration][breaker
   publish(db, "t", 21);
   REQUIRE(wait_until([&] { return consumer.count() == 21; }, 60s));
   const auto r = consumer.requests();
-  // 21 requests at 20/s with a burst of 1: the first is free, the other 20 take >= 1s in all.
-  CHECK(r.back().received_at - r.front().received_at >= 950ms);
+  // 21 requests at 20/s with a burst of 1: the first is free, the other 20 take >= 1s in all to be
+  // sent. Receipts carry the network's jitter on top (each of the 64 lanes connects on its first
+  // request; under the sanitizers and a loaded machine that took up to 90 ms), so the check leaves
+  // it 200 ms: without the limit the 21 arrive within a few ms. The exact rate is unit-tested with
+  // a manual clock (rate_limiter_test, and the pipeline's flow_control_test).
+  CHECK(r.back().received_at - r.front().received_at >= 800ms);
 }
 
 TEST_CASE(

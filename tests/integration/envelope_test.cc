@@ -283,8 +283,8 @@ TEST_CASE("batch bodies decode with protoc --decode relay.v1.EventBatch and as C
   };
 
   SECTION("protobuf") {
-    const auto req = relay::delivery::build_batch_request(
-        items, now, context(relay::model::Format::kProtobuf));
+    const auto req =
+        relay::delivery::build_batch_request(items, now, context(relay::model::Format::kProtobuf));
     CHECK(header_of(req, "webhook-signature") ==
           expected_signature(header_of(req, "webhook-id"), "1700000000", req.body));
     const auto out = protoc("relay.v1.EventBatch", req.body);

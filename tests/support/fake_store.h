@@ -188,16 +188,16 @@ class FakeStore final : public model::WorkSource, public model::OutcomeSink {
   const FakeStoreOptions options_;
 
   mutable std::mutex mu_;
-  std::map<std::int64_t, OutboxRow> outbox_;           // guarded by mu_
-  std::map<std::int64_t, DeliveryRow> delivery_;       // guarded by mu_
-  std::map<std::int64_t, DeadLetterRow> dead_letter_;  // guarded by mu_
-  std::int64_t next_outbox_id_ = 1;                    // guarded by mu_
-  std::int64_t next_delivery_id_ = 1;                  // guarded by mu_
-  std::int64_t next_dead_letter_id_ = 1;               // guarded by mu_
-  int max_leased_ = 0;                                 // guarded by mu_
+  std::map<std::int64_t, OutboxRow> outbox_;             // guarded by mu_
+  std::map<std::int64_t, DeliveryRow> delivery_;         // guarded by mu_
+  std::map<std::int64_t, DeadLetterRow> dead_letter_;    // guarded by mu_
+  std::int64_t next_outbox_id_ = 1;                      // guarded by mu_
+  std::int64_t next_delivery_id_ = 1;                    // guarded by mu_
+  std::int64_t next_dead_letter_id_ = 1;                 // guarded by mu_
+  int max_leased_ = 0;                                   // guarded by mu_
   std::optional<Clock::TimePoint> last_delivery_claim_;  // guarded by mu_
-  Calls calls_;                                        // guarded by mu_
-  long long publishes_ = 0;                            // guarded by mu_
+  Calls calls_;                                          // guarded by mu_
+  long long publishes_ = 0;                              // guarded by mu_
   bool woken_ = false;                  // guarded by mu_: a wake or publish not yet consumed
   std::stop_source* waiter_ = nullptr;  // guarded by mu_: the wait_for_work in progress
 };

@@ -17,10 +17,10 @@ using relay::Event;
 using relay::delivery::BatchItem;
 using relay::delivery::build_batch_request;
 using relay::delivery::build_request;
-using relay::model::Format;
 using relay::delivery::OutgoingRequest;
 using relay::delivery::RequestContext;
 using relay::delivery::Signer;
+using relay::model::Format;
 
 namespace {
 

@@ -331,8 +331,7 @@ TEST_CASE("HEAD gets the headers of the response but no body", "[http]") {
   CHECK(next->body == "GET /after ");
 }
 
-TEST_CASE("a Content-Length over max_body_bytes gets 413 before the body is read",
-          "[http]") {
+TEST_CASE("a Content-Length over max_body_bytes gets 413 before the body is read", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.max_body_bytes = 16});
   RawClient client(server->port());
@@ -524,8 +523,7 @@ TEST_CASE("a handler that throws gets 500 and the connection stays usable", "[ht
   CHECK(server->stats().handler_errors == 1);
 }
 
-TEST_CASE("invalid statuses and server-managed headers from the handler are not sent",
-          "[http]") {
+TEST_CASE("invalid statuses and server-managed headers from the handler are not sent", "[http]") {
   auto handler = [](const HttpRequest& r) {
     return HttpResponse{.status = r.target == "/bad" ? 42 : 200,
                         .headers = {{"Content-Length", "999"},
@@ -549,8 +547,7 @@ TEST_CASE("invalid statuses and server-managed headers from the handler are not 
   CHECK(bad->status == 500);
 }
 
-TEST_CASE("a connection that sends nothing is closed silently after idle_timeout",
-          "[http]") {
+TEST_CASE("a connection that sends nothing is closed silently after idle_timeout", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.idle_timeout = 200ms});
   RawClient client(server->port());
@@ -572,8 +569,7 @@ TEST_CASE("a body that does not arrive within read_timeout gets 408", "[http]") 
   CHECK(server->stats().body_timeouts == 1);
 }
 
-TEST_CASE("a client that does not read its response is closed after write_timeout",
-          "[http]") {
+TEST_CASE("a client that does not read its response is closed after write_timeout", "[http]") {
   auto handler = [](const HttpRequest&) {
     return HttpResponse{.status = 200, .headers = {}, .body = std::string(64 << 20, 'r')};
   };
@@ -660,8 +656,7 @@ TEST_CASE("when the workers are busy and the queue is full a request gets 503 wi
   CHECK(r2->body == "/second");
 }
 
-TEST_CASE("with max_queued_connections 0 a request waits only for an idle worker",
-          "[http]") {
+TEST_CASE("with max_queued_connections 0 a request waits only for an idle worker", "[http]") {
   GatedHandler handler;
   auto server = start_server(handler, {.workers = 1, .max_queued_connections = 0});
   RawClient first(server->port());
@@ -790,8 +785,7 @@ class FdBudget {
   bool ok_ = false;
 };
 
-TEST_CASE("when accept runs out of descriptors the longest-idle connection makes room",
-          "[http]") {
+TEST_CASE("when accept runs out of descriptors the longest-idle connection makes room", "[http]") {
   EchoHandler handler;
   auto server = start_server(handler, {.idle_timeout = 10min});  // max_connections 1024: far off
   auto idle = connect_idle(*server, 3, 3);
@@ -856,8 +850,7 @@ TEST_CASE("when every connection is busy a new one gets 503 at accept and none i
   CHECK(ok_handled->status == 200);
 }
 
-TEST_CASE("stop() with a handler running and clients connected returns and closes them",
-          "[http]") {
+TEST_CASE("stop() with a handler running and clients connected returns and closes them", "[http]") {
   GatedHandler handler;  // never opened: it returns only because the stop token fires
   auto server = start_server(handler, {.workers = 2});
   RawClient busy(server->port());

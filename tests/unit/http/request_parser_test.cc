@@ -245,7 +245,8 @@ TEST_CASE("versions, transfer codings and expectations get 505, 411 and 417", "[
   CHECK(te.reason == "Transfer-Encoding is not supported; send the body with Content-Length");
   CHECK(status_of("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n"
                   "Content-Length: 1\r\n\r\nx") == 411);
-  const ParseError ex = error(parse_request("POST / HTTP/1.1\r\nHost: t\r\nExpect: tea\r\n\r\n", {}));
+  const ParseError ex =
+      error(parse_request("POST / HTTP/1.1\r\nHost: t\r\nExpect: tea\r\n\r\n", {}));
   CHECK(ex.status == 417);
   CHECK(ex.reason == "only \"Expect: 100-continue\" is supported");
 }

@@ -11,7 +11,6 @@
 #include <string>
 #include <tuple>
 
-
 using relay::ErrorCode;
 using relay::http::HttpRequest;
 using relay::http::HttpResponse;

@@ -82,12 +82,12 @@ TEST_CASE(
 }
 
 // Per-key order broke (found by this test; pipeline/row_assembler.h fixes it) when the earlier
-// event's outbox row was recorded after the later one's. Steps: events 1 (x.slow) and 2 (x.fast) of key k; subscription a gets both, b
-// only event 1. a's first try of 1 fails (503): 1 must be retried before 2 goes to a, so 2 is
-// deferred behind its key. b holds 1 (the gate), so row 1's outcome, which waits for all its
-// parts, is not recorded yet. Had row 2's been recorded then, its relay.delivery row for a would
-// have found no earlier row of the key in relay.delivery (1 is still in relay.outbox), been made
-// due at once by due_if_first, and reached a before 1.
+// event's outbox row was recorded after the later one's. Steps: events 1 (x.slow) and 2 (x.fast) of
+// key k; subscription a gets both, b only event 1. a's first try of 1 fails (503): 1 must be
+// retried before 2 goes to a, so 2 is deferred behind its key. b holds 1 (the gate), so row 1's
+// outcome, which waits for all its parts, is not recorded yet. Had row 2's been recorded then, its
+// relay.delivery row for a would have found no earlier row of the key in relay.delivery (1 is still
+// in relay.outbox), been made due at once by due_if_first, and reached a before 1.
 TEST_CASE(
     "a later event of a key does not overtake an earlier one whose outbox row is not yet "
     "recorded",
