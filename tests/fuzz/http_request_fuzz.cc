@@ -17,6 +17,7 @@
 
 #include "relay/common/http_header.h"
 #include "relay/http/request_parser.h"
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
@@ -27,14 +28,6 @@ using relay::http::ParseError;
 using relay::http::ParseResult;
 using relay::http::RequestLimits;
 using relay::http::RequestParser;
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (false)
 
 bool same(const ParseResult& a, const ParseResult& b) {
   if (a.index() != b.index()) return false;

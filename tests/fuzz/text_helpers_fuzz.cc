@@ -23,14 +23,7 @@
 #include "relay/common/endpoint.h"
 #include "relay/common/time_format.h"
 #include "relay/common/utf8.h"
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (false)
+#include "tests/fuzz/fuzz_check.h"
 
 namespace {
 
