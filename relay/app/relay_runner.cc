@@ -124,16 +124,7 @@ std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
   doc.owner = st.owner;
   doc.ready = st.database_ok;
   doc.state = "running";
-  for (const auto& s : st.subscriptions) {
-    doc.subscriptions.push_back({.name = s.name,
-                                 .in_flight = s.in_flight,
-                                 .breaker = {.state = s.breaker.state,
-                                             .consecutive_failures = s.breaker.consecutive_failures,
-                                             .trips = s.breaker.trips,
-                                             .open_for_ms = s.breaker.open_for.count(),
-                                             .reopens_in_ms = s.breaker.reopens_in.count()},
-                                 .rate_tokens_available = s.rate_tokens});
-  }
+  doc.subscriptions = st.subscriptions;
   return model::to_json(doc);
 }
 

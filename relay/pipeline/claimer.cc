@@ -2,29 +2,26 @@
 
 #include <algorithm>
 
-#include "relay/common/backoff.h"
+#include "relay/pipeline/database_outage.h"
 
 namespace relay::pipeline {
 
 Claimer::Claimer(const config::SourceConfig& config, Clock& clock, model::WorkSource& source,
-                 InFlightCredit& credit, HeldClaims& held, Router& router,
+                 InFlightCredit& credit, Router& router,
                  const std::vector<std::unique_ptr<Subscription>>& subscriptions,
                  DispatchStats& stats, PipelineCounters& counters)
     : config_(config),
       clock_(clock),
       source_(source),
       credit_(credit),
-      held_(held),
       router_(router),
       subscriptions_(subscriptions),
       stats_(stats),
       counters_(counters) {}
 
-// Waits out a database outage: 100ms doubling to 5s. Returns false on stop.
+// Waits out a database outage (database_outage.h). Returns false on stop.
 bool Claimer::wait_backoff(int failures, std::stop_token stop) {
-  const Millis delay =
-      backoff_ceiling({.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, failures);
-  return clock_.sleep_until(clock_.now() + delay, stop);
+  return clock_.sleep_until(clock_.now() + database_retry_delay(failures), stop);
 }
 
 std::vector<std::string> Claimer::sendable_subscriptions(Millis& next_probe) const {
@@ -89,7 +86,7 @@ void Claimer::run(std::stop_token stop) {
 
   while (!stop.stop_requested()) {
     if (claim_in_doubt) {
-      const HeldClaims::Snapshot held = held_.snapshot();
+      const InFlightCredit::Held held = credit_.held();
       auto released = source_.release_unheld(held.outbox, held.deliveries);
       if (!released) {
         if (!on_db_error(released.error(), "release after an in-doubt claim")) break;
@@ -128,9 +125,10 @@ void Claimer::run(std::stop_token stop) {
       }
       // The source's next-due time leaves out rows this claim left behind: claim the rest now.
       full = static_cast<int>(due->size()) == due_limit;
-      for (const auto& d : *due) held_.add_delivery(d.delivery_id);
+      std::vector<std::int64_t> delivery_ids;
+      for (const auto& d : *due) delivery_ids.push_back(d.delivery_id);
+      credit_.take({}, delivery_ids);
       found += static_cast<int>(due->size());
-      credit_.take(static_cast<int>(due->size()));
       for (auto& d : *due) router_.route(std::move(d), claim_seq_);
 
       if (credit_.room() > 0) {
@@ -140,9 +138,10 @@ void Claimer::run(std::stop_token stop) {
           if (!on_claim_error(events.error())) break;
           continue;
         }
-        for (const auto& e : *events) held_.add_outbox(e.event.outbox_id);
+        std::vector<std::int64_t> outbox_ids;
+        for (const auto& e : *events) outbox_ids.push_back(e.event.outbox_id);
+        credit_.take(outbox_ids, {});
         found += static_cast<int>(events->size());
-        credit_.take(static_cast<int>(events->size()));
         full = full || static_cast<int>(events->size()) == want;
         for (auto& e : *events) router_.route(std::move(e), claim_seq_);
       }

@@ -23,7 +23,6 @@
 #include "relay/model/work_source.h"
 #include "relay/pipeline/counters.h"
 #include "relay/pipeline/dispatch_stats.h"
-#include "relay/pipeline/held_claims.h"
 #include "relay/pipeline/in_flight_credit.h"
 #include "relay/pipeline/router.h"
 #include "relay/pipeline/subscription.h"
@@ -34,7 +33,7 @@ class Claimer {
  public:
   // Everything must outlive it.
   Claimer(const config::SourceConfig& config, Clock& clock, model::WorkSource& source,
-          InFlightCredit& credit, HeldClaims& held, Router& router,
+          InFlightCredit& credit, Router& router,
           const std::vector<std::unique_ptr<Subscription>>& subscriptions, DispatchStats& stats,
           PipelineCounters& counters);
 
@@ -59,7 +58,6 @@ class Claimer {
   Clock& clock_;
   model::WorkSource& source_;
   InFlightCredit& credit_;
-  HeldClaims& held_;
   Router& router_;
   const std::vector<std::unique_ptr<Subscription>>& subscriptions_;
   DispatchStats& stats_;

@@ -39,11 +39,11 @@ Result<std::unique_ptr<Pipeline>> Pipeline::create(const config::Config& config,
   Pipeline* self = p.get();
   auto record = [self](TaskResult&& r) { self->record(std::move(r)); };
   p->router_ = std::make_unique<Router>(p->config_.subscriptions, p->subscriptions_, record);
-  p->claimer_ = std::make_unique<Claimer>(p->config_.source, clock, source, p->credit_, p->held_,
-                                          *p->router_, p->subscriptions_, stats, p->counters_);
+  p->claimer_ = std::make_unique<Claimer>(p->config_.source, clock, source, p->credit_, *p->router_,
+                                          p->subscriptions_, stats, p->counters_);
   p->recorder_ = std::make_unique<Recorder>(
-      sink, p->results_, p->held_, p->credit_, p->counters_, stats, clock,
-      [self] { self->source_.wake(); }, [self] { return self->claimer_->parked(); });
+      sink, p->results_, p->credit_, p->counters_, stats, clock, [self] { self->source_.wake(); },
+      [self] { return self->claimer_->parked(); });
   return p;
 }
 

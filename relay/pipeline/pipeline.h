@@ -35,7 +35,6 @@
 #include "relay/pipeline/claimer.h"
 #include "relay/pipeline/dispatch_stats.h"
 #include "relay/pipeline/drain.h"
-#include "relay/pipeline/held_claims.h"
 #include "relay/pipeline/in_flight_credit.h"
 #include "relay/pipeline/recorder.h"
 #include "relay/pipeline/router.h"
@@ -51,7 +50,7 @@ struct PipelineStatus {
   std::string owner;
   bool database_ok = false;             // the claimer's last database call succeeded
   Clock::TimePoint source_heartbeat{};  // last time the claimer went round
-  std::vector<SubscriptionStatus> subscriptions;
+  std::vector<model::SubscriptionStatus> subscriptions;
 };
 
 class Pipeline {
@@ -102,7 +101,6 @@ class Pipeline {
   model::WorkSource& source_;  // the claimer's (and shutdown()'s, after it stopped)
 
   InFlightCredit credit_;
-  HeldClaims held_;  // what this relay claimed and has not yet recorded
   Drain drain_;
   PipelineCounters counters_;
   BoundedQueue<TaskResult> results_;

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "relay/common/backoff.h"
+#include "relay/pipeline/database_outage.h"
 #include "relay/pipeline/row_assembler.h"
 
 namespace relay::pipeline {
@@ -16,13 +16,12 @@ using Kind = model::PartOutcome::Kind;
 
 }  // namespace
 
-Recorder::Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results, HeldClaims& held,
+Recorder::Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results,
                    InFlightCredit& credit, PipelineCounters& counters, DispatchStats& stats,
                    Clock& clock, std::function<void()> wake_claimer,
                    std::function<bool()> claimer_parked)
     : sink_(sink),
       results_(results),
-      held_(held),
       credit_(credit),
       counters_(counters),
       stats_(stats),
@@ -35,16 +34,12 @@ void Recorder::run(std::stop_token stop) {
   RowAssembler rows;
   while (auto first = results_.pop({})) {
     model::OutcomeBatch batch;
-    int items_done = 0;
     auto take = [&](TaskResult&& r) {
       if (r.delivery_id != 0) {
         batch.deliveries.push_back({r.delivery_id, std::move(r.part)});
-        ++items_done;
-        return;
+      } else {
+        rows.add(std::move(r), batch.outbox);
       }
-      const size_t before = batch.outbox.size();
-      rows.add(std::move(r), batch.outbox);
-      items_done += static_cast<int>(batch.outbox.size() - before);
     };
     take(std::move(*first));
     while (batch.size() < kMaxRecordBatch) {
@@ -55,13 +50,6 @@ void Recorder::run(std::stop_token stop) {
     if (batch.empty()) continue;
 
     const bool written = write(batch, stop);
-    {
-      // Written (or given up: their leases will expire): no longer ours to keep.
-      std::vector<std::int64_t> outbox_ids, delivery_ids;
-      for (const auto& o : batch.outbox) outbox_ids.push_back(o.outbox_id);
-      for (const auto& d : batch.deliveries) delivery_ids.push_back(d.delivery_id);
-      held_.remove(outbox_ids, delivery_ids);
-    }
     if (written) count_and_log(batch);
 
     // Wake the claimer when it may be waiting for this: a retry is now scheduled that may fall due
@@ -80,7 +68,11 @@ void Recorder::run(std::stop_token stop) {
       for (const auto& p : o.parts) note(p);
     }
     for (const auto& d : batch.deliveries) note(d.part);
-    credit_.give_back(items_done);
+    // Written (or given up: their leases will expire): no longer ours to keep.
+    std::vector<std::int64_t> outbox_ids, delivery_ids;
+    for (const auto& o : batch.outbox) outbox_ids.push_back(o.outbox_id);
+    for (const auto& d : batch.deliveries) delivery_ids.push_back(d.delivery_id);
+    credit_.give_back(outbox_ids, delivery_ids);
     if (scheduled || (settled && claimer_parked_())) wake_claimer_();
   }
 }
@@ -92,9 +84,7 @@ bool Recorder::write(const model::OutcomeBatch& batch, std::stop_token stop) {
     if (db_failures_ == 0) log_.warn("cannot record outcomes", {{"error", r.error().message}});
     stats_.database_error("record");
     ++db_failures_;
-    const Millis delay = backoff_ceiling(
-        {.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, db_failures_);
-    if (!clock_.sleep_until(clock_.now() + delay, stop)) {
+    if (!clock_.sleep_until(clock_.now() + database_retry_delay(db_failures_), stop)) {
       gave_up_ = true;
       log_.error(
           "gave up recording outcomes; their leases will expire and they will be delivered again",

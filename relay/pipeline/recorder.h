@@ -14,7 +14,6 @@
 #include "relay/model/outcome_sink.h"
 #include "relay/pipeline/counters.h"
 #include "relay/pipeline/dispatch_stats.h"
-#include "relay/pipeline/held_claims.h"
 #include "relay/pipeline/in_flight_credit.h"
 #include "relay/pipeline/task.h"
 
@@ -24,8 +23,8 @@ class Recorder {
  public:
   // Everything must outlive it. `wake_claimer` ends the claimer's wait; `claimer_parked` says
   // whether it is parked (asleep until something announces work).
-  Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results, HeldClaims& held,
-           InFlightCredit& credit, PipelineCounters& counters, DispatchStats& stats, Clock& clock,
+  Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results, InFlightCredit& credit,
+           PipelineCounters& counters, DispatchStats& stats, Clock& clock,
            std::function<void()> wake_claimer, std::function<bool()> claimer_parked);
 
   // Runs until `results` is closed and drained; `stop` only cuts short a database outage (its
@@ -41,7 +40,6 @@ class Recorder {
 
   model::OutcomeSink& sink_;
   BoundedQueue<TaskResult>& results_;
-  HeldClaims& held_;
   InFlightCredit& credit_;
   PipelineCounters& counters_;
   DispatchStats& stats_;

@@ -66,12 +66,17 @@ void Subscription::log_if_open_long() {
             {{"subscription", name()}, {"trips", std::to_string(breaker_->snapshot().trips)}});
 }
 
-SubscriptionStatus Subscription::status() const {
-  SubscriptionStatus st;
+model::SubscriptionStatus Subscription::status() const {
+  const auto breaker = breaker_->snapshot();
+  model::SubscriptionStatus st;
   st.name = name();
-  st.breaker = breaker_->snapshot();
   st.in_flight = in_flight_.load();
-  if (limiter_) st.rate_tokens = limiter_->available();
+  st.breaker = {.state = breaker.state,
+                .consecutive_failures = breaker.consecutive_failures,
+                .trips = breaker.trips,
+                .open_for_ms = breaker.open_for.count(),
+                .reopens_in_ms = breaker.reopens_in.count()};
+  if (limiter_) st.rate_tokens_available = limiter_->available();
   return st;
 }
 

@@ -15,19 +15,12 @@
 #include "relay/delivery/circuit_breaker.h"
 #include "relay/delivery/outcome.h"
 #include "relay/delivery/rate_limiter.h"
+#include "relay/model/status_document.h"
 #include "relay/pipeline/dispatch_stats.h"
 
 namespace relay::pipeline {
 
 struct Lane;
-
-// What /status shows about one subscription.
-struct SubscriptionStatus {
-  std::string name;
-  delivery::CircuitBreaker::Snapshot breaker;
-  int in_flight = 0;                  // requests on the wire now
-  std::optional<double> rate_tokens;  // rate limit tokens available, if limited
-};
 
 class Subscription {
  public:
@@ -64,7 +57,8 @@ class Subscription {
   // Claimer thread: one summary line while the breaker stays open, every minute.
   void log_if_open_long();
 
-  SubscriptionStatus status() const;
+  // What /status shows about it.
+  model::SubscriptionStatus status() const;
 
   // The lanes (max_in_flight of them), each with its own connection. Set up by the pipeline.
   std::vector<std::unique_ptr<Lane>> lanes;
