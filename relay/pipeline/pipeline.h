@@ -81,6 +81,9 @@ class Pipeline {
   // Asks the claimer to look for due work now (e.g. the inbox just queued a push). Thread-safe.
   void wake() { source_.wake(); }
 
+  // True once shutdown() has begun: lanes start no new attempt from then on. Thread-safe.
+  bool draining() const { return drain_.draining; }
+
   const PipelineCounters& counters() const { return counters_; }
   // A consistent-enough snapshot for /status and health checks. Thread-safe.
   PipelineStatus status() const;

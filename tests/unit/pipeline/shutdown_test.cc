@@ -11,14 +11,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Starts h.shutdown(drain, final_wait) on another thread and returns once it has begun: shutdown
-// first stops the claimer, which wakes the source's wait, and nothing else calls wake() while every
-// request is held at the gate and nothing has been recorded.
+// Starts the pipeline's shutdown on another thread, with its deadlines fixed here (before the
+// test moves the clock), and returns once it has begun: from then on no lane starts a new attempt.
+// (Waiting for the claimer's wake-up instead raced with a late wake from the recorder.)
 std::future<Status> begin_shutdown(PipelineHarness& h, Millis drain, Millis final_wait) {
-  const long long wakes = h.store.calls().wake;
-  auto done = std::async(std::launch::async,
-                         [&h, drain, final_wait] { return h.shutdown(drain, final_wait); });
-  REQUIRE(PipelineHarness::wait_until([&] { return h.store.calls().wake > wakes; }));
+  const auto now = h.clock.now();
+  auto done = std::async(std::launch::async, [&h, now, drain, final_wait] {
+    return h.pipeline->shutdown(now + drain, now + drain + final_wait);
+  });
+  REQUIRE(PipelineHarness::wait_until([&] { return h.pipeline->draining(); }));
   return done;
 }
 
