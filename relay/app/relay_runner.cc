@@ -30,6 +30,8 @@
 #include "relay/store/metrics_store.h"
 #include "relay/store/migrations.h"
 #include "relay/store/outbox_source.h"
+#include "relay/store/wal_source.h"
+#include "relay/pipeline/database_outage.h"
 #include "relay/store/outcome_store.h"
 
 namespace relay::app {
@@ -256,13 +258,36 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     if (s.ordering == model::Ordering::kPerKey) ordered.push_back(s.name);
     if (s.on_dead_letter == model::OnDeadLetter::kBlock) blocking.push_back(s.name);
   }
-  store::PgOutboxSource work_source(database_url, owner, config.source.lease, subscription_names,
-                                    ordered, blocking);
+  const bool wal_mode = config.source.mode == "wal";
+  std::unique_ptr<model::WorkSource> work_source;
+  if (wal_mode) {
+    auto wal = std::make_unique<store::PgWalSource>(database_url, owner, config.source,
+                                                    subscription_names, ordered, blocking);
+    // A server that cannot stream is a setting to change (exit 2); one that is away is waited for.
+    for (int failures = 1;; ++failures) {
+      auto ready = wal->prepare();
+      if (ready) break;
+      if (ready.error().code != ErrorCode::kUnavailable) {
+        log.error("cannot start the WAL source", {{"error", ready.error().message}});
+        return ready.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+      }
+      if (failures == 1) log.warn("waiting for the database", {{"error", ready.error().message}});
+      if (!clock.sleep_until(clock.now() + pipeline::database_retry_delay(failures),
+                             stop.get_token()))
+        return 0;
+    }
+    wal->start();
+    work_source = std::move(wal);
+  } else {
+    work_source = std::make_unique<store::PgOutboxSource>(
+        database_url, owner, config.source.lease, subscription_names, ordered, blocking);
+  }
   // Responses are cut to the subscription's max_response_bytes before they get here; 1 MiB is the
-  // most any subscription may keep.
-  store::PgOutcomeStore outcome_sink(database_url, owner, 1 << 20, blocking);
+  // most any subscription may keep. In WAL mode outbox rows carry no lease.
+  store::PgOutcomeStore outcome_sink(database_url, owner, 1 << 20, blocking,
+                                     /*outbox_leased=*/!wal_mode);
   auto outbox_pipeline = pipeline::Pipeline::create(
-      config, owner, clock, work_source, outcome_sink,
+      config, owner, clock, *work_source, outcome_sink,
       [&clock](
           const config::SubscriptionConfig& sub) -> Result<std::unique_ptr<delivery::HttpSender>> {
         auto s = delivery::HttplibSender::create(sub, clock);

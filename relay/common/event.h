@@ -18,6 +18,9 @@ struct Event {
   std::string headers_json = "{}";  // the app's extra headers (jsonb as text)
   std::chrono::system_clock::time_point created_at{};
   std::optional<std::chrono::system_clock::time_point> expires_at;
+  // Set only by a source that hands out events before their deliver_after (the WAL source streams
+  // every insert at commit): the pipeline parks such an event in relay.delivery until then.
+  std::optional<std::chrono::system_clock::time_point> deliver_after;
 };
 
 }  // namespace relay

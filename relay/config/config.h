@@ -22,11 +22,26 @@ struct DatabaseConfig {
   Millis connect_timeout{10'000};
 };
 
+// source.mode: wal. Names are PostgreSQL identifiers relay creates: [a-z0-9_]{1,63}.
+struct WalSourceConfig {
+  std::string slot = "relay_outbox";         // the logical replication slot relay reads
+  std::string publication = "relay_outbox";  // FOR TABLE relay.outbox WITH (publish = 'insert')
+  // A standby relay takes the slot over when the active one has not renewed its claim on it for
+  // this long (the active one renews every third of it), 1s..10m.
+  Millis takeover_after{10'000};
+  // Events read from the stream and not yet handed to the pipeline, 100..1,000,000. When it is
+  // full relay stops reading the stream (PostgreSQL keeps the rest in its WAL) until there is room.
+  int max_held_events = 10'000;
+  // Standby status updates go out at least this often, 100ms..1m (below wal_sender_timeout).
+  Millis status_interval{10'000};
+};
+
 struct SourceConfig {
-  std::string mode = "table";  // only "table" in this version
+  std::string mode = "table";  // "table" (claims with leases) or "wal" (logical replication)
   int batch_size = 500;        // events per claim, 1..10000
   Millis poll_interval{1000};  // safety-net poll when no wake-up arrives, 10ms..1h
   Millis lease{60'000};        // how long a claim is held before another relay may take it, 1s..1h
+  WalSourceConfig wal;         // read only when mode is "wal"
 };
 
 struct RetryConfig {

@@ -56,7 +56,10 @@ struct KeySpec {
 using Specs = std::span<const KeySpec>;
 
 constexpr KeySpec kDatabaseKeys[] = {{"url"}, {"connect_timeout"}};
-constexpr KeySpec kSourceKeys[] = {{"mode"}, {"batch_size"}, {"poll_interval"}, {"lease"}};
+constexpr KeySpec kWalKeys[] = {
+    {"slot"}, {"publication"}, {"takeover_after"}, {"max_held_events"}, {"status_interval"}};
+constexpr KeySpec kSourceKeys[] = {{"mode"},  {"batch_size"}, {"poll_interval"},
+                                   {"lease"}, {"wal", Shape::kMap, kWalKeys}};
 constexpr KeySpec kRetryKeys[] = {
     {"max_attempts"}, {"initial_backoff"}, {"max_backoff"}, {"max_age"}};
 constexpr KeySpec kCircuitBreakerKeys[] = {{"failure_threshold"}, {"open_for"}, {"max_open_for"}};
@@ -133,8 +136,7 @@ constexpr KeySpec kRootKeys[] = {
     {"shutdown_timeout"},
 };
 
-constexpr std::string_view kModes[] = {"table"};
-constexpr std::string_view kModesUnsupported[] = {"wal"};
+constexpr std::string_view kModes[] = {"table", "wal"};
 constexpr std::string_view kBooleans[] = {"true", "false"};
 constexpr std::string_view kLogLevels[] = {"debug", "info", "warn", "error"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
@@ -221,6 +223,18 @@ std::optional<std::string> check_listen(std::string_view listen) {
   auto address = parse_listen_address(listen);
   if (!address) return address.error().message;
   return std::nullopt;
+}
+
+// Returns why `name` cannot name a replication slot or publication relay creates, or nullopt.
+// Slot names allow only [a-z0-9_] (PostgreSQL refuses the rest); publications take the same set, so
+// neither ever needs quoting.
+std::optional<std::string> postgres_name_problem(std::string_view name) {
+  const bool ok = !name.empty() && name.size() <= 63 &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+                  });
+  if (ok) return std::nullopt;
+  return fmt::format("invalid name \"{}\": expected 1 to 63 of a-z, 0-9 and _", name);
 }
 
 // One key of a map (or one item of a list) and its value.
@@ -541,10 +555,21 @@ void Parser::parse(const YAML::Node& root, Config& config) {
   }
   if (const Field* f = fields.find("source")) {
     if (auto source = section(*f, kSourceKeys)) {
-      read_enum(source->find("mode"), kModes, kModesUnsupported, config.source.mode);
+      read_enum(source->find("mode"), kModes, {}, config.source.mode);
       read_int(source->find("batch_size"), 1, 10'000, config.source.batch_size);
       read_duration(source->find("poll_interval"), 10ms, 1h, config.source.poll_interval);
       read_duration(source->find("lease"), 1s, 1h, config.source.lease);
+      if (const Field* w = source->find("wal")) {
+        if (auto wal = section(*w, kWalKeys)) {
+          WalSourceConfig& out = config.source.wal;
+          read_checked(wal->find("slot"), "a string", postgres_name_problem, false, out.slot);
+          read_checked(wal->find("publication"), "a string", postgres_name_problem, false,
+                       out.publication);
+          read_duration(wal->find("takeover_after"), 1s, 10min, out.takeover_after);
+          read_int(wal->find("max_held_events"), 100, 1'000'000, out.max_held_events);
+          read_duration(wal->find("status_interval"), 100ms, 1min, out.status_interval);
+        }
+      }
     }
   }
   // A relay that only receives (an inbox) needs no subscription of its own.

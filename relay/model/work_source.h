@@ -59,6 +59,11 @@ class WorkSource {
   virtual Result<bool> wait_for_work(Millis timeout) = 0;
   // Ends the current or next wait_for_work() early. Thread-safe, never blocks.
   virtual void wake() = 0;
+
+  // The pipeline's recorder calls this (from its own thread) once the sink has committed `batch`.
+  // A source that must know when its work is done for good (the WAL source confirms stream
+  // positions from it) overrides it; claims with leases need nothing.
+  virtual void recorded(const OutcomeBatch& batch) { (void)batch; }
 };
 
 }  // namespace relay::model

@@ -56,6 +56,13 @@ std::optional<model::PartOutcome> Attempt::settle_unsent(const Task& task) {
     part.kind = Kind::kDeadLetter;
     part.reason = model::DeadLetterReason::kExpired;
     part.last_error = "expires_at passed before delivery";
+  } else if (e.deliver_after && *e.deliver_after > clock_.wall_now()) {
+    // Not yet: wait in relay.delivery until deliver_after, spending no attempt. Later events of
+    // its key queue behind it there.
+    part.kind = Kind::kDeferred;
+    part.retry_in = std::max(Millis(1), std::chrono::ceil<Millis>(*e.deliver_after -
+                                                                  clock_.wall_now()));
+    part.last_error = "waiting for deliver_after";
   } else if (key_order_.must_wait(task)) {
     // An earlier event of this key is not through yet: queue behind it. The store makes it due
     // when its predecessor leaves (at once if that already happened); max_backoff is only the

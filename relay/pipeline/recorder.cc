@@ -16,17 +16,17 @@ using Kind = model::PartOutcome::Kind;
 
 }  // namespace
 
-Recorder::Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results,
-                   InFlightCredit& credit, PipelineCounters& counters, DispatchStats& stats,
-                   Clock& clock, std::function<void()> wake_claimer,
+Recorder::Recorder(model::OutcomeSink& sink, model::WorkSource& source,
+                   BoundedQueue<TaskResult>& results, InFlightCredit& credit,
+                   PipelineCounters& counters, DispatchStats& stats, Clock& clock,
                    std::function<bool()> claimer_parked)
     : sink_(sink),
+      source_(source),
       results_(results),
       credit_(credit),
       counters_(counters),
       stats_(stats),
       clock_(clock),
-      wake_claimer_(std::move(wake_claimer)),
       claimer_parked_(std::move(claimer_parked)) {}
 
 void Recorder::run(std::stop_token stop) {
@@ -50,7 +50,10 @@ void Recorder::run(std::stop_token stop) {
     if (batch.empty()) continue;
 
     const bool written = write(batch, stop);
-    if (written) count_and_log(batch);
+    if (written) {
+      count_and_log(batch);
+      source_.recorded(batch);
+    }
 
     // Wake the claimer when it may be waiting for this: a retry is now scheduled that may fall due
     // before its current sleep ends, or it is parked and an outcome may have freed a key whose
@@ -73,7 +76,7 @@ void Recorder::run(std::stop_token stop) {
     for (const auto& o : batch.outbox) outbox_ids.push_back(o.outbox_id);
     for (const auto& d : batch.deliveries) delivery_ids.push_back(d.delivery_id);
     credit_.give_back(outbox_ids, delivery_ids);
-    if (scheduled || (settled && claimer_parked_())) wake_claimer_();
+    if (scheduled || (settled && claimer_parked_())) source_.wake();
   }
 }
 

@@ -12,6 +12,7 @@
 #include "relay/common/clock.h"
 #include "relay/common/log.h"
 #include "relay/model/outcome_sink.h"
+#include "relay/model/work_source.h"
 #include "relay/pipeline/counters.h"
 #include "relay/pipeline/dispatch_stats.h"
 #include "relay/pipeline/in_flight_credit.h"
@@ -21,11 +22,12 @@ namespace relay::pipeline {
 
 class Recorder {
  public:
-  // Everything must outlive it. `wake_claimer` ends the claimer's wait; `claimer_parked` says
-  // whether it is parked (asleep until something announces work).
-  Recorder(model::OutcomeSink& sink, BoundedQueue<TaskResult>& results, InFlightCredit& credit,
-           PipelineCounters& counters, DispatchStats& stats, Clock& clock,
-           std::function<void()> wake_claimer, std::function<bool()> claimer_parked);
+  // Everything must outlive it. The recorder tells `source` what it recorded and wakes the
+  // claimer's wait on it; `claimer_parked` says whether the claimer is parked (asleep until
+  // something announces work).
+  Recorder(model::OutcomeSink& sink, model::WorkSource& source, BoundedQueue<TaskResult>& results,
+           InFlightCredit& credit, PipelineCounters& counters, DispatchStats& stats, Clock& clock,
+           std::function<bool()> claimer_parked);
 
   // Runs until `results` is closed and drained; `stop` only cuts short a database outage (its
   // outcomes are then given up: their leases expire and they are delivered again).
@@ -39,12 +41,12 @@ class Recorder {
   void count_and_log(const model::OutcomeBatch& batch);
 
   model::OutcomeSink& sink_;
+  model::WorkSource& source_;
   BoundedQueue<TaskResult>& results_;
   InFlightCredit& credit_;
   PipelineCounters& counters_;
   DispatchStats& stats_;
   Clock& clock_;
-  const std::function<void()> wake_claimer_;
   const std::function<bool()> claimer_parked_;
   const Logger log_{"dispatch"};
   std::atomic<bool> gave_up_{false};

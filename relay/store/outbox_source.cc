@@ -9,6 +9,7 @@
 
 #include "relay/common/check.h"
 #include "relay/common/fault_point.h"
+#include "relay/store/outbox_rows.h"
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
@@ -28,10 +29,8 @@ namespace {
 // by hashtext(key): two keys sharing a hash are ordered as one, which only ever holds back more.
 // Rows are locked with SKIP LOCKED (another relay is claiming them now), and a run is taken only
 // behind a head this claim locked, so a run never overtakes its head.
-// For each event, `held` lists the subscriptions that must not receive it directly: they still
-// have an earlier event of this key pending in relay.delivery, or (on_dead_letter: block, in $7) an
-// unreplayed dead letter for it. One probe per claim skips the per-event lookups when neither
-// table has a row for those subscriptions (the usual case).
+// For each event, the last column lists the subscriptions that must not receive it directly
+// (held_for_sql in outbox_rows.h: $6 ordered, $7 blocking).
 constexpr const char* kClaimOutbox = R"(
   WITH win AS MATERIALIZED (
     SELECT id, key,
@@ -72,18 +71,7 @@ constexpr const char* kClaimOutbox = R"(
   RETURNING o.id, o.event_id::text, o.topic, o.key, o.payload, o.content_type, o.headers::text,
             (extract(epoch FROM o.created_at) * 1000000)::bigint,
             (extract(epoch FROM o.expires_at) * 1000000)::bigint,
-            CASE WHEN o.key IS NULL OR NOT (
-                   (cardinality($6::text[]) > 0
-                    AND EXISTS (SELECT 1 FROM relay.delivery d0 WHERE d0.subscription = ANY($6::text[])))
-                OR (cardinality($7::text[]) > 0
-                    AND EXISTS (SELECT 1 FROM relay.dead_letter d1
-                                 WHERE d1.replayed_at IS NULL AND d1.subscription = ANY($7::text[]))))
-                 THEN '{}'::text[] ELSE ARRAY(
-              SELECT d.subscription FROM relay.delivery d WHERE d.key = o.key AND d.subscription = ANY($6::text[])
-              UNION
-              SELECT dl.subscription FROM relay.dead_letter dl
-               WHERE dl.key = o.key AND dl.replayed_at IS NULL AND dl.subscription = ANY($7::text[])
-                 AND dl.outbox_id < o.id) END)";
+  )";  // + held_for_sql("$6", "$7")
 
 // Due relay.delivery rows of the sendable subscriptions ($4). For per_key subscriptions ($5) only a
 // (subscription, key)'s head (lowest outbox_id) is claimable, and for on_dead_letter: block ones
@@ -132,36 +120,22 @@ std::chrono::system_clock::time_point from_micros(long long us) {
   return std::chrono::system_clock::time_point{std::chrono::microseconds(us)};
 }
 
-// Columns from `first` on: event_id, topic, key, payload, content_type, headers, created_at,
-// expires_at.
-Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first) {
-  Event e;
-  e.outbox_id = outbox_id;
-  e.event_id = row[first].as<std::string>();
-  e.topic = row[first + 1].as<std::string>();
-  if (!row[first + 2].is_null()) e.key = row[first + 2].as<std::string>();
-  e.payload = pqxx::binarystring(row[first + 3]).str();
-  e.content_type = row[first + 4].as<std::string>();
-  e.headers_json = row[first + 5].as<std::string>();
-  e.created_at = from_micros(row[first + 6].as<long long>());
-  if (!row[first + 7].is_null()) e.expires_at = from_micros(row[first + 7].as<long long>());
-  return e;
-}
-
 }  // namespace
 
 PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Millis lease,
                                std::vector<std::string> subscriptions,
-                               std::vector<std::string> ordered, std::vector<std::string> blocking)
+                               std::vector<std::string> ordered, std::vector<std::string> blocking,
+                               bool claims_outbox)
     : owner_(std::move(owner)),
       lease_(lease),
+      claims_outbox_(claims_outbox),
       subscriptions_(name_array(subscriptions)),
       ordered_(name_array(ordered)),
       blocking_(name_array(blocking)) {
   conn_ = std::make_unique<PgConnection>(
       std::move(database_url),
       [this](pqxx::connection& c) {
-        c.prepare("claim_outbox", kClaimOutbox);
+        c.prepare("claim_outbox", std::string(kClaimOutbox) + held_for_sql("$6", "$7"));
         c.prepare("claim_deliveries", kClaimDeliveries);
         c.prepare("renew_outbox", kRenewOutbox);
         c.prepare("renew_deliveries", kRenewDeliveries);
@@ -263,7 +237,7 @@ Status PgOutboxSource::renew_leases() {
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
       const auto ms = static_cast<long long>(lease_.count());
-      txn.exec_prepared("renew_outbox", owner_, ms);
+      if (claims_outbox_) txn.exec_prepared("renew_outbox", owner_, ms);
       txn.exec_prepared("renew_deliveries", owner_, ms);
     });
   });
@@ -288,11 +262,14 @@ Result<long long> PgOutboxSource::release_unheld(const std::vector<std::int64_t>
     return run_transaction(c, [&](pqxx::work& txn) {
       // Plain UPDATEs, no SKIP LOCKED: a row still locked by the in-doubt claim (its backend not
       // yet gone) is waited for and then seen as that claim left it.
-      long long n = txn.exec_params(
-                           "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL "
-                           "WHERE lease_owner = $1 AND id <> ALL($2::bigint[])",
-                           owner_, outbox)
-                        .affected_rows();
+      long long n = 0;
+      if (claims_outbox_) {
+        n += txn.exec_params(
+                    "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL "
+                    "WHERE lease_owner = $1 AND id <> ALL($2::bigint[])",
+                    owner_, outbox)
+                 .affected_rows();
+      }
       n += txn.exec_params(
                   "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL "
                   "WHERE lease_owner = $1 AND id <> ALL($2::bigint[])",
@@ -306,9 +283,11 @@ Result<long long> PgOutboxSource::release_unheld(const std::vector<std::int64_t>
 Status PgOutboxSource::release_all() {
   return with_connection([&](pqxx::connection& c) {
     return run_transaction(c, [&](pqxx::work& txn) {
-      txn.exec_params(
-          "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
-          owner_);
+      if (claims_outbox_) {
+        txn.exec_params(
+            "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+            owner_);
+      }
       txn.exec_params(
           "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
           owner_);

@@ -27,9 +27,11 @@ class PgOutboxSource final : public model::WorkSource {
   // `owner` names this relay instance in lease_owner; `lease` is how long claims are held.
   // `subscriptions`: names this relay delivers to; `ordered`: those with ordering per_key;
   // `blocking`: those with on_dead_letter block. Each name matches [a-z0-9_.-]+.
+  // `claims_outbox` false: only relay.delivery is claimed here (the WAL source streams the outbox),
+  // so renewing and releasing leave relay.outbox alone.
   PgOutboxSource(std::string database_url, std::string owner, Millis lease,
                  std::vector<std::string> subscriptions, std::vector<std::string> ordered,
-                 std::vector<std::string> blocking);
+                 std::vector<std::string> blocking, bool claims_outbox = true);
 
   // Events claimed per key head: the head plus at most this many - 1 of its successors.
   static constexpr int kRunLength = 8;
@@ -83,6 +85,7 @@ class PgOutboxSource final : public model::WorkSource {
 
   const std::string owner_;
   const Millis lease_;
+  const bool claims_outbox_;
   const std::string subscriptions_;  // as Postgres array literals
   const std::string ordered_;
   const std::string blocking_;

@@ -14,14 +14,15 @@ namespace relay::store {
 namespace {
 
 // A part's event copy comes from the row this relay still holds (INSERT ... SELECT ... WHERE
-// lease_owner = me): if the lease was lost, nothing is copied and nothing is deleted.
+// lease_owner = me): if the lease was lost, nothing is copied and nothing is deleted. The outbox
+// statements say "mine" as {0}: see mine().
 constexpr const char* kOutboxToDelivery = R"(
   INSERT INTO relay.delivery (outbox_id, event_id, subscription, topic, key, payload, content_type, headers,
                               created_at, expires_at, attempts, first_failed_at, next_attempt_at,
                               last_status, last_error, last_response)
   SELECT id, event_id, $2, topic, key, payload, content_type, headers, created_at, expires_at,
          $3, now(), now() + $4 * interval '1 millisecond', NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, '')
-    FROM relay.outbox WHERE id = $1 AND lease_owner = $8
+    FROM relay.outbox WHERE id = $1 AND {0}
   ON CONFLICT (event_id, subscription) DO NOTHING
   RETURNING id)";
 
@@ -31,13 +32,13 @@ constexpr const char* kOutboxToDeadLetter = R"(
                                  outbox_id)
   SELECT event_id, $2, topic, key, payload, content_type, headers, created_at, deliver_after, expires_at,
          $3, $4, NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, ''), id
-    FROM relay.outbox WHERE id = $1 AND lease_owner = $8)";
+    FROM relay.outbox WHERE id = $1 AND {0})";
 
 constexpr const char* kDeleteOutbox =
-    "DELETE FROM relay.outbox WHERE id = ANY($1::bigint[]) AND lease_owner = $2";
+    "DELETE FROM relay.outbox WHERE id = ANY($1::bigint[]) AND {0}";
 constexpr const char* kReleaseOutbox =
     "UPDATE relay.outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) "
-    "AND lease_owner = $2";
+    "AND {0}";
 
 constexpr const char* kDeliveryRetry = R"(
   UPDATE relay.delivery
@@ -109,18 +110,27 @@ std::string to_safe_text(const std::string& in, size_t max_bytes) {
   return out;
 }
 
+// How an outbox statement says "this relay's row": its lease (table mode), or no lease at all when
+// nobody leases outbox rows (WAL mode: one reader streams them). `owner` is the statement's owner
+// parameter, still referenced so its type is known.
+std::string mine(bool outbox_leased, const char* owner) {
+  return outbox_leased ? fmt::format("lease_owner = {}", owner)
+                       : fmt::format("lease_owner IS NULL AND {}::text IS NOT NULL", owner);
+}
+
 }  // namespace
 
 PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
-                               std::vector<std::string> blocking)
+                               std::vector<std::string> blocking, bool outbox_leased)
     : owner_(std::move(owner)),
       max_response_bytes_(max_response_bytes),
       blocking_(std::move(blocking)) {
-  conn_ = std::make_unique<PgConnection>(std::move(database_url), [](pqxx::connection& c) {
-    c.prepare("outbox_to_delivery", kOutboxToDelivery);
-    c.prepare("outbox_to_dead_letter", kOutboxToDeadLetter);
-    c.prepare("delete_outbox", kDeleteOutbox);
-    c.prepare("release_outbox", kReleaseOutbox);
+  conn_ = std::make_unique<PgConnection>(std::move(database_url), [outbox_leased](pqxx::connection& c) {
+    c.prepare("outbox_to_delivery", fmt::format(kOutboxToDelivery, mine(outbox_leased, "$8")));
+    c.prepare("outbox_to_dead_letter",
+              fmt::format(kOutboxToDeadLetter, mine(outbox_leased, "$8")));
+    c.prepare("delete_outbox", fmt::format(kDeleteOutbox, mine(outbox_leased, "$2")));
+    c.prepare("release_outbox", fmt::format(kReleaseOutbox, mine(outbox_leased, "$2")));
     c.prepare("delivery_retry", kDeliveryRetry);
     c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
     c.prepare("delivery_defer", kDeliveryDefer);

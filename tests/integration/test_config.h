@@ -28,16 +28,17 @@ struct TestRelayConfig {
   std::string poll_interval = "200ms";
   std::string lease = "10s";
   std::string shutdown_timeout = "10s";
-  std::string extra;  // appended verbatim (top-level keys)
+  std::string source_extra;  // more source keys, YAML lines indented by 2 spaces
+  std::string extra;         // appended verbatim (top-level keys)
 };
 
 inline std::string to_yaml(const TestRelayConfig& c) {
   std::string out = fmt::format(
       "database:\n  url: ${{DATABASE_URL}}\n"
-      "source:\n  batch_size: {}\n  poll_interval: {}\n  lease: {}\n"
+      "source:\n  batch_size: {}\n  poll_interval: {}\n  lease: {}\n{}"
       "shutdown_timeout: {}\n"
       "subscriptions:\n",
-      c.batch_size, c.poll_interval, c.lease, c.shutdown_timeout);
+      c.batch_size, c.poll_interval, c.lease, c.source_extra, c.shutdown_timeout);
   for (const auto& s : c.subscriptions) {
     std::string topics;
     for (size_t i = 0; i < s.topics.size(); ++i)

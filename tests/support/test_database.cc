@@ -1,5 +1,7 @@
 #include "tests/support/test_database.h"
 
+#include <chrono>
+
 #include <cstdlib>
 #include <iostream>
 #include <pqxx/pqxx>
@@ -122,6 +124,20 @@ void TestDatabase::drop() noexcept {
   try {
     pqxx::connection admin(admin_url_);
     pqxx::nontransaction tx(admin);
+    // A logical replication slot (WAL source tests) keeps its database from being dropped, and
+    // retains WAL for the whole cluster: end its reader, then drop it (a terminated walsender
+    // lets go of its slot a moment later, so look again until it has).
+    const std::string slots = "FROM pg_replication_slots WHERE database = " + tx.quote(name_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (tx.exec("SELECT 1 " + slots).size() > 0 && std::chrono::steady_clock::now() < deadline) {
+      tx.exec("SELECT pg_terminate_backend(active_pid) " + slots + " AND active_pid IS NOT NULL");
+      try {
+        tx.exec("SELECT pg_drop_replication_slot(slot_name) " + slots + " AND NOT active");
+      } catch (const pqxx::sql_error&) {
+        // became active again or is being dropped by its owner: look again
+      }
+      tx.exec("SELECT pg_sleep(0.01)");
+    }
     tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
   } catch (const std::exception& e) {
     std::cerr << "TestDatabase: could not drop " << name_ << ": " << e.what() << "\n";

@@ -608,11 +608,39 @@ TEST_CASE("max_backoff below initial_backoff is an error", "[config]") {
               "must be at least initial_backoff (20m)");
 }
 
-TEST_CASE("source.mode accepts only table and calls wal not supported", "[config]") {
-  check_error(only_error(yaml({"source: {mode: wal}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
-              "source.mode", "\"wal\" is not supported in this version");
+TEST_CASE("source.mode is table or wal, and source.wal has defaults and bounds", "[config]") {
+  const auto table = config_of(yaml({kSub0, kSub1, kSub2, kSub3}));
+  CHECK(table.source.mode == "table");
+  CHECK(table.source.wal.slot == "relay_outbox");
+  CHECK(table.source.wal.publication == "relay_outbox");
+  CHECK(table.source.wal.takeover_after == std::chrono::seconds(10));
+  CHECK(table.source.wal.max_held_events == 10'000);
+  CHECK(table.source.wal.status_interval == std::chrono::seconds(10));
+
+  const auto wal = config_of(yaml({"source:", "  mode: wal", "  wal:", "    slot: s_1",
+                                   "    publication: p2", "    takeover_after: 3s",
+                                   "    max_held_events: 500", "    status_interval: 250ms", kSub0,
+                                   kSub1, kSub2, kSub3}));
+  CHECK(wal.source.mode == "wal");
+  CHECK(wal.source.wal.slot == "s_1");
+  CHECK(wal.source.wal.publication == "p2");
+  CHECK(wal.source.wal.takeover_after == std::chrono::seconds(3));
+  CHECK(wal.source.wal.max_held_events == 500);
+  CHECK(wal.source.wal.status_interval == std::chrono::milliseconds(250));
+
   check_error(only_error(yaml({"source: {mode: queue}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
-              "source.mode", "invalid value \"queue\": expected one of \"table\"");
+              "source.mode", "invalid value \"queue\": expected one of \"table\", \"wal\"");
+  check_error(only_error(yaml({"source: {wal: {slot: My-Slot}}", kSub0, kSub1, kSub2, kSub3})), 1,
+              22, "source.wal.slot", "invalid name \"My-Slot\": expected 1 to 63 of a-z, 0-9 and _");
+  check_error(
+      only_error(yaml({"source: {wal: {publication: \"\"}}", kSub0, kSub1, kSub2, kSub3})), 1, 29,
+      "source.wal.publication", "invalid name");
+  check_error(only_error(yaml({"source: {wal: {takeover_after: 0s}}", kSub0, kSub1, kSub2, kSub3})),
+              1, 32, "source.wal.takeover_after", "must be between 1s and 10m");
+  check_error(only_error(yaml({"source: {wal: {max_held_events: 5}}", kSub0, kSub1, kSub2, kSub3})),
+              1, 33, "source.wal.max_held_events", "must be between 100 and 1000000");
+  check_error(only_error(yaml({"source: {wal: {lag: 5}}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
+              "source.wal.lag", "unknown key");
 }
 
 TEST_CASE("format is binary, cloudevents-json or protobuf", "[config]") {
@@ -1152,6 +1180,8 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "source.batch_size",
                                    "source.poll_interval",
                                    "source.lease",
+        "source.wal", "source.wal.slot", "source.wal.publication", "source.wal.takeover_after",
+        "source.wal.max_held_events", "source.wal.status_interval",
                                    "subscriptions",
                                    "subscriptions[].name",
                                    "subscriptions[].topics",

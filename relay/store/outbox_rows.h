@@ -1,0 +1,30 @@
+#pragma once
+// What the table source and the WAL source both read from relay.outbox: an event's columns, and
+// the subscriptions an outbox row must not go to directly. Internal to relay/store.
+
+#include <pqxx/pqxx>
+#include <string>
+#include <string_view>
+
+#include "relay/common/event.h"
+
+namespace relay::store {
+
+// The columns read_event() reads, for a SELECT list over relay.outbox (or relay.delivery) as `o`.
+// Timestamps travel as microseconds since the epoch: no time-zone or text-format surprises.
+inline constexpr std::string_view kEventColumns =
+    "o.event_id::text, o.topic, o.key, o.payload, o.content_type, o.headers::text, "
+    "(extract(epoch FROM o.created_at) * 1000000)::bigint, "
+    "(extract(epoch FROM o.expires_at) * 1000000)::bigint";
+
+// Reads the kEventColumns from column `first` on.
+Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first);
+
+// A SQL expression (text[]) over an outbox row `o`: the subscriptions that must not receive it
+// directly, because an earlier event of its key is still pending for them in relay.delivery (those
+// named in the array parameter `ordered`, e.g. "$6"), or, for those in `blocking`, an unreplayed
+// dead letter of its key exists. One probe skips the per-row lookups when neither table has a row
+// for those subscriptions (the usual case).
+std::string held_for_sql(std::string_view ordered, std::string_view blocking);
+
+}  // namespace relay::store

@@ -1,0 +1,704 @@
+#include "relay/store/wal_source.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "relay/common/backoff.h"
+#include "relay/common/database_url.h"
+#include "relay/store/outbox_rows.h"
+#include "relay/store/pg_arrays.h"
+#include "relay/store/pg_connection.h"
+#include "relay/store/transaction.h"
+#include "relay/store/wal/outbox_row.h"
+#include "relay/store/wal/pgoutput.h"
+#include "relay/store/wal/replication_connection.h"
+
+namespace relay::store {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Rows read per catch-up page, at most: the page also waits for room among the held events.
+constexpr int kCatchUpPage = 1000;
+// How long one wait on the stream lasts at most, so lease renewal and status updates keep time.
+constexpr Millis kStreamWait{1000};
+
+// Whether each handed-out event still exists, and what it is held for ($2 ordered, $3 blocking).
+std::string exists_sql() {
+  return "SELECT o.id, " + held_for_sql("$2", "$3") +
+         " FROM relay.outbox o WHERE o.id = ANY($1::bigint[])";
+}
+
+// Takes the slot's lease, or renews it; returns a row only if this relay holds it now.
+constexpr const char* kHoldLease = R"(
+  INSERT INTO relay.wal_reader AS w (slot, owner, lease_until)
+  VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+  ON CONFLICT (slot) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+   WHERE w.owner = EXCLUDED.owner OR w.owner IS NULL OR w.lease_until IS NULL OR w.lease_until < now()
+  RETURNING owner)";
+
+Millis database_retry(int failures) {
+  return backoff_ceiling({.initial_backoff = Millis(100), .max_backoff = Millis(5000)}, failures);
+}
+
+// Sleeps until `d` passes or `stop`; false on stop.
+bool sleep_for(Millis d, std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  return !cv.wait_for(lock, stop, d, [] { return false; }) && !stop.stop_requested();
+}
+
+}  // namespace
+
+PgWalSource::PgWalSource(std::string database_url, std::string owner,
+                         const config::SourceConfig& source,
+                         std::vector<std::string> subscriptions, std::vector<std::string> ordered,
+                         std::vector<std::string> blocking)
+    : database_url_(std::move(database_url)),
+      owner_(std::move(owner)),
+      config_(source.wal),
+      ordered_(name_array(ordered)),
+      blocking_(name_array(blocking)),
+      deliveries_(database_url_, owner_, source.lease, std::move(subscriptions), std::move(ordered),
+                  std::move(blocking), /*claims_outbox=*/false) {
+  claim_conn_ = std::make_unique<PgConnection>(
+      database_url_, [](pqxx::connection& c) { c.prepare("wal_exists", exists_sql()); });
+  reader_conn_ = std::make_unique<PgConnection>(
+      database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
+  status_.slot = config_.slot;
+}
+
+PgWalSource::~PgWalSource() {
+  reader_.request_stop();
+  if (auto* s = streaming_.load()) s->interrupt();
+  if (reader_.joinable()) reader_.join();
+}
+
+// ---- setup -----------------------------------------------------------------------------------
+
+Status PgWalSource::prepare() {
+  auto c = reader_conn_->get();
+  if (!c) return c.error();
+  auto checked = run_nontransaction(**c, [&](pqxx::nontransaction& tx) -> Status {
+    const auto wal_level = tx.exec("SHOW wal_level")[0][0].as<std::string>();
+    if (wal_level != "logical") {
+      return Error{ErrorCode::kInvalidArgument,
+                   fmt::format("source.mode is wal, but the server runs with wal_level = {}: set "
+                               "wal_level = logical in postgresql.conf and restart PostgreSQL",
+                               wal_level)};
+    }
+    const auto role = tx.exec(
+        "SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = "
+        "current_user")[0];
+    if (!role[1].as<bool>()) {
+      return Error{ErrorCode::kInvalidArgument,
+                   fmt::format("source.mode is wal, but the role {0} may not stream: ALTER ROLE {0} "
+                               "REPLICATION (or connect as a role that has it)",
+                               role[0].as<std::string>())};
+    }
+    const auto slots = tx.exec_params(
+        "SELECT (SELECT count(*) FROM pg_replication_slots), "
+        "current_setting('max_replication_slots')::int, "
+        "EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        config_.slot)[0];
+    if (!slots[2].as<bool>() && slots[0].as<long long>() >= slots[1].as<long long>()) {
+      return Error{ErrorCode::kInvalidArgument,
+                   fmt::format("source.mode is wal, but all {} replication slots are in use: raise "
+                               "max_replication_slots (and restart PostgreSQL) or drop an unused "
+                               "slot",
+                               slots[1].as<long long>())};
+    }
+    const bool has_publication =
+        tx.exec_params("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+                       config_.publication)[0][0]
+            .as<bool>();
+    if (!has_publication) {
+      // The name was checked by the config loader ([a-z0-9_]), so it needs no quoting.
+      tx.exec(fmt::format(
+          "CREATE PUBLICATION {} FOR TABLE relay.outbox WITH (publish = 'insert')",
+          config_.publication));
+      log_.info("created the publication", {{"publication", config_.publication}});
+    } else {
+      const auto covers = tx.exec_params(
+          "SELECT EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND "
+          "schemaname = 'relay' AND tablename = 'outbox'), "
+          "(SELECT pubinsert FROM pg_publication WHERE pubname = $1)",
+          config_.publication)[0];
+      if (!covers[0].as<bool>() || !covers[1].as<bool>()) {
+        return Error{ErrorCode::kInvalidArgument,
+                     fmt::format("the publication {0} does not publish inserts into relay.outbox: "
+                                 "drop it or set source.wal.publication to another name, and relay "
+                                 "creates it (CREATE PUBLICATION {0} FOR TABLE relay.outbox WITH "
+                                 "(publish = 'insert'))",
+                                 config_.publication)};
+      }
+    }
+    tx.exec_params("INSERT INTO relay.wal_reader (slot) VALUES ($1) ON CONFLICT DO NOTHING",
+                   config_.slot);
+    return {};
+  });
+  if (!checked) {
+    if (checked.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+    if (checked.error().code == ErrorCode::kInternal) {
+      // E.g. CREATE PUBLICATION without owning relay.outbox: a setting to change, not an outage.
+      return Error{ErrorCode::kInvalidArgument,
+                   fmt::format("cannot set up the WAL source: {} (the publication must be created "
+                               "by relay.outbox's owner: CREATE PUBLICATION {} FOR TABLE "
+                               "relay.outbox WITH (publish = 'insert'))",
+                               checked.error().message, config_.publication)};
+    }
+    return checked.error();
+  }
+  return *checked;
+}
+
+void PgWalSource::start() {
+  reader_ = std::jthread([this](std::stop_token st) { run(std::move(st)); });
+}
+
+// ---- the reader thread ----------------------------------------------------------------------
+
+void PgWalSource::set_role(const char* role) {
+  std::lock_guard lock(mu_);
+  if (status_.role != role) log_.info("role", {{"role", role}, {"slot", config_.slot}});
+  status_.role = role;
+}
+
+void PgWalSource::run(std::stop_token stop) {
+  int failures = 0;
+  while (!stop.stop_requested()) {
+    const Outcome outcome = lead(stop);
+    // Whatever was read and not handed out is read again by whoever streams next.
+    {
+      std::lock_guard lock(mu_);
+      held_.clear();
+      progress_.restart();
+      catch_up_outstanding_ = 0;
+      for (const auto& [id, f] : in_flight_) {
+        if (f.txn == 0) ++catch_up_outstanding_;
+      }
+    }
+    room_.notify_all();
+    if (outcome == Outcome::kStopped) break;
+    if (outcome == Outcome::kUnavailable) {
+      ++failures;
+      if (!sleep_for(database_retry(failures), stop)) break;
+    } else {
+      failures = 0;
+    }
+  }
+  give_up_lease();
+}
+
+Result<bool> PgWalSource::hold_lease() {
+  auto c = reader_conn_->get();
+  if (!c) return c.error();
+  auto held = run_transaction(**c, [&](pqxx::work& txn) {
+    return !txn.exec_prepared("wal_hold_lease", config_.slot, owner_,
+                              static_cast<long long>(config_.takeover_after.count()))
+                .empty();
+  });
+  if (!held && held.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+  return held;
+}
+
+void PgWalSource::give_up_lease() {
+  auto c = reader_conn_->get();
+  if (!c) return;
+  (void)run_transaction(**c, [&](pqxx::work& txn) {
+    txn.exec_params(
+        "UPDATE relay.wal_reader SET owner = NULL, lease_until = NULL WHERE slot = $1 AND owner = "
+        "$2",
+        config_.slot, owner_);
+  });
+}
+
+PgWalSource::Outcome PgWalSource::lead(std::stop_token stop) {
+  auto held = hold_lease();
+  if (!held) return Outcome::kUnavailable;
+  if (!*held) {
+    set_role("standby");
+    // The active relay renews every third of takeover_after: look as often.
+    if (!sleep_for(config_.takeover_after / 3, stop)) return Outcome::kStopped;
+    return Outcome::kLeaseLost;
+  }
+  auto c = reader_conn_->get();
+  if (!c) return Outcome::kUnavailable;
+  auto state = run_transaction(**c, [&](pqxx::work& txn) {
+    const auto row = txn.exec_params(
+        "SELECT (SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1), "
+        "(SELECT caught_up FROM relay.wal_reader WHERE slot = $1)",
+        config_.slot)[0];
+    const std::string wal_status = row[0].is_null() ? "" : row[0].as<std::string>();
+    const bool caught_up = !row[1].is_null() && row[1].as<bool>();
+    return wal_status.empty() || wal_status == "lost" || !caught_up;
+  });
+  if (!state) {
+    if (state.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+    log_.warn("cannot read the slot's state", {{"error", state.error().message}});
+    return Outcome::kUnavailable;
+  }
+  if (*state) {
+    const Outcome caught = catch_up(stop);
+    if (caught != Outcome::kCaughtUp) return caught;
+  }
+  return stream(stop);
+}
+
+bool PgWalSource::wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive) {
+  std::unique_lock lock(mu_);
+  while (static_cast<int>(held_.size()) >= config_.max_held_events) {
+    room_.wait_for(lock, stop, kStreamWait,
+                   [&] { return static_cast<int>(held_.size()) < config_.max_held_events; });
+    if (stop.stop_requested()) return false;
+    lock.unlock();
+    const bool alive = keep_alive();
+    lock.lock();
+    if (!alive) return false;
+  }
+  return true;
+}
+
+void PgWalSource::add_held(Held&& h) {
+  bool was_empty = false;
+  {
+    std::lock_guard lock(mu_);
+    if (h.txn != 0) progress_.add_event(h.txn);
+    auto it = in_flight_.find(h.event.outbox_id);
+    if (it != in_flight_.end()) {
+      // Sent again by the server (a new session after a broken one) while still on its way:
+      // count it in the new transaction and let its outcome settle it.
+      if (it->second.txn == 0) --catch_up_outstanding_;
+      if (h.txn == 0) ++catch_up_outstanding_;
+      it->second.txn = h.txn;
+      return;
+    }
+    if (h.txn == 0) ++catch_up_outstanding_;
+    was_empty = held_.empty();
+    held_.push_back(std::move(h));
+  }
+  if (was_empty) deliveries_.wake();
+}
+
+// Returns kCaughtUp once caught up (the caller streams next); anything else ends the term.
+PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
+  set_role("catching_up");
+  {
+    std::lock_guard lock(mu_);
+    ++status_.catch_ups;
+    status_.catch_up_read = 0;
+  }
+  auto reader = reader_conn_->get();
+  if (!reader) return Outcome::kUnavailable;
+  // From here until the end, a relay that stops starts over with a new slot.
+  auto marked = run_transaction(**reader, [&](pqxx::work& txn) {
+    return txn
+               .exec_params(
+                   "UPDATE relay.wal_reader SET caught_up = false, caught_up_at = NULL WHERE slot "
+                   "= $1 AND owner = $2",
+                   config_.slot, owner_)
+               .affected_rows() == 1;
+  });
+  if (!marked) return Outcome::kUnavailable;
+  if (!*marked) return Outcome::kLeaseLost;
+
+  auto repl = wal::ReplicationConnection::open(database_url_, Millis(10'000));
+  if (!repl) {
+    log_.warn("cannot open a replication connection", {{"error", repl.error().message}});
+    return Outcome::kUnavailable;
+  }
+  // A slot that is gone, invalidated or never caught up is replaced: its stream may miss rows.
+  (void)(*repl)->drop_slot(config_.slot);
+  // Creating waits for the transactions running now to end: shutdown may cut that short.
+  streaming_ = repl->get();
+  auto created = (*repl)->create_slot(config_.slot, /*export_snapshot=*/true);
+  streaming_ = nullptr;
+  if (!created) {
+    log_.warn("cannot create the replication slot",
+              {{"slot", config_.slot}, {"error", created.error().message}});
+    return Outcome::kUnavailable;
+  }
+  log_.info("created the replication slot; delivering the rows it does not cover from the table",
+            {{"slot", config_.slot}, {"consistent_point", wal::format_lsn(created->consistent_point)}});
+
+  // The rows the slot's snapshot sees are exactly those its stream leaves out.
+  auto scan = connect(database_url_);
+  if (!scan) return Outcome::kUnavailable;
+  try {
+    pqxx::nontransaction tx(**scan);
+    tx.exec("BEGIN ISOLATION LEVEL REPEATABLE READ");
+    tx.exec("SET TRANSACTION SNAPSHOT " + tx.quote(created->snapshot_name));
+    repl->reset();  // the snapshot is imported: the replication connection may go
+    (void)run_transaction(**reader, [&](pqxx::work& txn) {
+      txn.exec_params("UPDATE relay.wal_reader SET slot_created_at = now() WHERE slot = $1",
+                      config_.slot);
+    });
+    std::int64_t floor = 0;
+    auto last_renew = SteadyClock::now();
+    auto renew = [&] {
+      if (SteadyClock::now() - last_renew < config_.takeover_after / 3) return true;
+      auto h = hold_lease();
+      if (h && *h) last_renew = SteadyClock::now();
+      return h && *h;
+    };
+    const std::string select = fmt::format(
+        "SELECT o.id, {}, (extract(epoch FROM o.deliver_after) * 1000000)::bigint FROM "
+        "relay.outbox o WHERE o.id > $1 ORDER BY o.id LIMIT $2",
+        kEventColumns);
+    while (true) {
+      if (!wait_for_room(stop, renew)) return stop.stop_requested() ? Outcome::kStopped : Outcome::kLeaseLost;
+      if (!renew()) return Outcome::kLeaseLost;
+      int room = 0;
+      {
+        std::lock_guard lock(mu_);
+        room = config_.max_held_events - static_cast<int>(held_.size());
+      }
+      const auto rows = tx.exec_params(select, floor, std::min(room, kCatchUpPage));
+      if (rows.empty()) break;
+      for (const auto& row : rows) {
+        Held h;
+        h.event = read_event(row, row[0].as<std::int64_t>(), 1);
+        if (!row[9].is_null()) {
+          h.event.deliver_after = std::chrono::system_clock::time_point{
+              std::chrono::microseconds(row[9].as<long long>())};
+        }
+        floor = h.event.outbox_id;
+        add_held(std::move(h));
+      }
+      std::lock_guard lock(mu_);
+      status_.catch_up_read += static_cast<long long>(rows.size());
+    }
+    tx.exec("COMMIT");
+  } catch (const std::exception& e) {
+    log_.warn("the catch-up scan failed", {{"error", classify_exception(e).message}});
+    return Outcome::kUnavailable;
+  }
+  // Streaming starts only once every row of the catch-up has an outcome: what the stream brings
+  // is newer, so a key's order holds across the hand-over.
+  auto last_renew = SteadyClock::now();
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      room_.wait_for(lock, stop, kStreamWait, [&] { return catch_up_outstanding_ == 0; });
+      if (catch_up_outstanding_ == 0) break;
+    }
+    if (stop.stop_requested()) return Outcome::kStopped;
+    if (SteadyClock::now() - last_renew >= config_.takeover_after / 3) {
+      auto h = hold_lease();
+      if (!h || !*h) return Outcome::kLeaseLost;
+      last_renew = SteadyClock::now();
+    }
+  }
+  auto again = reader_conn_->get();
+  if (!again) return Outcome::kUnavailable;
+  auto done = run_transaction(**again, [&](pqxx::work& txn) {
+    return txn
+               .exec_params(
+                   "UPDATE relay.wal_reader SET caught_up = true, caught_up_at = now() WHERE slot "
+                   "= $1 AND owner = $2",
+                   config_.slot, owner_)
+               .affected_rows() == 1;
+  });
+  if (!done) return Outcome::kUnavailable;
+  if (!*done) return Outcome::kLeaseLost;
+  {
+    std::lock_guard lock(mu_);
+    log_.info("caught up from the table", {{"rows", std::to_string(status_.catch_up_read)}});
+  }
+  return Outcome::kCaughtUp;
+}
+
+Status PgWalSource::send_status(wal::ReplicationConnection& conn, bool reply) {
+  wal::Lsn received = 0, confirmed = 0;
+  {
+    std::lock_guard lock(mu_);
+    confirmed = progress_.confirmed();
+    received = std::max(status_.received_lsn, confirmed);
+    status_.confirmed_lsn = confirmed;
+  }
+  return conn.send_status(received, confirmed, confirmed, reply);
+}
+
+PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
+  auto opened = wal::ReplicationConnection::open(database_url_, Millis(10'000));
+  if (!opened) {
+    log_.warn("cannot open a replication connection", {{"error", opened.error().message}});
+    return Outcome::kUnavailable;
+  }
+  wal::ReplicationConnection& conn = **opened;
+  {
+    std::lock_guard lock(mu_);
+    progress_.restart();
+  }
+  if (auto started = conn.start(config_.slot, config_.publication, 0); !started) {
+    const auto failure = wal::classify_replication_error(started.error());
+    log_.warn("cannot stream from the slot",
+              {{"slot", config_.slot}, {"error", started.error().message}});
+    // Gone or invalidated (max_slot_wal_keep_size): its stream misses rows; start over from the
+    // table with a new slot. In use by another reader: wait and try again.
+    if (failure == wal::ReplicationFailure::kSlotMissing ||
+        failure == wal::ReplicationFailure::kSlotInvalidated) {
+      auto c = reader_conn_->get();
+      if (c) {
+        (void)run_transaction(**c, [&](pqxx::work& txn) {
+          txn.exec_params("UPDATE relay.wal_reader SET caught_up = false WHERE slot = $1",
+                          config_.slot);
+        });
+      }
+      return Outcome::kRestartSlot;
+    }
+    return Outcome::kUnavailable;
+  }
+  set_role("streaming");
+  streaming_ = &conn;
+  struct Unset {
+    std::atomic<wal::ReplicationConnection*>& s;
+    ~Unset() { s = nullptr; }
+  } unset{streaming_};
+
+  std::unordered_map<std::uint32_t, wal::RelationMsg> relations;
+  wal::WalProgress::Txn txn = 0;
+  auto last_status = SteadyClock::now();
+  auto last_renew = SteadyClock::now();
+  auto keep_alive = [&]() -> bool {
+    const auto now = SteadyClock::now();
+    if (now - last_renew >= config_.takeover_after / 3) {
+      auto h = hold_lease();
+      if (h && !*h) return false;  // another relay has the slot now
+      // A database that is away: keep streaming while the lease lasts, then step down.
+      if (h) {
+        last_renew = now;
+      } else if (now - last_renew >= config_.takeover_after * 2 / 3) {
+        return false;
+      }
+    }
+    if (now - last_status >= config_.status_interval) {
+      if (!send_status(conn, false)) return false;
+      last_status = now;
+    }
+    return true;
+  };
+  while (!stop.stop_requested()) {
+    if (!keep_alive()) return Outcome::kLeaseLost;
+    if (!wait_for_room(stop, keep_alive)) {
+      return stop.stop_requested() ? Outcome::kStopped : Outcome::kLeaseLost;
+    }
+    auto next = conn.next(kStreamWait);
+    if (!next) {
+      log_.warn("the replication stream broke", {{"error", next.error().message}});
+      return Outcome::kUnavailable;
+    }
+    if (!*next) continue;
+    auto message = wal::decode_copy_data(**next);
+    if (!message) {
+      log_.error("cannot read the replication stream", {{"error", message.error().message}});
+      return Outcome::kUnavailable;
+    }
+    if (const auto* k = std::get_if<wal::Keepalive>(&*message)) {
+      {
+        std::lock_guard lock(mu_);
+        progress_.keepalive(k->wal_end);
+      }
+      if (k->reply_requested) {
+        if (!send_status(conn, false)) return Outcome::kUnavailable;
+        last_status = SteadyClock::now();
+      }
+      continue;
+    }
+    const auto& data = std::get<wal::XLogData>(*message);
+    auto decoded = wal::decode_pgoutput(data.payload);
+    if (!decoded) {
+      log_.error("cannot decode a pgoutput message", {{"error", decoded.error().message}});
+      return Outcome::kUnavailable;
+    }
+    if (std::get_if<wal::BeginMsg>(&*decoded) != nullptr) {
+      std::lock_guard lock(mu_);
+      txn = progress_.begin();
+    } else if (auto* r = std::get_if<wal::RelationMsg>(&*decoded)) {
+      relations[r->oid] = std::move(*r);
+    } else if (const auto* ins = std::get_if<wal::InsertMsg>(&*decoded)) {
+      auto rel = relations.find(ins->relation_oid);
+      if (rel == relations.end() || rel->second.nspname != "relay" ||
+          rel->second.relname != "outbox") {
+        continue;  // not ours (a publication may carry more tables)
+      }
+      auto row = wal::decode_outbox_row(rel->second, *ins);
+      if (!row) {
+        // The row stays in the table and this transaction unconfirmed: nothing is lost, and
+        // relay does not skip past an event it cannot read.
+        log_.error("cannot decode an outbox row from the stream", {{"error", row.error().message}});
+        return Outcome::kUnavailable;
+      }
+      Held h;
+      h.event = std::move(row->event);
+      h.event.deliver_after = row->deliver_after;
+      h.txn = txn;
+      add_held(std::move(h));
+    } else if (const auto* commit = std::get_if<wal::CommitMsg>(&*decoded)) {
+      std::lock_guard lock(mu_);
+      progress_.commit(txn, commit->end_lsn);
+      status_.received_lsn = commit->end_lsn;
+    }
+  }
+  (void)send_status(conn, false);  // confirm what is done before going
+  return Outcome::kStopped;
+}
+
+// ---- the claimer's side ---------------------------------------------------------------------
+
+Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, int /*held_items*/) {
+  std::vector<Held> batch;
+  {
+    std::lock_guard lock(mu_);
+    const std::uint64_t claim = ++claims_;
+    for (auto it = held_.begin(); it != held_.end() && static_cast<int>(batch.size()) < limit;) {
+      if (it->event.key) {
+        // A key whose earlier event from an earlier claim is still on its way waits for its
+        // outcome (a retry then holds it through held_for); within one claim KeyOrder orders it.
+        auto k = keys_in_flight_.find(*it->event.key);
+        if (k != keys_in_flight_.end() && k->second.count > 0 && k->second.claim != claim) {
+          ++it;
+          continue;
+        }
+        auto& use = keys_in_flight_[*it->event.key];
+        ++use.count;
+        use.claim = claim;
+      }
+      in_flight_[it->event.outbox_id] = InFlight{it->txn, it->event.key};
+      batch.push_back(std::move(*it));
+      it = held_.erase(it);
+    }
+  }
+  if (batch.empty()) return std::vector<model::ClaimedEvent>{};
+  room_.notify_all();
+
+  std::vector<std::int64_t> ids;
+  ids.reserve(batch.size());
+  for (const auto& h : batch) ids.push_back(h.event.outbox_id);
+  auto c = claim_conn_->get();
+  Result<pqxx::result> rows = c ? run_transaction(**c, [&](pqxx::work& txn) {
+    return txn.exec_prepared("wal_exists", bigint_array(ids), ordered_, blocking_);
+  })
+                                : Result<pqxx::result>(c.error());
+  if (!rows) {
+    if (rows.error().code == ErrorCode::kUnavailable) claim_conn_->reset();
+    // Put them back, first in line, as they were.
+    std::lock_guard lock(mu_);
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      in_flight_.erase(it->event.outbox_id);
+      if (it->event.key) {
+        auto k = keys_in_flight_.find(*it->event.key);
+        if (k != keys_in_flight_.end() && --k->second.count <= 0) keys_in_flight_.erase(k);
+      }
+      held_.push_front(std::move(*it));
+    }
+    return rows.error();
+  }
+  std::unordered_map<std::int64_t, std::vector<std::string>> present;
+  for (const auto& row : *rows) {
+    present.emplace(row[0].as<std::int64_t>(), parse_name_array(row[1].as<std::string>()));
+  }
+  std::vector<model::ClaimedEvent> out;
+  out.reserve(batch.size());
+  bool freed = false;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& h : batch) {
+      auto p = present.find(h.event.outbox_id);
+      if (p == present.end()) {
+        // Its row is gone: delivered before a restart, or cancelled. Nothing to do.
+        finish_event(h.event.outbox_id, true);
+        freed = true;
+        continue;
+      }
+      model::ClaimedEvent e;
+      e.event = std::move(h.event);
+      e.held_for = std::move(p->second);
+      out.push_back(std::move(e));
+    }
+  }
+  if (freed) {
+    room_.notify_all();
+    deliveries_.wake();  // a key it held may free later events
+  }
+  return out;
+}
+
+void PgWalSource::finish_event(std::int64_t outbox_id, bool done) {
+  auto it = in_flight_.find(outbox_id);
+  if (it == in_flight_.end()) return;
+  if (it->second.txn == 0) {
+    if (done) --catch_up_outstanding_;
+  } else if (done) {
+    progress_.event_done(it->second.txn);
+  }
+  if (it->second.key) {
+    auto k = keys_in_flight_.find(*it->second.key);
+    if (k != keys_in_flight_.end() && --k->second.count <= 0) keys_in_flight_.erase(k);
+  }
+  in_flight_.erase(it);
+}
+
+void PgWalSource::recorded(const model::OutcomeBatch& batch) {
+  if (batch.outbox.empty()) return;
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& o : batch.outbox) {
+      // An aborted part (shutdown) left the row as it was: its transaction is not done.
+      const bool done = std::none_of(o.parts.begin(), o.parts.end(), [](const auto& p) {
+        return p.kind == model::PartOutcome::Kind::kAborted;
+      });
+      finish_event(o.outbox_id, done);
+    }
+    wake = !held_.empty();
+  }
+  room_.notify_all();
+  if (wake) deliveries_.wake();  // events that waited for a key may go now
+}
+
+Result<std::vector<model::ClaimedDelivery>> PgWalSource::claim_deliveries(
+    int limit, const std::vector<std::string>& subscriptions) {
+  return deliveries_.claim_deliveries(limit, subscriptions);
+}
+
+Status PgWalSource::renew_leases() { return deliveries_.renew_leases(); }
+
+Status PgWalSource::release_all() {
+  reader_.request_stop();
+  if (auto* s = streaming_.load()) s->interrupt();
+  if (reader_.joinable()) reader_.join();
+  return deliveries_.release_all();
+}
+
+Result<long long> PgWalSource::release_unheld(const std::vector<std::int64_t>& outbox_ids,
+                                              const std::vector<std::int64_t>& delivery_ids) {
+  return deliveries_.release_unheld(outbox_ids, delivery_ids);
+}
+
+Status PgWalSource::park(Millis) { return {}; }
+Status PgWalSource::unpark() { return {}; }
+
+Result<std::optional<Millis>> PgWalSource::time_until_next_due() {
+  return deliveries_.time_until_next_due();
+}
+
+Result<bool> PgWalSource::wait_for_work(Millis timeout) {
+  return deliveries_.wait_for_work(timeout);
+}
+
+void PgWalSource::wake() { deliveries_.wake(); }
+
+WalSourceStatus PgWalSource::status() const {
+  std::lock_guard lock(mu_);
+  WalSourceStatus s = status_;
+  s.held_events = static_cast<long long>(held_.size());
+  s.in_flight = static_cast<long long>(in_flight_.size());
+  s.pending_transactions = static_cast<long long>(progress_.pending());
+  return s;
+}
+
+}  // namespace relay::store

@@ -1,0 +1,170 @@
+#pragma once
+// PgWalSource: the WAL source (source.mode: wal). Outbox events come from a logical replication
+// slot instead of claims:
+//
+//   reader thread: lease in relay.wal_reader ─▶ [catch-up from the table] ─▶ stream (pgoutput)
+//        │ decoded inserts, in commit order, at most wal.max_held_events
+//        ▼
+//   held events ─claim_outbox()─▶ pipeline ─▶ outcome sink deletes the row ─▶ recorded()
+//                                                        │
+//   WalProgress: a transaction is confirmed to PostgreSQL ◀┘ once all its events are recorded
+//
+// - The outbox row stays the durable record: the sink deletes it only once every part has an
+//   outcome, and the slot's confirmed position moves past a transaction only when each of its
+//   events has one. After a crash the slot sends the unconfirmed transactions again; claim_outbox
+//   hands out only events whose row still exists, so only events in flight are delivered twice.
+// - Per-key order is commit order: an event waits in memory while an earlier event of its key from
+//   an earlier claim is in flight (at most one request's time); once that one is recorded, an
+//   event behind a retry is held for its subscription (held_for) and queues in relay.delivery.
+// - One reader per slot: the reader holds a lease in relay.wal_reader and renews it every third of
+//   wal.takeover_after; another relay stands by and takes over when it runs out. A relay that
+//   cannot renew stops streaming before its lease ends.
+// - Rows the stream does not cover (committed before the slot existed, or while it was lost) are
+//   delivered from the table first: relay creates the slot with an exported snapshot, reads the
+//   rows that snapshot sees in id order, and starts streaming (from the slot's start, which is
+//   exactly that snapshot) only once each of them has an outcome. relay.wal_reader.caught_up
+//   records that; a relay that stops before it starts the catch-up over with a new slot.
+// Retries (relay.delivery) are claimed as in table mode, by the active relay and standbys alike.
+// Thread safety: as model::WorkSource; recorded() and status() may be called from any thread.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "relay/common/clock.h"
+#include "relay/common/log.h"
+#include "relay/config/config.h"
+#include "relay/model/work_source.h"
+#include "relay/store/outbox_source.h"
+#include "relay/store/wal/wal_progress.h"
+
+namespace relay::store {
+
+class PgConnection;
+
+namespace wal {
+class ReplicationConnection;
+struct RelationMsg;
+}  // namespace wal
+
+struct WalSourceStatus {
+  std::string role = "starting";  // starting | standby | catching_up | streaming
+  std::string slot;
+  wal::Lsn received_lsn = 0;   // the end of the last transaction read from the stream
+  wal::Lsn confirmed_lsn = 0;  // the last position reported as flushed
+  long long held_events = 0;   // read and not yet handed to the pipeline
+  long long in_flight = 0;     // handed to the pipeline, outcome not yet recorded
+  long long pending_transactions = 0;
+  long long catch_up_read = 0;  // rows read from the table in the current or last catch-up
+  long long catch_ups = 0;      // catch-ups started by this process
+};
+
+class PgWalSource final : public model::WorkSource {
+ public:
+  // `owner` names this relay in relay.wal_reader and relay.delivery leases. `subscriptions`,
+  // `ordered`, `blocking`: as PgOutboxSource's.
+  PgWalSource(std::string database_url, std::string owner, const config::SourceConfig& source,
+              std::vector<std::string> subscriptions, std::vector<std::string> ordered,
+              std::vector<std::string> blocking);
+  ~PgWalSource() override;
+  PgWalSource(const PgWalSource&) = delete;
+  PgWalSource& operator=(const PgWalSource&) = delete;
+
+  // What wal mode needs from the server: wal_level = logical, a role with REPLICATION, the
+  // publication (created here if missing). kInvalidArgument names the setting to change (relay
+  // exits 2); kUnavailable when the database cannot be reached.
+  Status prepare();
+  // Starts the reader thread. REQUIRES: prepare() succeeded.
+  void start();
+
+  Result<std::vector<model::ClaimedEvent>> claim_outbox(int limit, int held_items) override;
+  Result<std::vector<model::ClaimedDelivery>> claim_deliveries(
+      int limit, const std::vector<std::string>& subscriptions) override;
+  Status renew_leases() override;
+  // Stops the reader (it confirms what is done and gives up its lease, so a standby or the next
+  // start takes over at once) and releases this relay's relay.delivery leases.
+  Status release_all() override;
+  Result<long long> release_unheld(const std::vector<std::int64_t>& outbox_ids,
+                                   const std::vector<std::int64_t>& delivery_ids) override;
+  // The stream is the wake-up: no doorbell, no relay.parked row.
+  Status park(Millis ttl) override;
+  Status unpark() override;
+  Result<std::optional<Millis>> time_until_next_due() override;
+  Result<bool> wait_for_work(Millis timeout) override;
+  void wake() override;
+  void recorded(const model::OutcomeBatch& batch) override;
+
+  WalSourceStatus status() const;
+
+ private:
+  struct Held {
+    Event event;
+    wal::WalProgress::Txn txn = 0;  // 0: a catch-up row (not in the stream)
+  };
+  struct InFlight {
+    wal::WalProgress::Txn txn = 0;
+    std::optional<std::string> key;
+  };
+  // How a reader's term (or part of one) ended.
+  enum class Outcome {
+    kUnavailable,  // the database or the stream failed: back off, then try again
+    kStopped,
+    kLeaseLost,    // another relay reads the slot now (or this one is standing by)
+    kRestartSlot,  // the slot is gone or invalidated: catch up from the table with a new one
+    kCaughtUp,     // (catch_up only) every row the slot does not cover has an outcome
+  };
+
+  void run(std::stop_token stop);
+  // One term as the slot's reader, from taking the lease to losing it or stopping.
+  Outcome lead(std::stop_token stop);
+  Outcome catch_up(std::stop_token stop);
+  Outcome stream(std::stop_token stop);
+  // Takes or renews the lease; false if another relay holds it. Errors: the database is away.
+  Result<bool> hold_lease();
+  void give_up_lease();
+  // Waits until the held events have room (or stop); renews the lease meanwhile.
+  bool wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive);
+  void add_held(Held&& held);
+  void finish_event(std::int64_t outbox_id, bool done);  // REQUIRES: mu_ held
+  void set_role(const char* role);
+  Status send_status(wal::ReplicationConnection& conn, bool reply);
+
+  const std::string database_url_;
+  const std::string owner_;
+  const config::WalSourceConfig config_;
+  const std::string ordered_;  // Postgres array literals
+  const std::string blocking_;
+  const Logger log_{"wal"};
+  PgOutboxSource deliveries_;                 // relay.delivery claims, LISTEN, wake-ups
+  std::unique_ptr<PgConnection> claim_conn_;  // claimer thread: existence and held_for
+  std::unique_ptr<PgConnection> reader_conn_;  // reader thread: lease, slot state
+  std::jthread reader_;
+  std::atomic<wal::ReplicationConnection*> streaming_{nullptr};  // to interrupt its wait
+
+  mutable std::mutex mu_;
+  std::condition_variable_any room_;  // held events left, or in-flight ones settled
+  std::list<Held> held_;                                  // guarded by mu_
+  std::unordered_map<std::int64_t, InFlight> in_flight_;  // by outbox id; guarded by mu_
+  // Per key: events in flight and the claim that took them (a later claim waits).
+  struct KeyUse {
+    long long count = 0;
+    std::uint64_t claim = 0;
+  };
+  std::unordered_map<std::string, KeyUse> keys_in_flight_;  // guarded by mu_
+  std::uint64_t claims_ = 0;                                 // guarded by mu_
+  long long catch_up_outstanding_ = 0;                       // guarded by mu_
+  wal::WalProgress progress_;                                     // guarded by mu_
+  WalSourceStatus status_;                                   // guarded by mu_
+};
+
+}  // namespace relay::store
