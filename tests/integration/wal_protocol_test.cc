@@ -17,17 +17,23 @@
 #include <fstream>
 #include <map>
 #include <pqxx/pqxx>
+#include <stdexcept>
 #include <thread>
 
 #include "relay/store/wal/outbox_row.h"
 #include "relay/store/wal/pgoutput.h"
 #include "relay/store/wal/replication_connection.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
 
 using namespace std::chrono_literals;
 using namespace relay::testing;
 using namespace relay::store::wal;
+
+#ifndef RELAY_SOURCE_DIR
+#error "RELAY_SOURCE_DIR must be defined by the build"
+#endif
 
 namespace {
 
@@ -501,4 +507,101 @@ TEST_CASE("a role without REPLICATION is refused at connect, and the password ne
   CHECK(closed.error().code == relay::ErrorCode::kUnavailable);
   CHECK(classify_replication_error(closed.error()) == ReplicationFailure::kConnectionLost);
   CHECK(closed.error().message.find(password) == std::string::npos);
+}
+
+namespace {
+
+// A cluster of this test's own (scripts/pg in a temporary directory), for settings the shared one
+// must keep; stopped at scope exit.
+class PrivateCluster {
+ public:
+  PrivateCluster() { pg("start"); }
+  ~PrivateCluster() {
+    try {
+      pg("stop");
+    } catch (...) {
+    }
+  }
+  PrivateCluster(const PrivateCluster&) = delete;
+  PrivateCluster& operator=(const PrivateCluster&) = delete;
+
+  std::string url() const {
+    std::string u = read_file(dir_.path() + "/url");
+    while (!u.empty() && u.back() == '\n') u.pop_back();
+    return u;
+  }
+  void restart() { pg("restart"); }
+  // Runs each statement on its own in autocommit (ALTER SYSTEM refuses a transaction block).
+  void exec(std::initializer_list<std::string> statements) {
+    pqxx::connection c(url());
+    for (const auto& sql : statements) pqxx::nontransaction(c).exec(sql);
+  }
+  std::string value(const std::string& sql) {
+    pqxx::connection c(url());
+    const auto r = pqxx::nontransaction(c).exec(sql);
+    return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
+  }
+
+ private:
+  void pg(const std::string& command) {
+    const std::string out = dir_.path() + "/pg-output";
+    const std::string cmd = std::string("'") + RELAY_SOURCE_DIR + "/scripts/pg' " + command + " '" +
+                            dir_.path() + "' >'" + out + "' 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      throw std::runtime_error("scripts/pg " + command + " failed:\n" + read_file(out));
+    }
+  }
+
+  TempDir dir_{"relay-wal-pg."};
+};
+
+}  // namespace
+
+TEST_CASE("replication errors on a server set up against WAL mode name the setting",
+          "[integration][wal]") {
+  PrivateCluster pg;
+  pg.exec({"ALTER SYSTEM SET max_replication_slots = 1",
+           "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'"});
+  pg.restart();
+  {
+    auto conn = open_replication(pg.url());
+    REQUIRE(conn->create_slot("first", false).has_value());
+    auto second = conn->create_slot("second", false);
+    REQUIRE_FALSE(second.has_value());
+    INFO(second.error().message);
+    CHECK(sqlstate_of(second.error()) == "53400");
+    CHECK(classify_replication_error(second.error()) == ReplicationFailure::kSlotsExhausted);
+  }
+
+  // More WAL than max_slot_wal_keep_size, and a checkpoint: the slot is invalidated ('lost').
+  pg.exec({"CREATE TABLE filler (x int)", "CREATE PUBLICATION p FOR TABLE filler"});
+  REQUIRE(wait_until(
+      [&] {
+        pg.exec({"INSERT INTO filler SELECT generate_series(1, 50000)", "SELECT pg_switch_wal()",
+                 "CHECKPOINT"});
+        return pg.value("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'first'") ==
+               "lost";
+      },
+      60s));
+  {
+    auto conn = open_replication(pg.url());
+    auto s = conn->start("first", "p", 0);
+    REQUIRE_FALSE(s.has_value());
+    INFO(s.error().message);
+    CHECK(sqlstate_of(s.error()) == "55000");
+    CHECK(classify_replication_error(s.error()) == ReplicationFailure::kSlotInvalidated);
+  }
+
+  // A logical slot keeps a server with wal_level below logical from starting: drop it first.
+  pg.exec({"SELECT pg_drop_replication_slot('first')", "ALTER SYSTEM SET wal_level = replica"});
+  pg.restart();
+  REQUIRE(pg.value("SHOW wal_level") == "replica");
+  {
+    auto conn = open_replication(pg.url());
+    auto created = conn->create_slot("first", false);
+    REQUIRE_FALSE(created.has_value());
+    INFO(created.error().message);
+    CHECK(sqlstate_of(created.error()) == "55000");
+    CHECK(classify_replication_error(created.error()) == ReplicationFailure::kWalLevelNotLogical);
+  }
 }
