@@ -82,9 +82,13 @@ std::string connect_failure_text(std::string text) {
     text.erase(loc, end == std::string::npos ? std::string::npos : end - loc);
   }
   text = trim(std::move(text));
-  for (auto& c : text) {
-    if (c == '\n') c = ' ';
+  // One line: libpq continues a message with "\n\t" ("Connection refused\n\tIs the server ...").
+  std::string line;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n' && i + 1 < text.size() && text[i + 1] == '\t') continue;
+    line.push_back(text[i] == '\n' || text[i] == '\t' ? ' ' : text[i]);
   }
+  text = std::move(line);
   if (!sqlstate.empty()) text += fmt::format(" {}{})", kSqlstateMark, sqlstate);
   return text;
 }
@@ -205,11 +209,14 @@ void ReplicationConnection::interrupt() {
   const std::uint64_t one = 1;
   // EAGAIN only when the counter is at its maximum: an interrupt is pending anyway.
   [[maybe_unused]] const auto n = ::write(event_fd_, &one, sizeof one);
+  interrupt_pending_.store(true);
 }
 
 bool ReplicationConnection::drain_interrupt() {
   std::uint64_t v = 0;
-  return ::read(event_fd_, &v, sizeof v) == static_cast<ssize_t>(sizeof v);
+  const bool was_set = ::read(event_fd_, &v, sizeof v) == static_cast<ssize_t>(sizeof v);
+  interrupt_pending_.store(false);
+  return was_set;
 }
 
 int ReplicationConnection::backend_pid() const { return PQbackendPID(conn_); }
@@ -366,6 +373,10 @@ Status ReplicationConnection::start(const std::string& slot, const std::string& 
 
 Result<std::optional<std::string_view>> ReplicationConnection::next(Millis timeout) {
   free_copy_buffer();
+  if (interrupt_pending_.load(std::memory_order_relaxed)) {
+    drain_interrupt();
+    return std::optional<std::string_view>();
+  }
   const auto deadline = SteadyClock::now() + timeout;
   while (true) {
     char* buf = nullptr;

@@ -9,8 +9,8 @@
 //
 // Errors. A server error's message ends with "(SQLSTATE xxxxx)"; sqlstate_of() reads it back and
 // classify_replication_error() turns it into a ReplicationFailure. Observed on PostgreSQL 15.18
-// (this machine; tests/integration/wal_protocol_test.cc checks the cases marked *, the others were
-// checked by hand on a private cluster with the setting changed):
+// (this machine); tests/integration/wal_protocol_test.cc checks each one, the settings-dependent
+// ones (-) on a private cluster with the setting changed:
 //   * slot does not exist (START_REPLICATION, DROP_REPLICATION_SLOT): 42704
 //       replication slot "x" does not exist
 //   * slot active for another PID (START_REPLICATION, DROP_REPLICATION_SLOT): 55006
@@ -32,6 +32,7 @@
 //       replication slot "x" already exists
 // A lost connection or the end of the stream is kUnavailable with no SQLSTATE.
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -110,17 +111,19 @@ class ReplicationConnection {
   Status start(const std::string& slot, const std::string& publication, Lsn from);
 
   // Waits up to `timeout` for the next CopyData message (decode it with decode_copy_data).
-  // nullopt when the time runs out or interrupt() ends the wait. The bytes stay valid until the
-  // next call. The stream ending or the connection breaking gives kUnavailable; an error the
-  // server sends during the stream (a missing publication) carries its SQLSTATE.
+  // nullopt when the time runs out, or at once when interrupt() was called since the last call
+  // returned (even if messages are waiting). The bytes stay valid until the next call. The stream
+  // ending or the connection breaking gives kUnavailable; an error the server sends during the
+  // stream (a missing publication) carries its SQLSTATE.
   Result<std::optional<std::string_view>> next(Millis timeout);
 
   // Sends a standby status update (encode_standby_status, with the current time) and flushes it.
   // kUnavailable if the connection is broken.
   Status send_status(Lsn write, Lsn flush, Lsn apply, bool reply_requested);
 
-  // Ends the current wait of next() (or of a command) early, or the next one if none is running.
-  // Thread-safe.
+  // Makes the current next() return nullopt at once, or the next one if none is running (a race
+  // with a returning call may end one more). During a command (create_slot waiting for
+  // transactions to end), asks the server to cancel it. Thread-safe.
   void interrupt();
 
   // The walsender's PID (pg_stat_replication.pid, pg_replication_slots.active_pid).
@@ -141,6 +144,8 @@ class ReplicationConnection {
   pg_conn* conn_;
   int event_fd_;
   char* copy_buffer_ = nullptr;
+  // Set by interrupt() after it writes the eventfd: next() checks it without a system call.
+  std::atomic<bool> interrupt_pending_{false};
 };
 
 }  // namespace relay::store::wal
