@@ -222,7 +222,9 @@ TEST_CASE("wal: per-key order is commit order when writers commit out of id orde
   RelayProcess relay(to_yaml(wal_config(db, consumer.url())), {}, {{"DATABASE_URL", db.url()}});
   REQUIRE(wait_until(
       [&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
-  // A takes the lower id, B the higher one; B commits first. Commit order: B then A.
+  // A takes the lower id, B the higher one; B commits first. Both commit while relay is paused, so
+  // it sees them together: by id (the table source's order) A would go first; by commit, B.
+  relay.signal(SIGSTOP);
   pqxx::connection a(db.url()), b(db.url());
   pqxx::work ta(a), tb(b);
   const auto id_a = ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
@@ -231,6 +233,7 @@ TEST_CASE("wal: per-key order is commit order when writers commit out of id orde
                         .as<std::string>();
   tb.commit();
   ta.commit();
+  relay.signal(SIGCONT);
   REQUIRE(wait_until([&] { return consumer.count() >= 2; }, 30s));
   CHECK(consumer.received_ids() == std::vector<std::string>{id_b, id_a});
 }
