@@ -280,6 +280,18 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
       subs.push_back(j);
     }
     doc["subscriptions"] = subs;
+    Json slots = Json::array();
+    for (const auto& w : snap->wal_slots) {
+      slots.push_back(Json{{"slot", w.slot},
+                           {"owner", w.owner ? Json(*w.owner) : Json(nullptr)},
+                           {"caught_up", w.caught_up},
+                           {"exists", w.exists},
+                           {"active", w.active},
+                           {"wal_status", w.wal_status.empty() ? Json(nullptr) : Json(w.wal_status)},
+                           {"lag_bytes", w.lag_bytes},
+                           {"retained_bytes", w.retained_bytes}});
+    }
+    doc["wal_slots"] = slots;
     Json opsj{
         {"url", ops_url.empty() ? Json(nullptr) : Json(ops_url)},
         {"reachable", ops.reachable},
@@ -366,6 +378,23 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
     t.print(c.out, "  ");
     c.out << "  RETRIES: events waiting for another attempt; DEAD LETTERS: not yet replayed;\n"
              "  DL KEYS: keys with an unreplayed dead letter\n";
+  }
+
+  if (!snap->wal_slots.empty()) {
+    c.out << "\nWAL source slots\n";
+    Table t({"SLOT", "READER", "STATE", "LAG", "WAL KEPT", "CAUGHT UP"});
+    for (const auto& w : snap->wal_slots) {
+      std::string state = !w.exists ? "missing (relay recreates it and catches up from the table)"
+                          : w.active ? "streaming"
+                                     : "inactive";
+      if (!w.wal_status.empty() && w.wal_status != "reserved") state += ", wal " + w.wal_status;
+      t.add({printable(w.slot), w.owner ? printable(*w.owner) : "(none: no relay holds it)", state,
+             fmt::format("{} bytes", w.lag_bytes), fmt::format("{} bytes", w.retained_bytes),
+             w.caught_up ? "yes" : "no"});
+    }
+    t.print(c.out, "  ");
+    c.out << "  LAG: WAL written since the slot's confirmed position; WAL KEPT: what the server\n"
+             "  retains for it (bound it with max_slot_wal_keep_size)\n";
   }
 
   c.out << '\n';

@@ -1,4 +1,5 @@
 #include "relay/app/relay_runner.h"
+#include "relay/app/wal_stats.h"
 
 #include <fmt/format.h>
 #include <prometheus/registry.h>
@@ -190,6 +191,10 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     inbox_stats = std::make_unique<inbox::InboxStats>(registry, sources);
   }
   std::atomic<const http::HttpServer*> inbox_listening{nullptr};
+  // source.mode: wal: the source's gauges, refreshed at each scrape while the source lives.
+  std::unique_ptr<app::WalStats> wal_stats;
+  if (config.source.mode == "wal") wal_stats = std::make_unique<app::WalStats>(registry, config.source.wal.slot);
+  std::atomic<const store::PgWalSource*> wal_running{nullptr};
   auto readiness = [&running, &schema_ok]() -> std::string {
     if (!schema_ok.load()) return "waiting for the database or its schema";
     const pipeline::Pipeline* d = running.load();
@@ -209,8 +214,10 @@ int run_relay(const config::Config& config, const std::string& database_url) {
                                 : "";
     };
     cb.readiness = readiness;
-    cb.metrics_text = [&registry, &stats, &readiness, &inbox_stats, &inbox_listening] {
+    cb.metrics_text = [&registry, &stats, &readiness, &inbox_stats, &inbox_listening, &wal_stats,
+                       &wal_running] {
       stats.set_ready(readiness().empty());  // relay_ready mirrors /readyz
+      if (const store::PgWalSource* w = wal_running.load()) wal_stats->sync(w->status());
       if (const http::HttpServer* server = inbox_listening.load())
         inbox_stats->sync_server(server->stats());
       return prometheus::TextSerializer().Serialize(registry.Collect());
@@ -260,6 +267,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   }
   const bool wal_mode = config.source.mode == "wal";
   std::unique_ptr<model::WorkSource> work_source;
+  store::PgWalSource* wal_source = nullptr;  // work_source, in WAL mode
   if (wal_mode) {
     auto wal = std::make_unique<store::PgWalSource>(database_url, owner, config.source,
                                                     subscription_names, ordered, blocking);
@@ -277,6 +285,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
         return 0;
     }
     wal->start();
+    wal_source = wal.get();
     work_source = std::move(wal);
   } else {
     work_source = std::make_unique<store::PgOutboxSource>(
@@ -300,6 +309,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     return 2;
   }
   (*outbox_pipeline)->start();
+  wal_running = wal_source;  // reset before the source goes
   running = outbox_pipeline->get();
   pusher = outbox_pipeline->get();
   std::jthread metrics_poller([&database_url, &clock, &stats](std::stop_token st) {
@@ -362,6 +372,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
           ->shutdown(begin + (config.shutdown_timeout - reserve), begin + config.shutdown_timeout);
   running = nullptr;
   pusher = nullptr;
+  wal_running = nullptr;
   ops_server.reset();
   if (exit_code != 0) return exit_code;
   if (!status) {

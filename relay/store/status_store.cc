@@ -32,6 +32,15 @@ std::optional<WallTime> opt_time(const pqxx::field& f) {
       std::chrono::duration_cast<WallTime::duration>(std::chrono::microseconds(f.as<long long>()))};
 }
 
+// Only a lease that still lives names an owner.
+constexpr const char* kWalSlots = R"(
+  SELECT w.slot, CASE WHEN w.lease_until > now() THEN w.owner END, w.caught_up,
+         s.slot_name IS NOT NULL, coalesce(s.active, false), coalesce(s.wal_status, ''),
+         coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn), 0)::bigint,
+         coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
+    FROM relay.wal_reader w LEFT JOIN pg_replication_slots s ON s.slot_name = w.slot
+   ORDER BY w.slot)";
+
 }  // namespace
 
 Result<StatusSnapshot> read_status(const std::string& database_url) {
@@ -61,6 +70,18 @@ Result<StatusSnapshot> read_status(const std::string& database_url) {
       s.dead_letters = r[1].as<std::int64_t>();
       s.oldest_dead_letter_at = opt_time(r[2]);
       s.keys_with_dead_letter = r[3].as<std::int64_t>();
+    }
+    for (const auto& r : txn.exec(kWalSlots)) {
+      WalSlotStatus w;
+      w.slot = r[0].as<std::string>();
+      if (!r[1].is_null()) w.owner = r[1].as<std::string>();
+      w.caught_up = r[2].as<bool>();
+      w.exists = r[3].as<bool>();
+      w.active = r[4].as<bool>();
+      w.wal_status = r[5].as<std::string>();
+      w.lag_bytes = r[6].as<std::int64_t>();
+      w.retained_bytes = r[7].as<std::int64_t>();
+      snap.wal_slots.push_back(std::move(w));
     }
     txn.commit();
     for (auto& [name, s] : subs) {

@@ -33,9 +33,22 @@ struct SubscriptionBacklog {
   std::int64_t keys_with_dead_letter = 0;  // distinct non-NULL keys with an unreplayed dead letter
 };
 
+// A WAL source slot (source.mode: wal): who reads it and what it keeps.
+struct WalSlotStatus {
+  std::string slot;
+  std::optional<std::string> owner;  // the relay reading it, while its lease lives
+  bool caught_up = false;            // rows from before the slot were delivered from the table
+  bool exists = false;               // in pg_replication_slots
+  bool active = false;               // a relay streams from it now
+  std::string wal_status;            // reserved | extended | unreserved | lost ("" if missing)
+  std::int64_t lag_bytes = 0;        // WAL written since its confirmed position
+  std::int64_t retained_bytes = 0;   // WAL the server keeps for it
+};
+
 struct StatusSnapshot {
   std::vector<TopicBacklog> topics;                // ordered by topic
   std::vector<SubscriptionBacklog> subscriptions;  // every subscription with a row, ordered by name
+  std::vector<WalSlotStatus> wal_slots;            // ordered by slot; empty in table mode
 };
 
 // Reads the snapshot in one repeatable-read transaction. kUnavailable (naming host and port,

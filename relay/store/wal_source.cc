@@ -216,7 +216,33 @@ void PgWalSource::give_up_lease() {
   });
 }
 
+void PgWalSource::refresh_slot_state() {
+  auto c = reader_conn_->get();
+  if (!c) return;
+  auto row = run_transaction(**c, [&](pqxx::work& txn) -> std::optional<pqxx::row> {
+    auto rows = txn.exec_params(
+        "SELECT active, coalesce(wal_status, ''), "
+        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint, "
+        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = $1",
+        config_.slot);
+    if (rows.empty()) return std::nullopt;
+    return rows[0];
+  });
+  if (!row) {
+    if (row.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+    return;
+  }
+  std::lock_guard lock(mu_);
+  status_.slot_exists = row->has_value();
+  status_.slot_active = *row && (**row)[0].as<bool>();
+  status_.slot_wal_status = *row ? (**row)[1].as<std::string>() : "";
+  status_.slot_lag_bytes = *row ? (**row)[2].as<long long>() : 0;
+  status_.slot_retained_bytes = *row ? (**row)[3].as<long long>() : 0;
+}
+
 PgWalSource::Outcome PgWalSource::lead(std::stop_token stop) {
+  refresh_slot_state();
   auto held = hold_lease();
   if (!held) return Outcome::kUnavailable;
   if (!*held) {
@@ -370,6 +396,7 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
       }
       std::lock_guard lock(mu_);
       status_.catch_up_read += static_cast<long long>(rows.size());
+      status_.catch_up_rows_total += static_cast<long long>(rows.size());
     }
     tx.exec("COMMIT");
   } catch (const std::exception& e) {
@@ -478,6 +505,7 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
     if (now - last_status >= config_.status_interval) {
       if (!send_status(conn, false)) return false;
       last_status = now;
+      refresh_slot_state();
     }
     return true;
   };
@@ -514,9 +542,9 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
       log_.error("cannot decode a pgoutput message", {{"error", decoded.error().message}});
       return Outcome::kUnavailable;
     }
-    if (std::get_if<wal::BeginMsg>(&*decoded) != nullptr) {
+    if (const auto* begin = std::get_if<wal::BeginMsg>(&*decoded)) {
       std::lock_guard lock(mu_);
-      txn = progress_.begin();
+      txn = progress_.begin(begin->commit_time);
     } else if (auto* r = std::get_if<wal::RelationMsg>(&*decoded)) {
       relations[r->oid] = std::move(*r);
     } else if (const auto* ins = std::get_if<wal::InsertMsg>(&*decoded)) {
@@ -698,6 +726,10 @@ WalSourceStatus PgWalSource::status() const {
   s.held_events = static_cast<long long>(held_.size());
   s.in_flight = static_cast<long long>(in_flight_.size());
   s.pending_transactions = static_cast<long long>(progress_.pending());
+  if (auto oldest = progress_.oldest_pending_commit_time()) {
+    const auto age = std::chrono::system_clock::now() - wal::from_pg_micros(*oldest);
+    s.lag_seconds = std::max(0.0, std::chrono::duration<double>(age).count());
+  }
   return s;
 }
 

@@ -65,8 +65,18 @@ struct WalSourceStatus {
   long long held_events = 0;   // read and not yet handed to the pipeline
   long long in_flight = 0;     // handed to the pipeline, outcome not yet recorded
   long long pending_transactions = 0;
-  long long catch_up_read = 0;  // rows read from the table in the current or last catch-up
-  long long catch_ups = 0;      // catch-ups started by this process
+  long long catch_up_read = 0;        // rows read from the table in the current or last catch-up
+  long long catch_up_rows_total = 0;  // rows read by every catch-up of this process
+  long long catch_ups = 0;            // catch-ups started by this process
+  // How long ago the oldest transaction not yet confirmed committed (0 when none): what a restart
+  // would replay, and how far behind this relay is. Only the relay reading the slot knows it.
+  double lag_seconds = 0;
+  // From pg_replication_slots, read by every relay (standbys too) every few seconds.
+  bool slot_exists = false;
+  bool slot_active = false;          // some relay streams from it now
+  std::string slot_wal_status;       // reserved | extended | unreserved | lost
+  long long slot_lag_bytes = 0;      // pg_current_wal_lsn() - confirmed_flush_lsn
+  long long slot_retained_bytes = 0;  // pg_current_wal_lsn() - restart_lsn: WAL kept for it
 };
 
 class PgWalSource final : public model::WorkSource {
@@ -132,6 +142,8 @@ class PgWalSource final : public model::WorkSource {
   // Takes or renews the lease; false if another relay holds it. Errors: the database is away.
   Result<bool> hold_lease();
   void give_up_lease();
+  // Reads the slot's row in pg_replication_slots into status_ (errors only leave it stale).
+  void refresh_slot_state();
   // Waits until the held events have room (or stop); renews the lease meanwhile.
   bool wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive);
   void add_held(Held&& held);

@@ -14,6 +14,7 @@
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
 #include "tests/support/gate.h"
+#include "tests/support/ops_probe.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/test_database.h"
 #include "tests/support/wait.h"
@@ -279,4 +280,49 @@ TEST_CASE("wal: a delayed event waits in relay.delivery until deliver_after, and
                  "= '" + delayed + "') + interval '1900 milliseconds'") == 1);
   REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= 3; }, 30s));
   CHECK(consumer.received_ids() == std::vector<std::string>{other, delayed, next});
+}
+
+TEST_CASE("wal: /metrics shows the reader, the slot, the catch-up and the confirmed position; "
+          "relay status shows the slot",
+          "[integration][wal]") {
+  auto db = TestDatabase::create();
+  FakeConsumer consumer;
+  publish(db, 0, 250);  // before the slot: caught up from the table
+  const int ops_port = FakeConsumer::unused_port();
+  auto cfg = wal_config(db, consumer.url());
+  cfg.extra = fmt::format("ops:\n  listen: 127.0.0.1:{}\n", ops_port);
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  OpsProbe ops(ops_port);
+  const std::string slot = "{slot=\"" + db.name() + "\"}";
+  std::string last;
+  auto value = [&](const std::string& name) {
+    last = ops.metrics();
+    return OpsProbe::sample(last, name + slot);
+  };
+  REQUIRE(wait_until([&] { return all_done(db); }, 60s));
+  publish(db, 250, 100);  // streamed
+  REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= 350; }, 60s));
+  INFO(last);
+  REQUIRE(wait_until([&] { return value("relay_wal_active") == 1.0; }, 30s));
+  CHECK(value("relay_wal_catching_up") == 0.0);
+  CHECK(value("relay_wal_catch_up_rows_total") == 250.0);
+  // The slot row is read every status_interval (200ms): wait for one after streaming began.
+  REQUIRE(wait_until([&] { return value("relay_wal_slot_active") == 1.0; }, 30s));
+  CHECK(value("relay_wal_slot_lost") == 0.0);
+  REQUIRE(wait_until([&] { return value("relay_wal_confirmed_lsn_bytes").value_or(0) > 0; }, 30s));
+  CHECK(value("relay_wal_held_events") == 0.0);
+  CHECK(value("relay_wal_slot_retained_bytes").value_or(-1) >= 0);
+
+  std::string out;
+  REQUIRE(RelayProcess::run_cli({"status", "--database-url", db.url(), "--output", "json"}, &out) ==
+          0);
+  INFO(out);
+  const auto doc = nlohmann::json::parse(out);
+  REQUIRE(doc.at("wal_slots").size() == 1);
+  const auto& w = doc.at("wal_slots")[0];
+  CHECK(w.at("slot") == db.name());
+  CHECK(w.at("exists") == true);
+  CHECK(w.at("active") == true);
+  CHECK(w.at("caught_up") == true);
+  CHECK(w.at("owner").is_string());
 }

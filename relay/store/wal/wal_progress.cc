@@ -4,10 +4,15 @@
 
 namespace relay::store::wal {
 
-WalProgress::Txn WalProgress::begin() {
+WalProgress::Txn WalProgress::begin(std::int64_t commit_time) {
   if (txns_.empty()) first_ = next_;
-  txns_.push_back(Pending{});
+  txns_.push_back(Pending{.commit_time = commit_time});
   return next_++;
+}
+
+std::optional<std::int64_t> WalProgress::oldest_pending_commit_time() const {
+  if (txns_.empty()) return std::nullopt;
+  return txns_.front().commit_time;
 }
 
 WalProgress::Pending* WalProgress::find(Txn txn) {

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 
 namespace relay::store::wal {
 
@@ -19,8 +20,9 @@ class WalProgress {
  public:
   using Txn = std::uint64_t;  // a transaction's number in this process; never reused
 
-  // A Begin message: returns the number its events and Commit refer to.
-  Txn begin();
+  // A Begin message: returns the number its events and Commit refer to. `commit_time` is the
+  // transaction's commit time as the message gives it (any clock; only reported back).
+  Txn begin(std::int64_t commit_time = 0);
   // One more event of `txn` waits for its outcome.
   void add_event(Txn txn);
   // An event of `txn` has its outcome (or needs none). Unknown numbers (from a stream session that
@@ -38,12 +40,15 @@ class WalProgress {
   Lsn confirmed();
   // Transactions begun and not yet done.
   std::size_t pending() const { return txns_.size(); }
+  // The commit time of the oldest transaction not yet done, if any: how far behind relay is.
+  std::optional<std::int64_t> oldest_pending_commit_time() const;
 
  private:
   struct Pending {
     long long outstanding = 0;
     bool committed = false;
     Lsn end_lsn = 0;
+    std::int64_t commit_time = 0;
   };
   Pending* find(Txn txn);
 
