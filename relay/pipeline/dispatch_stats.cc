@@ -103,7 +103,19 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
                    .Name("relay_delivery_batches_total")
                    .Help("Batch requests sent, by what closed the batch (max_events, max_bytes, "
                          "linger)")
-                   .Register(registry)) {
+                   .Register(registry)),
+      outbox_dead_tuples_(BuildGauge()
+                              .Name("relay_outbox_dead_tuples")
+                              .Help("Dead tuples in relay.outbox (pg_stat_user_tables.n_dead_tup): "
+                                    "deleted rows vacuum has not removed yet")
+                              .Register(registry)
+                              .Add({})),
+      oldest_snapshot_age_(BuildGauge()
+                               .Name("relay_oldest_snapshot_age_seconds")
+                               .Help("Age of the oldest transaction in relay's database that holds "
+                                     "back vacuum (a snapshot or an xid); 0 if none")
+                               .Register(registry)
+                               .Add({})) {
   BuildGauge()
       .Name("relay_build_info")
       .Help("Always 1; the version label says which relay runs")
@@ -283,6 +295,12 @@ void DispatchStats::set_dead_letters(const std::map<std::string, std::int64_t>& 
     auto it = by_subscription.find(name);
     s.dead_letters->Set(it == by_subscription.end() ? 0 : static_cast<double>(it->second));
   }
+}
+
+void DispatchStats::set_vacuum(std::int64_t outbox_dead_tuples,
+                               double oldest_snapshot_age_seconds) {
+  outbox_dead_tuples_.Set(static_cast<double>(outbox_dead_tuples));
+  oldest_snapshot_age_.Set(oldest_snapshot_age_seconds);
 }
 
 }  // namespace relay::pipeline

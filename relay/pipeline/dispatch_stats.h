@@ -67,6 +67,8 @@ class DispatchStats {
   // Replaces the per-topic backlog gauges: topics no longer present read 0.
   void set_backlog(const std::vector<TopicBacklogSample>& topics);
   void set_dead_letters(const std::map<std::string, std::int64_t>& by_subscription);
+  // relay_outbox_dead_tuples and relay_oldest_snapshot_age_seconds (store::MetricsSnapshot).
+  void set_vacuum(std::int64_t outbox_dead_tuples, double oldest_snapshot_age_seconds);
 
  private:
   struct Sub {
@@ -102,6 +104,8 @@ class DispatchStats {
   prometheus::Family<prometheus::Gauge>& backlog_;
   prometheus::Family<prometheus::Gauge>& oldest_age_;
   prometheus::Family<prometheus::Counter>& batches_;
+  prometheus::Gauge& outbox_dead_tuples_;
+  prometheus::Gauge& oldest_snapshot_age_;
 
   std::map<std::string, Sub> subs_;  // constant after construction
 

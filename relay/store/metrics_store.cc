@@ -18,6 +18,21 @@ constexpr const char* kDeadLetters = R"(
   SELECT subscription, count(*) FROM relay.dead_letter WHERE replayed_at IS NULL
    GROUP BY subscription)";
 
+// One row: the outbox's dead tuples, and the age of the oldest snapshot or xid holder (see
+// MetricsSnapshot).
+constexpr const char* kVacuum = R"(
+  SELECT COALESCE((SELECT n_dead_tup FROM pg_stat_user_tables
+                    WHERE relid = 'relay.outbox'::regclass), 0)::bigint,
+         COALESCE(extract(epoch FROM now() - (
+           SELECT min(started) FROM (
+             SELECT COALESCE(xact_start, backend_start) AS started FROM pg_stat_activity
+              WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+                AND pid <> pg_backend_pid()
+                AND (datname = current_database() OR backend_type = 'walsender')
+             UNION ALL
+             SELECT prepared FROM pg_prepared_xacts WHERE database = current_database()) h)),
+           0)::float8)";
+
 }  // namespace
 
 PgMetricsReader::PgMetricsReader(std::string database_url)
@@ -51,6 +66,9 @@ Result<MetricsSnapshot> PgMetricsReader::read(size_t max_topics) {
     if (any_other) snap.topics.push_back(std::move(other));
     for (const auto& row : txn.exec(kDeadLetters))
       snap.dead_letters[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    const auto vacuum = txn.exec1(kVacuum);
+    snap.outbox_dead_tuples = vacuum[0].as<std::int64_t>();
+    snap.oldest_snapshot_age_seconds = std::max(0.0, vacuum[1].as<double>());
     return snap;
   });
   if (!r && r.error().code == ErrorCode::kUnavailable) conn_->reset();

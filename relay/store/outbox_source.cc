@@ -23,7 +23,9 @@ namespace {
 // takes up to $5 - 1 of that key's next events, stopping before a leased or delayed one. Events
 // behind a head are never heads themselves, so one relay owns a key's run at a time and per-key
 // order holds across relays.
-// Everything is decided inside a window of the oldest $4 rows: a key's first row in the window is
+// Everything is decided inside a window of the oldest $4 rows from this relay's floor ($8) on (no
+// row below it exists or can still appear: ClaimFloor; the scan skips the delivered prefix, which a
+// long-running snapshot elsewhere keeps as dead tuples): a key's first row in the window is
 // its oldest row in the table, so one sort of the window finds every head and run (no per-row
 // lookups), and a hot key's deep queue cannot make a claim walk the whole table. Keys are grouped
 // by hashtext(key): two keys sharing a hash are ordered as one, which only ever holds back more.
@@ -36,7 +38,7 @@ constexpr const char* kClaimOutbox = R"(
     SELECT id, key,
            (lease_until IS NOT NULL AND lease_until >= now())
              OR (deliver_after IS NOT NULL AND deliver_after > now()) AS stuck
-      FROM relay.outbox ORDER BY id LIMIT $4
+      FROM relay.outbox WHERE id >= $8 ORDER BY id LIMIT $4
   ), ranked AS (
     SELECT id,
            row_number() OVER by_id AS pos,
@@ -116,6 +118,66 @@ constexpr const char* kNextDue = R"(
                 AND ($2::bigint < 0 OR next_attempt_at > now() - $2::bigint * interval '1 millisecond')),
             (SELECT min(deliver_after) FROM relay.outbox WHERE deliver_after > now())) - now()) * 1000)::bigint)";
 
+// ClaimFloor's statements (see relay/store/claim_floor.h), each run in its own snapshot.
+// The outbox's id sequence and its CACHE: the floor needs CACHE 1.
+constexpr const char* kFloorSequence = R"(
+  SELECT s.seqrelid::bigint, s.seqcache FROM pg_sequence s
+   WHERE s.seqrelid = pg_get_serial_sequence('relay.outbox', 'id')::regclass)";
+// Step 1: the last id handed out (NULL before the first).
+constexpr const char* kFloorLastId = "SELECT pg_sequence_last_value($1::bigint::oid::regclass)";
+// Steps 2 and 3, after step 1: the transactions (virtual ids) holding a lock on the sequence, i.e.
+// every one that took an id and may still commit (our own step 1 took one too, for its own
+// autocommit transaction: left out); and whether any of the pending writers ($2) still runs (each
+// holds its virtualxid lock to its end) or a prepared transaction holds the sequence (PREPARE
+// moves the locks to another virtual id).
+constexpr const char* kFloorWriters = R"(
+  WITH seq_locks AS (
+    SELECT virtualtransaction, pid FROM pg_locks
+     WHERE locktype = 'relation' AND relation = $1::bigint::oid
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+  SELECT ARRAY(SELECT DISTINCT virtualtransaction FROM seq_locks
+                WHERE pid IS DISTINCT FROM pg_backend_pid() AND virtualtransaction IS NOT NULL),
+         NOT EXISTS (SELECT 1 FROM pg_locks WHERE virtualtransaction = ANY($2::text[]))
+           AND NOT EXISTS (SELECT 1 FROM seq_locks WHERE pid IS NULL))";
+// Step 4: the lowest row at or above $1 (an index scan that stops at the first live row).
+constexpr const char* kFloorLowest = "SELECT min(id) FROM relay.outbox WHERE id >= $1";
+
+// One ClaimFloor round on `c` (autocommit statements outside the claim's transaction). Errors
+// other than a lost connection disable the floor for good (e.g. no privilege on the sequence):
+// claims then scan from 0, as they did without one.
+Status advance_floor(ClaimFloor& floor, std::optional<long long>& sequence, pqxx::connection& c) {
+  const auto now = std::chrono::steady_clock::now();
+  Status r = run_nontransaction(c, [&](pqxx::nontransaction& tx) {
+    if (!sequence) {
+      auto rows = tx.exec(kFloorSequence);
+      if (rows.empty() || rows[0][1].as<long long>() != 1) {
+        floor.disable();
+        return;
+      }
+      sequence = rows[0][0].as<long long>();
+    }
+    ClaimFloor::Probe probe;
+    auto last = tx.exec_prepared("floor_last_id", *sequence);
+    if (!last[0][0].is_null()) probe.last_id = last[0][0].as<std::int64_t>();
+    // Virtual transaction ids look like 3/1042: nothing in them needs quoting.
+    auto writers =
+        tx.exec_prepared("floor_writers", *sequence, name_array(floor.pending_writers()));
+    probe.writers = parse_name_array(writers[0][0].as<std::string>());
+    probe.pending_ended = writers[0][1].as<bool>();
+    if (auto from = floor.probe(probe, now)) {
+      auto lowest = tx.exec_prepared("floor_lowest", *from);
+      floor.lowest_live(lowest[0][0].is_null()
+                            ? std::nullopt
+                            : std::optional<std::int64_t>(lowest[0][0].as<std::int64_t>()));
+    }
+  });
+  if (!r) {
+    floor.round_failed();
+    if (r.error().code != ErrorCode::kUnavailable) floor.disable();
+  }
+  return r;
+}
+
 std::chrono::system_clock::time_point from_micros(long long us) {
   return std::chrono::system_clock::time_point{std::chrono::microseconds(us)};
 }
@@ -140,6 +202,9 @@ PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Mill
         c.prepare("renew_outbox", kRenewOutbox);
         c.prepare("renew_deliveries", kRenewDeliveries);
         c.prepare("next_due", kNextDue);
+        c.prepare("floor_last_id", kFloorLastId);
+        c.prepare("floor_writers", kFloorWriters);
+        c.prepare("floor_lowest", kFloorLowest);
         // LISTEN before the first claim: a wake-up sent between the claim and the wait is not lost.
         listener_ = std::make_unique<OutboxListener>(c, notified_);
       },
@@ -175,29 +240,37 @@ auto PgOutboxSource::with_connection(Fn&& fn) {
 }
 
 Result<std::vector<model::ClaimedEvent>> PgOutboxSource::claim_outbox(int limit, int held_items) {
-  auto result = with_connection([&](pqxx::connection& c) {
-    return run_transaction(c, [&](pqxx::work& txn) {
-      // The window covers what this relay already holds plus room to find new heads.
-      const int heads = std::max(1, limit);
-      const int window = std::max(kMinClaimWindow, held_items + kClaimWindowPerEvent * limit);
-      auto rows = txn.exec_prepared("claim_outbox", owner_, static_cast<long long>(lease_.count()),
-                                    heads, window, kRunLength, ordered_, blocking_);
-      std::vector<model::ClaimedEvent> out;
-      out.reserve(rows.size());
-      for (const auto& row : rows) {
-        model::ClaimedEvent c;
-        c.event = read_event(row, row[0].as<std::int64_t>(), 1);
-        c.held_for = parse_name_array(row[9].as<std::string>());
-        out.push_back(std::move(c));
-      }
-      // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a claim).
-      std::sort(out.begin(), out.end(),
-                [](const model::ClaimedEvent& a, const model::ClaimedEvent& b) {
-                  return a.event.outbox_id < b.event.outbox_id;
-                });
-      return out;
-    });
-  });
+  auto result =
+      with_connection([&](pqxx::connection& c) -> Result<std::vector<model::ClaimedEvent>> {
+        if (floor_.round_due(std::chrono::steady_clock::now())) {
+          if (auto moved = advance_floor(floor_, floor_sequence_, c);
+              !moved && moved.error().code == ErrorCode::kUnavailable)
+            return moved.error();
+        }
+        return run_transaction(c, [&](pqxx::work& txn) {
+          // The window covers what this relay already holds plus room to find new heads.
+          const int heads = std::max(1, limit);
+          const int window = std::max(kMinClaimWindow, held_items + kClaimWindowPerEvent * limit);
+          auto rows = txn.exec_prepared(
+              "claim_outbox", owner_, static_cast<long long>(lease_.count()), heads, window,
+              kRunLength, ordered_, blocking_, static_cast<long long>(floor_.floor()));
+          std::vector<model::ClaimedEvent> out;
+          out.reserve(rows.size());
+          for (const auto& row : rows) {
+            model::ClaimedEvent c;
+            c.event = read_event(row, row[0].as<std::int64_t>(), 1);
+            c.held_for = parse_name_array(row[9].as<std::string>());
+            out.push_back(std::move(c));
+          }
+          // UPDATE ... RETURNING has no order; delivery wants id order (per-key order within a
+          // claim).
+          std::sort(out.begin(), out.end(),
+                    [](const model::ClaimedEvent& a, const model::ClaimedEvent& b) {
+                      return a.event.outbox_id < b.event.outbox_id;
+                    });
+          return out;
+        });
+      });
   return in_doubt_if_injected(std::move(result), "claim_outbox.ack_lost");
 }
 

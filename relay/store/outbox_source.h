@@ -16,6 +16,7 @@
 #include "relay/common/event.h"
 #include "relay/common/result.h"
 #include "relay/model/work_source.h"
+#include "relay/store/claim_floor.h"
 
 namespace relay::store {
 
@@ -51,7 +52,8 @@ class PgOutboxSource final : public model::WorkSource {
 
   // Claims up to `limit` due outbox events (deliver_after passed, lease free or expired) by key:
   // key heads, each with up to kRunLength - 1 of its successors. Returns them in id order.
-  // kUnavailable when the database is down (the caller backs off).
+  // kUnavailable when the database is down (the caller backs off). The claim looks at rows from
+  // this relay's floor on (ClaimFloor), which it moves at most every ClaimFloor::kRoundEvery.
   Result<std::vector<model::ClaimedEvent>> claim_outbox(int limit, int held_items) override;
   // Claims up to `limit` relay.delivery rows whose next attempt is due, for the named subscriptions
   // only (rows of a subscription this relay doesn't know, or whose breaker is open, stay put).
@@ -76,6 +78,8 @@ class PgOutboxSource final : public model::WorkSource {
   void wake() override;
 
   const std::string& owner() const { return owner_; }
+  // This relay's claim floor (tests and diagnostics).
+  const ClaimFloor& claim_floor() const { return floor_; }
 
  private:
   template <typename Fn>
@@ -93,6 +97,8 @@ class PgOutboxSource final : public model::WorkSource {
   std::unique_ptr<PgConnection> conn_;
   std::unique_ptr<OutboxListener> listener_;
   bool notified_ = false;
+  ClaimFloor floor_;
+  std::optional<long long> floor_sequence_;  // oid of relay.outbox's id sequence, once read
   // When the last successful claim_deliveries started (taken just before its statement).
   std::optional<std::chrono::steady_clock::time_point> last_delivery_claim_;
 };

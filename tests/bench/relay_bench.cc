@@ -1,7 +1,8 @@
 // relay_bench: the end-to-end benchmark a developer runs by hand (tests/bench/README.md).
 //
 //   relay_bench --database-url URL --relay PATH/TO/relay --mode
-//   throughput|batch|steady|idle|app-cost|raw-http|all
+//   throughput|batch|steady|idle|app-cost|raw-http|long-transaction|all
+//               [--long-transaction] [--long-transaction-rounds R] [--source table|wal]
 //               [--events N] [--keys K] [--batch B] [--rate R] [--seconds S] [--idle-seconds S]
 //               [--app-seconds S] [--app-threads T] [--lanes L] [--relay-batch B] [--timeout S]
 //               [--format F] [--batch-max-events N] [--batch-max-bytes N] [--batch-linger D]
@@ -107,12 +108,25 @@ struct Options {
   int sink_keep_alive_timeout = 300;  // seconds the sink keeps an idle keep-alive connection open
   int sink_backlog = 1024;            // the sink's listen backlog (cpp-httplib's own is 5)
   std::string work_dir;
+  // long-transaction mode: drains with the snapshot held (after one without).
+  int long_transaction_rounds = 2;
+  // source.mode written into relay's config: table | wal.
+  std::string source = "table";
 };
 
 const char* const kUsage = R"(usage: relay_bench --database-url URL --relay PATH [options]
 
-  --mode M                 throughput | batch | steady | idle | app-cost | raw-http | all
-                           (default all; batch = throughput with a batch subscription)
+  --mode M                 throughput | batch | steady | idle | app-cost | raw-http |
+                           long-transaction | all
+                           (default all; batch = throughput with a batch subscription;
+                           long-transaction is not part of all)
+  --long-transaction       = --mode long-transaction: drain --events N with relay paused
+                           during the inserts, once without and then R times with a
+                           REPEATABLE READ transaction open elsewhere whose snapshot
+                           predates the events; each drain's events/s, the outbox's dead
+                           tuples, and with/without ratios
+  --long-transaction-rounds R   drains with the transaction open                 (2)
+  --source S               source.mode in relay's config: table | wal           (table)
   --events N               events (throughput) / requests (raw-http)                 (100000)
   --keys K                 distinct ordering keys                                   (1000)
   --batch B                events per insert transaction (throughput)               (500)
@@ -168,12 +182,19 @@ Options parse_options(int argc, char** argv) {
        [&](const std::string& v) { o.sink_keep_alive_timeout = std::stoi(v); }},
       {"--sink-backlog", [&](const std::string& v) { o.sink_backlog = std::stoi(v); }},
       {"--work-dir", [&](const std::string& v) { o.work_dir = v; }},
+      {"--long-transaction-rounds",
+       [&](const std::string& v) { o.long_transaction_rounds = std::stoi(v); }},
+      {"--source", [&](const std::string& v) { o.source = v; }},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       std::exit(0);
+    }
+    if (a == "--long-transaction") {  // a flag: takes no value
+      o.mode = "long-transaction";
+      continue;
     }
     std::string value;
     bool have_value = false;
@@ -201,8 +222,8 @@ Options parse_options(int argc, char** argv) {
       std::exit(2);
     }
   }
-  const std::vector<std::string> modes = {"throughput", "batch",    "steady", "idle",
-                                          "app-cost",   "raw-http", "all"};
+  const std::vector<std::string> modes = {"throughput", "batch",    "steady",           "idle",
+                                          "app-cost",   "raw-http", "long-transaction", "all"};
   if (std::find(modes.begin(), modes.end(), o.mode) == modes.end()) {
     std::cerr << "relay_bench: unknown mode " << o.mode << "\n\n" << kUsage;
     std::exit(2);
@@ -218,13 +239,17 @@ Options parse_options(int argc, char** argv) {
   if (o.events < 1 || o.keys < 1 || o.batch < 1 || o.rate < 1 || o.seconds < 1 ||
       o.idle_seconds < 0 || o.app_seconds < 1 || o.app_threads < 1 || o.lanes < 1 ||
       o.relay_batch < 1 || o.timeout < 1 || o.batch_max_events < 0 || o.batch_max_bytes < 1 ||
-      o.outbox_fillfactor < 0 || o.outbox_fillfactor > 100) {
+      o.outbox_fillfactor < 0 || o.outbox_fillfactor > 100 || o.long_transaction_rounds < 1) {
     std::cerr << "relay_bench: numeric options must be positive\n";
     std::exit(2);
   }
   if (o.mode == "batch") {
     if (o.batch_max_events == 0) o.batch_max_events = 100;
     if (o.format == "binary") o.format = "cloudevents-json";
+  }
+  if (o.source != "table" && o.source != "wal") {
+    std::cerr << "relay_bench: unknown --source " << o.source << " (table or wal)\n";
+    std::exit(2);
   }
   if (o.insert != "publish" && o.insert != "bulk") {
     std::cerr << "relay_bench: unknown --insert " << o.insert << " (publish or bulk)\n";
@@ -822,6 +847,7 @@ class Bench {
     setup.add("mode", o_.mode);
     setup.add("machine", fmt::format("{} online CPUs", sysconf(_SC_NPROCESSORS_ONLN)));
     setup.add("relay", o_.relay.empty() ? "-" : o_.relay);
+    setup.add("source", o_.source);
     setup.add(
         "relay config",
         fmt::format(
@@ -877,6 +903,8 @@ class Bench {
           idle(s);
         else if (m == "app-cost")
           app_cost(s);
+        else if (m == "long-transaction")
+          long_transaction(s);
         if (m == "raw-http" && relay_events_per_s_ && raw_requests_per_s_) {
           s.add("relay / raw HTTP", fmt::format("{:.2f} ({:.0f} events/s vs {:.0f} requests/s)",
                                                 *relay_events_per_s_ / *raw_requests_per_s_,
@@ -958,7 +986,8 @@ class Bench {
       std::ofstream f(config);
       f << "# written by relay_bench for mode " << mode << "\n"
         << "database:\n  url: \"" << env.db_url << "\"\n"
-        << "source:\n  mode: table\n  batch_size: " << o_.relay_batch << "\n  poll_interval: 1s\n"
+        << "source:\n  mode: " << o_.source << "\n  batch_size: " << o_.relay_batch
+        << "\n  poll_interval: 1s\n"
         << "subscriptions:\n"
         << "  - name: bench\n"
         << "    topics: [\"*\"]\n"
@@ -1168,6 +1197,90 @@ class Bench {
           add_cpu_rows(s, d2);
           add_cpu_per_10k_rows(s, d2, n);
         });
+  }
+
+  // ---- long-transaction ----
+  // The known failure of queue tables in PostgreSQL: a snapshot held anywhere keeps every deleted
+  // row as a dead tuple. Drains --events N events committed while relay is paused (SIGSTOP), first
+  // without, then --long-transaction-rounds times while a REPEATABLE READ transaction on another
+  // connection holds a snapshot taken before those events existed (idle in transaction).
+  void long_transaction(Section& s) {
+    const long n = o_.events;
+    const int rounds = o_.long_transaction_rounds;
+    s.add("workload",
+          fmt::format("drain {} events ({} keys, {} per insert transaction, {}) once without, then "
+                      "{} times with a REPEATABLE READ snapshot held",
+                      n, o_.keys, o_.batch,
+                      o_.insert == "bulk" ? "multi-row INSERT" : "relay.publish", rounds));
+    with_env(
+        "long-transaction", static_cast<size_t>(rounds + 1) * static_cast<size_t>(n) + 1, s,
+        [&](Env& env) {
+          s.add("first event after start", fmt_ms(ns_to_ms(static_cast<double>(warm_up(env)))));
+          long next = 1;
+          size_t expected = 1;  // the warm-up event
+          // One drain: relay paused while n events are committed, then timed from SIGCONT
+          // to the last receipt. Returns events/s.
+          auto drain = [&](const std::string& label) {
+            wait_outbox_empty(env, std::chrono::seconds(60));
+            std::vector<Published> backlog;
+            backlog.reserve(static_cast<size_t>(n));
+            {
+              struct Resume {
+                pid_t pid;
+                ~Resume() { ::kill(pid, SIGCONT); }
+              } resume{env.relay->pid()};
+              if (::kill(env.relay->pid(), SIGSTOP) != 0) fail("cannot SIGSTOP relay");
+              insert_batches(env, next, n, backlog);
+            }
+            const CpuSample c0 = sample(env.relay.get());  // just after SIGCONT
+            next += n;
+            expected += static_cast<size_t>(n);
+            await_distinct(env, expected, limit(), label.c_str());
+            const CpuSample c1 = sample(env.relay.get());
+            Ns last = 0;
+            for (const auto& p : backlog) last = std::max(last, *env.sink->receipt(p.id));
+            const double secs = ns_to_s(static_cast<double>(last - c0.at));
+            const double rate = static_cast<double>(n) / secs;
+            wait_outbox_empty(env, std::chrono::seconds(60));
+            const long dead = outbox_dead_tuples(env);
+            s.add(label, fmt::format("{:.0f} events/s  ({} events in {:.2f} s); outbox dead "
+                                     "tuples after it: {}",
+                                     rate, n, secs, dead));
+            add_cpu_per_10k_rows(s, c1 - c0, n);
+            return rate;
+          };
+          const double without = drain("DRAIN without a long transaction");
+
+          pqxx::connection holder_conn(env.db_url);
+          pqxx::transaction<pqxx::isolation_level::repeatable_read> holder(holder_conn, "long");
+          holder.exec("SELECT count(*) FROM relay.outbox");  // takes the snapshot
+          std::vector<double> with;
+          for (int r = 1; r <= rounds; ++r)
+            with.push_back(drain(fmt::format("DRAIN with it open, round {}", r)));
+          const long dead = outbox_dead_tuples(env);
+          holder.abort();
+          std::string ratios;
+          for (size_t i = 0; i < with.size(); ++i)
+            ratios += fmt::format("{}{:.2f}", i == 0 ? "" : " / ", with[i] / without);
+          s.add("LONG TRANSACTION ratio with/without",
+                fmt::format("{}  (round 1{}; {} dead tuples at the end)", ratios,
+                            rounds > 1 ? fmt::format("..{}", rounds) : "", dead));
+          // Leave a clean table for the teardown's checks.
+          pqxx::nontransaction tx(*env.conn);
+          tx.exec("VACUUM relay.outbox");
+        });
+  }
+
+  // relay.outbox's dead tuples, counted by a VACUUM (which removes what it can and records the
+  // rest in n_dead_tup; autovacuum would do the same work on its own).
+  long outbox_dead_tuples(Env& env) {
+    pqxx::nontransaction tx(*env.conn);
+    tx.exec("VACUUM relay.outbox");
+    return tx
+        .exec(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'relay.outbox'::regclass")[0]
+                                                                                                [0]
+        .as<long>();
   }
 
   // Events first..first+count-1 in transactions of --batch; each id gets its batch's commit time.
