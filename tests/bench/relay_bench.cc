@@ -480,6 +480,21 @@ CpuDelta operator-(const CpuSample& b, const CpuSample& a) {
   return d;
 }
 
+// A WAL-mode run leaves its replication slot behind, and a slot keeps its database from being
+// dropped: end its reader (relay has stopped; a stray walsender may linger) and drop it.
+void drop_slots(pqxx::nontransaction& tx, const std::string& db) {
+  const std::string slots = "FROM pg_replication_slots WHERE database = " + tx.quote(db);
+  for (int i = 0; i < 500 && !tx.exec("SELECT 1 " + slots).empty(); ++i) {
+    tx.exec("SELECT pg_terminate_backend(active_pid) " + slots + " AND active_pid IS NOT NULL");
+    try {
+      tx.exec("SELECT pg_drop_replication_slot(slot_name) " + slots + " AND NOT active");
+    } catch (const pqxx::sql_error&) {
+      // still active for a moment: look again
+    }
+    tx.exec("SELECT pg_sleep(0.01)");
+  }
+}
+
 std::string fmt_cpu(std::optional<double> s, double wall) {
   if (!s) return "n/a";
   return fmt::format("{:.2f} s ({:.2f} cores)", *s, wall > 0 ? *s / wall : 0.0);
@@ -960,6 +975,7 @@ class Bench {
     {
       pqxx::connection admin(o_.database_url);
       pqxx::nontransaction tx(admin);
+      drop_slots(tx, env.db_name);
       tx.exec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", env.db_name));
       tx.exec(fmt::format("CREATE DATABASE {}", env.db_name));
     }
@@ -988,6 +1004,8 @@ class Bench {
         << "database:\n  url: \"" << env.db_url << "\"\n"
         << "source:\n  mode: " << o_.source << "\n  batch_size: " << o_.relay_batch
         << "\n  poll_interval: 1s\n"
+        // Slot names are cluster-wide: one per bench database.
+        << (o_.source == "wal" ? "  wal: { slot: " + env.db_name + " }\n" : std::string())
         << "subscriptions:\n"
         << "  - name: bench\n"
         << "    topics: [\"*\"]\n"
@@ -1050,6 +1068,7 @@ class Bench {
       try {
         pqxx::connection admin(o_.database_url);
         pqxx::nontransaction tx(admin);
+        drop_slots(tx, env.db_name);
         tx.exec(fmt::format("DROP DATABASE IF EXISTS {} WITH (FORCE)", env.db_name));
       } catch (const std::exception& e) {
         s.add("drop database", std::string("failed: ") + e.what());
