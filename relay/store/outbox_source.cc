@@ -167,7 +167,11 @@ Status advance_floor(ClaimFloor& floor, std::optional<long long>& sequence, pqxx
   Status r = run_nontransaction(c, [&](pqxx::nontransaction& tx) {
     if (!sequence) {
       auto rows = tx.exec(kFloorSequence);
-      if (rows.empty() || rows[0][1].as<long long>() != 1) {
+      if (rows.empty()) {  // no sequence behind relay.outbox.id (yet): try again next round
+        floor.round_failed();
+        return;
+      }
+      if (rows[0][1].as<long long>() != 1) {  // a cached id may be used long after it was taken
         floor.disable();
         return;
       }
