@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "relay/common/backoff.h"
 #include "relay/common/database_url.h"
@@ -30,6 +31,17 @@ std::string exists_sql() {
   return "SELECT o.id, " + held_for_sql("$2", "$3") +
          " FROM relay.outbox o WHERE o.id = ANY($1::bigint[])";
 }
+
+// Which of the given transactions ($1) have not finished. A transaction's commit reaches the WAL
+// (and so the stream) a moment before other sessions can see it: while it still holds the lock on
+// its own xid it may be invisible. Asked BEFORE exists_sql, whose statement then takes a snapshot
+// in which every transaction not listed here is visible.
+constexpr const char* kRunning =
+    "SELECT DISTINCT transactionid::text FROM pg_locks WHERE locktype = 'transactionid' AND "
+    "transactionid = ANY($1::xid[])";
+
+// A claim that found streamed rows not yet visible looks again this soon.
+constexpr Millis kRecheckVisibility{2};
 
 // Takes the slot's lease, or renews it; returns a row only if this relay holds it now.
 constexpr const char* kHoldLease = R"(
@@ -64,8 +76,10 @@ PgWalSource::PgWalSource(std::string database_url, std::string owner,
       blocking_(name_array(blocking)),
       deliveries_(database_url_, owner_, source.lease, std::move(subscriptions), std::move(ordered),
                   std::move(blocking), /*claims_outbox=*/false) {
-  claim_conn_ = std::make_unique<PgConnection>(
-      database_url_, [](pqxx::connection& c) { c.prepare("wal_exists", exists_sql()); });
+  claim_conn_ = std::make_unique<PgConnection>(database_url_, [](pqxx::connection& c) {
+    c.prepare("wal_running", kRunning);
+    c.prepare("wal_exists", exists_sql());
+  });
   reader_conn_ = std::make_unique<PgConnection>(
       database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
   status_.slot = config_.slot;
@@ -488,6 +502,7 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
 
   std::unordered_map<std::uint32_t, wal::RelationMsg> relations;
   wal::WalProgress::Txn txn = 0;
+  std::uint32_t xid = 0;
   auto last_status = SteadyClock::now();
   auto last_renew = SteadyClock::now();
   auto keep_alive = [&]() -> bool {
@@ -543,6 +558,7 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
       return Outcome::kUnavailable;
     }
     if (const auto* begin = std::get_if<wal::BeginMsg>(&*decoded)) {
+      xid = begin->xid;
       std::lock_guard lock(mu_);
       txn = progress_.begin(begin->commit_time);
     } else if (auto* r = std::get_if<wal::RelationMsg>(&*decoded)) {
@@ -564,6 +580,7 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
       h.event = std::move(row->event);
       h.event.deliver_after = row->deliver_after;
       h.txn = txn;
+      h.xid = xid;
       add_held(std::move(h));
     } else if (const auto* commit = std::get_if<wal::CommitMsg>(&*decoded)) {
       std::lock_guard lock(mu_);
@@ -604,10 +621,21 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
   room_.notify_all();
 
   std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> xids;
   ids.reserve(batch.size());
-  for (const auto& h : batch) ids.push_back(h.event.outbox_id);
+  for (const auto& h : batch) {
+    ids.push_back(h.event.outbox_id);
+    if (h.xid != 0 && (xids.empty() || xids.back() != h.xid)) xids.push_back(h.xid);
+  }
+  std::set<std::uint32_t> running;
   auto c = claim_conn_->get();
   Result<pqxx::result> rows = c ? run_transaction(**c, [&](pqxx::work& txn) {
+    // Two statements, two snapshots (READ COMMITTED): the second sees every transaction the
+    // first did not find running.
+    if (!xids.empty()) {
+      for (const auto& r : txn.exec_prepared("wal_running", bigint_array(xids)))
+        running.insert(static_cast<std::uint32_t>(std::stoul(r[0].as<std::string>())));
+    }
     return txn.exec_prepared("wal_exists", bigint_array(ids), ordered_, blocking_);
   })
                                 : Result<pqxx::result>(c.error());
@@ -634,8 +662,16 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
   bool freed = false;
   {
     std::lock_guard lock(mu_);
+    std::vector<Held> not_yet;  // committed, not visible yet: first in line again, in order
+    std::set<std::string> keys_not_yet;  // a key's later events wait behind such an event
     for (auto& h : batch) {
       auto p = present.find(h.event.outbox_id);
+      const bool invisible = p == present.end() && h.xid != 0 && running.count(h.xid) != 0;
+      if (invisible || (h.event.key && keys_not_yet.count(*h.event.key) != 0)) {
+        if (h.event.key) keys_not_yet.insert(*h.event.key);
+        not_yet.push_back(std::move(h));
+        continue;
+      }
       if (p == present.end()) {
         // Its row is gone: delivered before a restart, or cancelled. Nothing to do.
         finish_event(h.event.outbox_id, true);
@@ -647,6 +683,15 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
       e.held_for = std::move(p->second);
       out.push_back(std::move(e));
     }
+    for (auto it = not_yet.rbegin(); it != not_yet.rend(); ++it) {
+      in_flight_.erase(it->event.outbox_id);
+      if (it->event.key) {
+        auto k = keys_in_flight_.find(*it->event.key);
+        if (k != keys_in_flight_.end() && --k->second.count <= 0) keys_in_flight_.erase(k);
+      }
+      held_.push_front(std::move(*it));
+    }
+    if (!not_yet.empty()) recheck_soon_ = true;
   }
   if (freed) {
     room_.notify_all();
@@ -711,7 +756,11 @@ Status PgWalSource::park(Millis) { return {}; }
 Status PgWalSource::unpark() { return {}; }
 
 Result<std::optional<Millis>> PgWalSource::time_until_next_due() {
-  return deliveries_.time_until_next_due();
+  auto next = deliveries_.time_until_next_due();
+  if (next && recheck_soon_.exchange(false)) {
+    *next = *next ? std::min(**next, kRecheckVisibility) : kRecheckVisibility;
+  }
+  return next;
 }
 
 Result<bool> PgWalSource::wait_for_work(Millis timeout) {

@@ -120,6 +120,7 @@ class PgWalSource final : public model::WorkSource {
   struct Held {
     Event event;
     wal::WalProgress::Txn txn = 0;  // 0: a catch-up row (not in the stream)
+    std::uint32_t xid = 0;          // the inserting transaction (stream rows only)
   };
   struct InFlight {
     wal::WalProgress::Txn txn = 0;
@@ -174,6 +175,8 @@ class PgWalSource final : public model::WorkSource {
   };
   std::unordered_map<std::string, KeyUse> keys_in_flight_;  // guarded by mu_
   std::uint64_t claims_ = 0;                                 // guarded by mu_
+  // Some streamed rows were not visible yet when last claimed: claim again shortly.
+  std::atomic<bool> recheck_soon_{false};
   long long catch_up_outstanding_ = 0;                       // guarded by mu_
   wal::WalProgress progress_;                                     // guarded by mu_
   WalSourceStatus status_;                                   // guarded by mu_
