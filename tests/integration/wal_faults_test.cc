@@ -73,8 +73,7 @@ bool all_done(TestDatabase& db) {
 }
 
 bool caught_up(TestDatabase& db) {
-  return db.value("SELECT caught_up FROM relay.wal_reader WHERE slot = '" + db.name() + "'") ==
-         "t";
+  return db.value("SELECT caught_up FROM relay.wal_reader WHERE slot = '" + db.name() + "'") == "t";
 }
 
 std::string key_of(const ReceivedRequest& r) {
@@ -112,7 +111,9 @@ std::string slot_value(TestDatabase& db, const std::string& column) {
 // Waits until the slot's confirmed position reaches `lsn`.
 bool slot_confirmed_past(TestDatabase& db, const std::string& lsn, std::chrono::seconds timeout) {
   return wait_until(
-      [&] { return slot_value(db, "(confirmed_flush_lsn >= '" + lsn + "'::pg_lsn)::text") == "true"; },
+      [&] {
+        return slot_value(db, "(confirmed_flush_lsn >= '" + lsn + "'::pg_lsn)::text") == "true";
+      },
       timeout);
 }
 
@@ -128,9 +129,10 @@ long peak_rss_kib(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("serial: wal: a PostgreSQL restart mid-stream loses nothing, duplicates only what was in "
-          "flight and keeps each key's order",
-          "[integration][wal]") {
+TEST_CASE(
+    "serial: wal: a PostgreSQL restart mid-stream loses nothing, duplicates only what was in "
+    "flight and keeps each key's order",
+    "[integration][wal]") {
   auto db = TestDatabase::create();
   // Requests from the 1,000th on wait until the server is down: the restart lands while events
   // are in flight, held in memory and not yet confirmed, by construction.
@@ -160,8 +162,7 @@ TEST_CASE("serial: wal: a PostgreSQL restart mid-stream loses nothing, duplicate
   REQUIRE(wait_until(
       [&] {
         const auto got = consumer.successful_ids();
-        return all_done(db) &&
-               std::set<std::string>(got.begin(), got.end()).size() >= ids.size();
+        return all_done(db) && std::set<std::string>(got.begin(), got.end()).size() >= ids.size();
       },
       120s));
 
@@ -171,8 +172,8 @@ TEST_CASE("serial: wal: a PostgreSQL restart mid-stream loses nothing, duplicate
   // A duplicate is an event that was in flight when the server went down (its outcome not yet
   // recorded): the replayed stream brings it again only while its row exists.
   const auto dups = duplicated(received);
-  INFO("duplicates: " << dups.size() << " of " << received.size()
-                      << ", received by the restart " << received_before);
+  INFO("duplicates: " << dups.size() << " of " << received.size() << ", received by the restart "
+                      << received_before);
   const std::set<std::string> before(received.begin(),
                                      received.begin() + static_cast<long>(received_before));
   for (const auto& id : dups) {
@@ -193,9 +194,10 @@ TEST_CASE("serial: wal: a PostgreSQL restart mid-stream loses nothing, duplicate
   CHECK(relay.wait_exit(60s) == 0);
 }
 
-TEST_CASE("wal: a slot invalidated by max_slot_wal_keep_size while relay is down loses nothing "
-          "and delivers nothing twice",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: a slot invalidated by max_slot_wal_keep_size while relay is down loses nothing "
+    "and delivers nothing twice",
+    "[integration][wal]") {
   PrivateCluster pg;
   pg.exec({"ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'"});
   pg.restart();
@@ -224,6 +226,9 @@ TEST_CASE("wal: a slot invalidated by max_slot_wal_keep_size while relay is down
       },
       60s));
 
+  const std::string created_before = db.value(
+      "SELECT slot_created_at::text FROM relay.wal_reader WHERE slot = '" + db.name() + "'");
+  REQUIRE_FALSE(created_before.empty());
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   auto after = publish(db, 600, 300);
   ids.insert(ids.end(), after.begin(), after.end());
@@ -237,6 +242,9 @@ TEST_CASE("wal: a slot invalidated by max_slot_wal_keep_size while relay is down
     CHECK(std::is_sorted(seq.begin(), seq.end()));
   }
   // relay made a new slot and caught up from the table.
+  CHECK(db.value("SELECT (slot_created_at > '" + created_before +
+                 "'::timestamptz)::text FROM relay.wal_reader WHERE slot = '" + db.name() + "'") ==
+        "true");
   CHECK(caught_up(db));
   CHECK(slot_value(db, "wal_status") == "reserved");
   CHECK(db.count("relay.dead_letter") == 0);
@@ -248,9 +256,10 @@ TEST_CASE("wal: a slot invalidated by max_slot_wal_keep_size while relay is down
 // stream plus what the pipeline has in flight (max_in_flight batches of max_events).
 // - Not sanitized: 64 MiB, as for the 1,000,000-event backlog of memory_test.cc.
 // - AddressSanitizer: 192 MiB with the quarantine of freed memory cut to 16 MiB (memory_test.cc).
-TEST_CASE("wal: one transaction of 100000 events is delivered exactly once with bounded memory, "
-          "and the slot is confirmed past it",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: one transaction of 100000 events is delivered exactly once with bounded memory, "
+    "and the slot is confirmed past it",
+    "[integration][wal]") {
   constexpr int kEvents = 100'000;
   constexpr long kMiB = 1024;  // in KiB, the unit of /proc/<pid>/status
 #if defined(__SANITIZE_ADDRESS__)
@@ -315,30 +324,30 @@ TEST_CASE("wal: one transaction of 100000 events is delivered exactly once with 
   CHECK(db.count("relay.dead_letter") == 0);
   CHECK(slot_confirmed_past(db, lsn, 60s));
   WARN("peak RSS streaming a 100,000-event transaction: " << peak / kMiB << " MiB (bound "
-                                                         << bound / kMiB << " MiB)");
+                                                          << bound / kMiB << " MiB)");
   CHECK(peak > 0);
   CHECK(peak < bound);
   relay.signal(SIGTERM);
   CHECK(relay.wait_exit(60s) == 0);
 }
 
-TEST_CASE("wal: fan-out to three subscriptions: the healthy two get everything at once, the one "
-          "that fails for a while gets everything in key order after it recovers",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: fan-out to three subscriptions: the healthy two get everything at once, the one "
+    "that fails for a while gets everything in key order after it recovers",
+    "[integration][wal]") {
   constexpr size_t kEvents = 1'000;
   auto db = TestDatabase::create();
   FakeConsumer a, b;
   std::atomic<bool> failing{true};
   FakeConsumer c{[&](const ReceivedRequest&) { return Reply{failing ? 500 : 200}; }};
   auto cfg = wal_config(db, a.url());
-  cfg.subscriptions = {
-      {.name = "a", .topics = {"*"}, .endpoint = a.url()},
-      {.name = "b", .topics = {"*"}, .endpoint = b.url()},
-      {.name = "c",
-       .topics = {"*"},
-       .endpoint = c.url(),
-       .max_attempts = 1000,  // never dead-lettered while it fails
-       .extra = kShortBreaker}};
+  cfg.subscriptions = {{.name = "a", .topics = {"*"}, .endpoint = a.url()},
+                       {.name = "b", .topics = {"*"}, .endpoint = b.url()},
+                       {.name = "c",
+                        .topics = {"*"},
+                        .endpoint = c.url(),
+                        .max_attempts = 1000,  // never dead-lettered while it fails
+                        .extra = kShortBreaker}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
   const auto ids = publish(db, 0, kEvents);
@@ -538,8 +547,8 @@ void check_key_order_with_concurrent_writers(bool shared_keys) {
   auto where = [&](const std::vector<std::string>& got, const std::vector<std::string>& want) {
     size_t at = 0;
     while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
-    std::string out = fmt::format("first difference at #{}; outbox ids from #{}:", at,
-                                  at < 3 ? 0 : at - 3);
+    std::string out =
+        fmt::format("first difference at #{}; outbox ids from #{}:", at, at < 3 ? 0 : at - 3);
     for (const auto* v : {&want, &got}) {
       out += v == &want ? "\n  commit order:" : "\n  received:    ";
       for (size_t i = at < 3 ? 0 : at - 3; i < std::min(v->size(), at + 4); ++i) {
@@ -565,24 +574,27 @@ void check_key_order_with_concurrent_writers(bool shared_keys) {
 
 }  // namespace
 
-TEST_CASE("wal: per-key order holds when concurrent writers commit out of id order and the "
-          "consumer fails at random",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: per-key order holds when concurrent writers commit out of id order and the "
+    "consumer fails at random",
+    "[integration][wal]") {
   check_key_order_with_concurrent_writers(/*shared_keys=*/false);
 }
 
 // [!mayfail]: relay.delivery orders a key's pending events by outbox_id (claim_deliveries' head,
 // promote_next, due_if_first), which in WAL mode is not commit order. Once an event of a key
 // waits for a retry, the later-committed events queued behind it go out in id order.
-TEST_CASE("wal: per-key order is commit order when writers of the same keys commit out of id "
-          "order and the consumer fails at random",
-          "[integration][wal][!mayfail]") {
+TEST_CASE(
+    "wal: per-key order is commit order when writers of the same keys commit out of id "
+    "order and the consumer fails at random",
+    "[integration][wal][!mayfail]") {
   check_key_order_with_concurrent_writers(/*shared_keys=*/true);
 }
 
-TEST_CASE("wal: wal_level = replica and exhausted replication slots get exit code 2 and a message "
-          "naming the setting",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: wal_level = replica and exhausted replication slots get exit code 2 and a message "
+    "naming the setting",
+    "[integration][wal]") {
   PrivateCluster pg;
   pg.exec({"ALTER SYSTEM SET max_replication_slots = 2"});
   pg.restart();

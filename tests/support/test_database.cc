@@ -7,8 +7,8 @@
 #include <pqxx/pqxx>
 #include <random>
 #include <sstream>
-#include <utility>
 #include <stdexcept>
+#include <utility>
 
 #include "relay/store/migrations.h"
 #include "tests/support/temp_dir.h"
@@ -91,8 +91,7 @@ TestDatabase TestDatabase::create_on(const std::string& admin_url) {
   return TestDatabase(admin_url, true);
 }
 
-TestDatabase::TestDatabase(std::string admin_url, bool migrate)
-    : admin_url_(std::move(admin_url)) {
+TestDatabase::TestDatabase(std::string admin_url, bool migrate) : admin_url_(std::move(admin_url)) {
   name_ = "relay_it_" + random_hex(16);
   url_ = with_database(admin_url_, name_);
   {
