@@ -180,8 +180,9 @@ TEST_CASE(
     INFO("duplicate " << id);
     CHECK(before.count(id) == 1);
   }
-  // At most what was on its way at the stop: one claim (batch_size 100) per lane's max_in_flight
-  // (8) requests ... bounded well below what was delivered before.
+  // And few: at most what relay had handed to its pipeline (claims of batch_size 100) without an
+  // outcome; the bound of the SIGKILL test (wal_source_test.cc), well below the ~1,200 received
+  // by the restart. Measured: none (outcomes answered during the outage are recorded after it).
   CHECK(dups.size() <= 200);
   for (const auto& [key, seq] : first_arrivals_by_key(consumer)) {
     INFO("key " << key);
