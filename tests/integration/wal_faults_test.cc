@@ -592,6 +592,49 @@ TEST_CASE(
   check_key_order_with_concurrent_writers(/*shared_keys=*/true);
 }
 
+// [!mayfail], the same bug in its smallest form: B commits before A but has the higher id; B's
+// first attempt fails, so B waits in relay.delivery for its retry and A is queued there behind it;
+// relay.delivery then hands out the key's lowest outbox_id first: A overtakes B.
+TEST_CASE("wal: an event queued behind a retry of its key goes after it even with a lower id",
+          "[integration][wal][!mayfail]") {
+  auto db = TestDatabase::create();
+  std::mutex mu;
+  std::string fail_once;  // guarded by mu: the id whose first attempt fails
+  FakeConsumer consumer{[&](const ReceivedRequest& r) {
+    std::lock_guard lock(mu);
+    if (r.headers.at("idempotency-key") != fail_once) return Reply{200};
+    fail_once.clear();
+    return Reply{.status = 503, .headers = {{"Retry-After", "1"}}};
+  }};
+  // B's retry comes a second later (Retry-After; max_backoff lets it): by then A waits in
+  // relay.delivery too. Without the delay the retry may go out before A is queued, and the order
+  // holds by luck.
+  auto cfg = wal_config(db, consumer.url());
+  cfg.subscriptions[0].max_backoff = "2s";
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
+  // Both commit while relay is paused, so it reads them together: B first (commit order).
+  relay.signal(SIGSTOP);
+  pqxx::connection a(db.url()), b(db.url());
+  pqxx::work ta(a), tb(b);
+  const auto id_a =
+      ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
+          .as<std::string>();
+  const auto id_b =
+      tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
+          .as<std::string>();
+  tb.commit();
+  ta.commit();
+  {
+    std::lock_guard lock(mu);
+    fail_once = id_b;
+  }
+  relay.signal(SIGCONT);
+  REQUIRE(wait_until([&] { return all_done(db) && consumer.successful_ids().size() >= 2; }, 60s));
+  CHECK(consumer.received_ids().front() == id_b);  // the failed attempt
+  CHECK(consumer.successful_ids() == std::vector<std::string>{id_b, id_a});
+}
+
 TEST_CASE(
     "wal: wal_level = replica and exhausted replication slots get exit code 2 and a message "
     "naming the setting",
