@@ -1,6 +1,7 @@
 #include "tests/support/pg_cluster.h"
 
 #include <cstdlib>
+#include <pqxx/pqxx>
 #include <stdexcept>
 #include <string>
 
@@ -43,6 +44,44 @@ void pg_start() {
   if (after != before) {
     throw std::runtime_error("pg_start: the cluster came back on another port (" + before + " -> " +
                              after + "): the old port was taken meanwhile");
+  }
+}
+
+PrivateCluster::PrivateCluster() { pg("start"); }
+
+PrivateCluster::~PrivateCluster() {
+  try {
+    pg("stop");
+  } catch (...) {
+  }
+}
+
+std::string PrivateCluster::url() const {
+  std::string u = read_file(dir_.path() + "/url");
+  while (!u.empty() && (u.back() == '\n' || u.back() == '\r')) u.pop_back();
+  return u;
+}
+
+void PrivateCluster::restart() { pg("restart"); }
+
+void PrivateCluster::exec(std::initializer_list<std::string> statements) {
+  pqxx::connection c(url());
+  for (const auto& sql : statements) pqxx::nontransaction(c).exec(sql);
+}
+
+std::string PrivateCluster::value(const std::string& sql) {
+  pqxx::connection c(url());
+  const auto r = pqxx::nontransaction(c).exec(sql);
+  return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
+}
+
+void PrivateCluster::pg(const std::string& command) {
+  const std::string out = dir_.path() + "/pg-output";
+  const std::string cmd = std::string("'") + RELAY_SOURCE_DIR + "/scripts/pg' " + command + " '" +
+                          dir_.path() + "' >'" + out + "' 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    throw std::runtime_error("scripts/pg " + command + " " + dir_.path() + " failed:\n" +
+                             read_file(out));
   }
 }
 

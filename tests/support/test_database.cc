@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include "relay/store/migrations.h"
 #include "tests/support/temp_dir.h"
@@ -82,11 +83,15 @@ std::string test_cluster_url() {
   return url;
 }
 
-TestDatabase TestDatabase::create() { return TestDatabase(true); }
+TestDatabase TestDatabase::create() { return TestDatabase(test_cluster_url(), true); }
 
-TestDatabase TestDatabase::create_empty() { return TestDatabase(false); }
+TestDatabase TestDatabase::create_empty() { return TestDatabase(test_cluster_url(), false); }
 
-TestDatabase::TestDatabase(bool migrate) : admin_url_(test_cluster_url()) {
+TestDatabase TestDatabase::create_on(const std::string& admin_url) {
+  return TestDatabase(admin_url, true);
+}
+
+TestDatabase::TestDatabase(std::string admin_url, bool migrate) : admin_url_(std::move(admin_url)) {
   name_ = "relay_it_" + random_hex(16);
   url_ = with_database(admin_url_, name_);
   {

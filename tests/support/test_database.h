@@ -26,6 +26,9 @@ class TestDatabase {
   static TestDatabase create();
   // A new database with nothing in it (for tests of `relay migrate` itself).
   static TestDatabase create_empty();
+  // As create(), on another cluster than the shared one: `admin_url` is its maintenance database
+  // (e.g. PrivateCluster::url()). That cluster must outlive the object.
+  static TestDatabase create_on(const std::string& admin_url);
 
   TestDatabase(TestDatabase&& other) noexcept;
   TestDatabase& operator=(TestDatabase&&) = delete;
@@ -51,7 +54,7 @@ class TestDatabase {
 
  private:
   struct Connection;
-  explicit TestDatabase(bool migrate);
+  TestDatabase(std::string admin_url, bool migrate);
 
   std::vector<std::vector<std::string>> query(const std::string& sql);
   void drop() noexcept;
