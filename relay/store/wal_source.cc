@@ -82,6 +82,8 @@ PgWalSource::PgWalSource(std::string database_url, std::string owner,
   });
   reader_conn_ = std::make_unique<PgConnection>(
       database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
+  keeper_conn_ = std::make_unique<PgConnection>(
+      database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
   status_.slot = config_.slot;
 }
 
@@ -89,6 +91,8 @@ PgWalSource::~PgWalSource() {
   reader_.request_stop();
   if (auto* s = streaming_.load()) s->interrupt();
   if (reader_.joinable()) reader_.join();
+  keeper_.request_stop();
+  if (keeper_.joinable()) keeper_.join();
 }
 
 // ---- setup -----------------------------------------------------------------------------------
@@ -170,6 +174,7 @@ Status PgWalSource::prepare() {
 }
 
 void PgWalSource::start() {
+  keeper_ = std::jthread([this](std::stop_token st) { keep(std::move(st)); });
   reader_ = std::jthread([this](std::stop_token st) { run(std::move(st)); });
 }
 
@@ -185,6 +190,7 @@ void PgWalSource::run(std::stop_token stop) {
   int failures = 0;
   while (!stop.stop_requested()) {
     const Outcome outcome = lead(stop);
+    end_term();
     // Whatever was read and not handed out is read again by whoever streams next.
     {
       std::lock_guard lock(mu_);
@@ -204,19 +210,61 @@ void PgWalSource::run(std::stop_token stop) {
       failures = 0;
     }
   }
+  // The keeper first: a renewal after giving the lease up would take it again.
+  keeper_.request_stop();
+  if (keeper_.joinable()) keeper_.join();
   give_up_lease();
 }
 
-Result<bool> PgWalSource::hold_lease() {
-  auto c = reader_conn_->get();
+Result<bool> PgWalSource::hold_lease(PgConnection& conn) {
+  auto c = conn.get();
   if (!c) return c.error();
   auto held = run_transaction(**c, [&](pqxx::work& txn) {
     return !txn.exec_prepared("wal_hold_lease", config_.slot, owner_,
                               static_cast<long long>(config_.takeover_after.count()))
                 .empty();
   });
-  if (!held && held.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+  if (!held && held.error().code == ErrorCode::kUnavailable) conn.reset();
   return held;
+}
+
+void PgWalSource::start_term() {
+  lease_lost_ = false;
+  lease_good_until_ = (SteadyClock::now() + config_.takeover_after * 2 / 3).time_since_epoch().count();
+  holding_ = true;
+}
+
+void PgWalSource::end_term() { holding_ = false; }
+
+bool PgWalSource::lease_stands() const {
+  return !lease_lost_ &&
+         SteadyClock::now().time_since_epoch().count() < lease_good_until_.load();
+}
+
+void PgWalSource::keep(std::stop_token stop) {
+  auto last_renew = SteadyClock::now();
+  auto last_refresh = SteadyClock::time_point{};
+  const Millis tick = std::min(config_.takeover_after / 3, config_.status_interval);
+  while (sleep_for(tick, stop)) {
+    const auto now = SteadyClock::now();
+    if (holding_ && now - last_renew >= config_.takeover_after / 3) {
+      // A database that is away: the lease lasts until lease_good_until_, then the reader steps
+      // down (a standby may take over once the lease in the table runs out).
+      auto h = hold_lease(*keeper_conn_);
+      if (h && *h) {
+        lease_good_until_ = (now + config_.takeover_after * 2 / 3).time_since_epoch().count();
+        last_renew = now;
+      } else if (h) {
+        lease_lost_ = true;
+      }
+    } else if (!holding_) {
+      last_renew = now - config_.takeover_after;  // renew at once in the next term's first tick
+    }
+    if (now - last_refresh >= config_.status_interval) {
+      refresh_slot_state(*keeper_conn_);
+      last_refresh = now;
+    }
+  }
 }
 
 void PgWalSource::give_up_lease() {
@@ -230,8 +278,8 @@ void PgWalSource::give_up_lease() {
   });
 }
 
-void PgWalSource::refresh_slot_state() {
-  auto c = reader_conn_->get();
+void PgWalSource::refresh_slot_state(PgConnection& conn) {
+  auto c = conn.get();
   if (!c) return;
   auto row = run_transaction(**c, [&](pqxx::work& txn) -> std::optional<pqxx::row> {
     auto rows = txn.exec_params(
@@ -244,7 +292,7 @@ void PgWalSource::refresh_slot_state() {
     return rows[0];
   });
   if (!row) {
-    if (row.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+    if (row.error().code == ErrorCode::kUnavailable) conn.reset();
     return;
   }
   std::lock_guard lock(mu_);
@@ -256,8 +304,7 @@ void PgWalSource::refresh_slot_state() {
 }
 
 PgWalSource::Outcome PgWalSource::lead(std::stop_token stop) {
-  refresh_slot_state();
-  auto held = hold_lease();
+  auto held = hold_lease(*reader_conn_);
   if (!held) return Outcome::kUnavailable;
   if (!*held) {
     set_role("standby");
@@ -265,6 +312,7 @@ PgWalSource::Outcome PgWalSource::lead(std::stop_token stop) {
     if (!sleep_for(config_.takeover_after / 3, stop)) return Outcome::kStopped;
     return Outcome::kLeaseLost;
   }
+  start_term();
   auto c = reader_conn_->get();
   if (!c) return Outcome::kUnavailable;
   auto state = run_transaction(**c, [&](pqxx::work& txn) {
@@ -377,13 +425,7 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
                       config_.slot);
     });
     std::int64_t floor = 0;
-    auto last_renew = SteadyClock::now();
-    auto renew = [&] {
-      if (SteadyClock::now() - last_renew < config_.takeover_after / 3) return true;
-      auto h = hold_lease();
-      if (h && *h) last_renew = SteadyClock::now();
-      return h && *h;
-    };
+    auto renew = [&] { return lease_stands(); };
     const std::string select = fmt::format(
         "SELECT o.id, {}, (extract(epoch FROM o.deliver_after) * 1000000)::bigint FROM "
         "relay.outbox o WHERE o.id > $1 ORDER BY o.id LIMIT $2",
@@ -419,7 +461,6 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
   }
   // Streaming starts only once every row of the catch-up has an outcome: what the stream brings
   // is newer, so a key's order holds across the hand-over.
-  auto last_renew = SteadyClock::now();
   while (true) {
     {
       std::unique_lock lock(mu_);
@@ -427,11 +468,7 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
       if (catch_up_outstanding_ == 0) break;
     }
     if (stop.stop_requested()) return Outcome::kStopped;
-    if (SteadyClock::now() - last_renew >= config_.takeover_after / 3) {
-      auto h = hold_lease();
-      if (!h || !*h) return Outcome::kLeaseLost;
-      last_renew = SteadyClock::now();
-    }
+    if (!lease_stands()) return Outcome::kLeaseLost;
   }
   auto again = reader_conn_->get();
   if (!again) return Outcome::kUnavailable;
@@ -504,23 +541,12 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
   wal::WalProgress::Txn txn = 0;
   std::uint32_t xid = 0;
   auto last_status = SteadyClock::now();
-  auto last_renew = SteadyClock::now();
   auto keep_alive = [&]() -> bool {
+    if (!lease_stands()) return false;  // another relay has the slot, or the lease ran out
     const auto now = SteadyClock::now();
-    if (now - last_renew >= config_.takeover_after / 3) {
-      auto h = hold_lease();
-      if (h && !*h) return false;  // another relay has the slot now
-      // A database that is away: keep streaming while the lease lasts, then step down.
-      if (h) {
-        last_renew = now;
-      } else if (now - last_renew >= config_.takeover_after * 2 / 3) {
-        return false;
-      }
-    }
     if (now - last_status >= config_.status_interval) {
       if (!send_status(conn, false)) return false;
       last_status = now;
-      refresh_slot_state();
     }
     return true;
   };
@@ -744,6 +770,8 @@ Status PgWalSource::release_all() {
   reader_.request_stop();
   if (auto* s = streaming_.load()) s->interrupt();
   if (reader_.joinable()) reader_.join();
+  keeper_.request_stop();
+  if (keeper_.joinable()) keeper_.join();
   return deliveries_.release_all();
 }
 

@@ -51,6 +51,7 @@
 namespace relay::store {
 
 class PgConnection;
+using SteadyTime = std::chrono::steady_clock::duration;
 
 namespace wal {
 class ReplicationConnection;
@@ -140,11 +141,20 @@ class PgWalSource final : public model::WorkSource {
   Outcome lead(std::stop_token stop);
   Outcome catch_up(std::stop_token stop);
   Outcome stream(std::stop_token stop);
-  // Takes or renews the lease; false if another relay holds it. Errors: the database is away.
-  Result<bool> hold_lease();
+  // Takes or renews the lease on `conn`; false if another relay holds it. Errors: the database is
+  // away.
+  Result<bool> hold_lease(PgConnection& conn);
+  // The keeper thread: while the reader holds the lease, renews it every third of
+  // takeover_after, and reads the slot's state every status_interval, on a connection of its own,
+  // so the stream is never held up by those round trips (each a durable commit).
+  void keep(std::stop_token stop);
+  // Whether the lease still stands, as the keeper last saw it (the reader steps down otherwise).
+  bool lease_stands() const;
+  void start_term();  // the reader just took the lease: the keeper renews it from now on
+  void end_term();
   void give_up_lease();
   // Reads the slot's row in pg_replication_slots into status_ (errors only leave it stale).
-  void refresh_slot_state();
+  void refresh_slot_state(PgConnection& conn);
   // Waits until the held events have room (or stop); renews the lease meanwhile.
   bool wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive);
   void add_held(Held&& held);
@@ -161,6 +171,11 @@ class PgWalSource final : public model::WorkSource {
   PgOutboxSource deliveries_;                 // relay.delivery claims, LISTEN, wake-ups
   std::unique_ptr<PgConnection> claim_conn_;  // claimer thread: existence and held_for
   std::unique_ptr<PgConnection> reader_conn_;  // reader thread: lease, slot state
+  std::unique_ptr<PgConnection> keeper_conn_;  // keeper thread: lease renewals, slot state
+  std::jthread keeper_;
+  std::atomic<bool> holding_{false};                 // the reader is in a term
+  std::atomic<bool> lease_lost_{false};              // the keeper found another owner
+  std::atomic<SteadyTime::rep> lease_good_until_{0};  // steady clock, ns: last renewal + 2/3 term
   std::jthread reader_;
   std::atomic<wal::ReplicationConnection*> streaming_{nullptr};  // to interrupt its wait
 

@@ -26,6 +26,7 @@
 #include "relay/store/wal/replication_connection.h"
 #include "tests/integration/test_config.h"
 #include "tests/support/fake_consumer.h"
+#include "tests/support/pg_cluster.h"
 #include "tests/support/relay_process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_database.h"
@@ -34,10 +35,6 @@
 using namespace std::chrono_literals;
 using namespace relay::testing;
 using namespace relay::store::wal;
-
-#ifndef RELAY_SOURCE_DIR
-#error "RELAY_SOURCE_DIR must be defined by the build"
-#endif
 
 namespace {
 
@@ -513,53 +510,6 @@ TEST_CASE("a role without REPLICATION is refused at connect, and the password ne
   CHECK(closed.error().message.find(password) == std::string::npos);
 }
 
-namespace {
-
-// A cluster of this test's own (scripts/pg in a temporary directory), for settings the shared one
-// must keep; stopped at scope exit.
-class PrivateCluster {
- public:
-  PrivateCluster() { pg("start"); }
-  ~PrivateCluster() {
-    try {
-      pg("stop");
-    } catch (...) {
-    }
-  }
-  PrivateCluster(const PrivateCluster&) = delete;
-  PrivateCluster& operator=(const PrivateCluster&) = delete;
-
-  std::string url() const {
-    std::string u = read_file(dir_.path() + "/url");
-    while (!u.empty() && u.back() == '\n') u.pop_back();
-    return u;
-  }
-  void restart() { pg("restart"); }
-  // Runs each statement on its own in autocommit (ALTER SYSTEM refuses a transaction block).
-  void exec(std::initializer_list<std::string> statements) {
-    pqxx::connection c(url());
-    for (const auto& sql : statements) pqxx::nontransaction(c).exec(sql);
-  }
-  std::string value(const std::string& sql) {
-    pqxx::connection c(url());
-    const auto r = pqxx::nontransaction(c).exec(sql);
-    return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
-  }
-
- private:
-  void pg(const std::string& command) {
-    const std::string out = dir_.path() + "/pg-output";
-    const std::string cmd = std::string("'") + RELAY_SOURCE_DIR + "/scripts/pg' " + command + " '" +
-                            dir_.path() + "' >'" + out + "' 2>&1";
-    if (std::system(cmd.c_str()) != 0) {
-      throw std::runtime_error("scripts/pg " + command + " failed:\n" + read_file(out));
-    }
-  }
-
-  TempDir dir_{"relay-wal-pg."};
-};
-
-}  // namespace
 
 TEST_CASE("replication errors on a server set up against WAL mode name the setting",
           "[integration][wal]") {
