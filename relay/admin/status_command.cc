@@ -282,14 +282,15 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
     doc["subscriptions"] = subs;
     Json slots = Json::array();
     for (const auto& w : snap->wal_slots) {
-      slots.push_back(Json{{"slot", w.slot},
-                           {"owner", w.owner ? Json(*w.owner) : Json(nullptr)},
-                           {"caught_up", w.caught_up},
-                           {"exists", w.exists},
-                           {"active", w.active},
-                           {"wal_status", w.wal_status.empty() ? Json(nullptr) : Json(w.wal_status)},
-                           {"lag_bytes", w.lag_bytes},
-                           {"retained_bytes", w.retained_bytes}});
+      slots.push_back(
+          Json{{"slot", w.slot},
+               {"owner", w.owner ? Json(*w.owner) : Json(nullptr)},
+               {"caught_up", w.caught_up},
+               {"exists", w.exists},
+               {"active", w.active},
+               {"wal_status", w.wal_status.empty() ? Json(nullptr) : Json(w.wal_status)},
+               {"lag_bytes", w.lag_bytes},
+               {"retained_bytes", w.retained_bytes}});
     }
     doc["wal_slots"] = slots;
     Json opsj{
@@ -384,7 +385,7 @@ int run_status(const std::string& database_url, const StatusOptions& o, Console&
     c.out << "\nWAL source slots\n";
     Table t({"SLOT", "READER", "STATE", "LAG", "WAL KEPT", "CAUGHT UP"});
     for (const auto& w : snap->wal_slots) {
-      std::string state = !w.exists ? "missing (relay recreates it and catches up from the table)"
+      std::string state = !w.exists  ? "missing (relay recreates it and catches up from the table)"
                           : w.active ? "streaming"
                                      : "inactive";
       if (!w.wal_status.empty() && w.wal_status != "reserved") state += ", wal " + w.wal_status;

@@ -1,5 +1,4 @@
 #include "relay/app/relay_runner.h"
-#include "relay/app/wal_stats.h"
 
 #include <fmt/format.h>
 #include <prometheus/registry.h>
@@ -13,6 +12,7 @@
 #include <stop_token>
 #include <thread>
 
+#include "relay/app/wal_stats.h"
 #include "relay/common/backoff.h"
 #include "relay/common/clock.h"
 #include "relay/common/database_url.h"
@@ -25,15 +25,15 @@
 #include "relay/inbox/inbox_stats.h"
 #include "relay/model/status_document.h"
 #include "relay/ops/ops_server.h"
+#include "relay/pipeline/database_outage.h"
 #include "relay/pipeline/dispatch_stats.h"
 #include "relay/pipeline/pipeline.h"
 #include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
 #include "relay/store/migrations.h"
 #include "relay/store/outbox_source.h"
-#include "relay/store/wal_source.h"
-#include "relay/pipeline/database_outage.h"
 #include "relay/store/outcome_store.h"
+#include "relay/store/wal_source.h"
 
 namespace relay::app {
 namespace {
@@ -195,7 +195,8 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   std::atomic<const http::HttpServer*> inbox_listening{nullptr};
   // source.mode: wal: the source's gauges, refreshed at each scrape while the source lives.
   std::unique_ptr<app::WalStats> wal_stats;
-  if (config.source.mode == "wal") wal_stats = std::make_unique<app::WalStats>(registry, config.source.wal.slot);
+  if (config.source.mode == "wal")
+    wal_stats = std::make_unique<app::WalStats>(registry, config.source.wal.slot);
   std::atomic<const store::PgWalSource*> wal_running{nullptr};
   auto readiness = [&running, &schema_ok]() -> std::string {
     if (!schema_ok.load()) return "waiting for the database or its schema";
@@ -290,8 +291,8 @@ int run_relay(const config::Config& config, const std::string& database_url) {
     wal_source = wal.get();
     work_source = std::move(wal);
   } else {
-    work_source = std::make_unique<store::PgOutboxSource>(
-        database_url, owner, config.source.lease, subscription_names, ordered, blocking);
+    work_source = std::make_unique<store::PgOutboxSource>(database_url, owner, config.source.lease,
+                                                          subscription_names, ordered, blocking);
   }
   // Responses are cut to the subscription's max_response_bytes before they get here; 1 MiB is the
   // most any subscription may keep. In WAL mode outbox rows carry no lease.

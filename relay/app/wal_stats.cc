@@ -26,14 +26,14 @@ WalStats::WalStats(prometheus::Registry& r, const std::string& slot)
                          .Help("Rows delivered from the table by catch-ups")
                          .Register(r)
                          .Add({{"slot", slot}})),
-      slot_active_(gauge(r, "relay_wal_slot_active", "1 when some relay streams from the slot",
-                         slot)),
-      slot_lost_(gauge(r, "relay_wal_slot_lost", "1 when the slot is missing or invalidated",
-                       slot)),
+      slot_active_(
+          gauge(r, "relay_wal_slot_active", "1 when some relay streams from the slot", slot)),
+      slot_lost_(
+          gauge(r, "relay_wal_slot_lost", "1 when the slot is missing or invalidated", slot)),
       slot_lag_(gauge(r, "relay_wal_slot_lag_bytes",
                       "WAL written since the slot's confirmed position", slot)),
-      slot_retained_(gauge(r, "relay_wal_slot_retained_bytes",
-                           "WAL the server keeps for the slot", slot)) {}
+      slot_retained_(
+          gauge(r, "relay_wal_slot_retained_bytes", "WAL the server keeps for the slot", slot)) {}
 
 void WalStats::sync(const store::WalSourceStatus& s) {
   const bool reading = s.role == "streaming" || s.role == "catching_up";

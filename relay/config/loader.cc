@@ -58,8 +58,8 @@ using Specs = std::span<const KeySpec>;
 constexpr KeySpec kDatabaseKeys[] = {{"url"}, {"connect_timeout"}};
 constexpr KeySpec kWalKeys[] = {
     {"slot"}, {"publication"}, {"takeover_after"}, {"max_held_events"}, {"status_interval"}};
-constexpr KeySpec kSourceKeys[] = {{"mode"},  {"batch_size"}, {"poll_interval"},
-                                   {"lease"}, {"wal", Shape::kMap, kWalKeys}};
+constexpr KeySpec kSourceKeys[] = {
+    {"mode"}, {"batch_size"}, {"poll_interval"}, {"lease"}, {"wal", Shape::kMap, kWalKeys}};
 constexpr KeySpec kRetryKeys[] = {
     {"max_attempts"}, {"initial_backoff"}, {"max_backoff"}, {"max_age"}};
 constexpr KeySpec kCircuitBreakerKeys[] = {{"failure_threshold"}, {"open_for"}, {"max_open_for"}};
@@ -229,10 +229,10 @@ std::optional<std::string> check_listen(std::string_view listen) {
 // Slot names allow only [a-z0-9_] (PostgreSQL refuses the rest); publications take the same set, so
 // neither ever needs quoting.
 std::optional<std::string> postgres_name_problem(std::string_view name) {
-  const bool ok = !name.empty() && name.size() <= 63 &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-                  });
+  const bool ok =
+      !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      });
   if (ok) return std::nullopt;
   return fmt::format("invalid name \"{}\": expected 1 to 63 of a-z, 0-9 and _", name);
 }

@@ -60,8 +60,8 @@ std::optional<model::PartOutcome> Attempt::settle_unsent(const Task& task) {
     // Not yet: wait in relay.delivery until deliver_after, spending no attempt. Later events of
     // its key queue behind it there.
     part.kind = Kind::kDeferred;
-    part.retry_in = std::max(Millis(1), std::chrono::ceil<Millis>(*e.deliver_after -
-                                                                  clock_.wall_now()));
+    part.retry_in =
+        std::max(Millis(1), std::chrono::ceil<Millis>(*e.deliver_after - clock_.wall_now()));
     part.last_error = "waiting for deliver_after";
   } else if (key_order_.must_wait(task)) {
     // An earlier event of this key is not through yet: queue behind it. The store makes it due

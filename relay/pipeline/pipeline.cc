@@ -41,9 +41,9 @@ Result<std::unique_ptr<Pipeline>> Pipeline::create(const config::Config& config,
   p->router_ = std::make_unique<Router>(p->config_.subscriptions, p->subscriptions_, record);
   p->claimer_ = std::make_unique<Claimer>(p->config_.source, clock, source, p->credit_, *p->router_,
                                           p->subscriptions_, stats, p->counters_);
-  p->recorder_ = std::make_unique<Recorder>(
-      sink, source, p->results_, p->credit_, p->counters_, stats, clock,
-      [self] { return self->claimer_->parked(); });
+  p->recorder_ =
+      std::make_unique<Recorder>(sink, source, p->results_, p->credit_, p->counters_, stats, clock,
+                                 [self] { return self->claimer_->parked(); });
   return p;
 }
 

@@ -125,20 +125,21 @@ PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int 
     : owner_(std::move(owner)),
       max_response_bytes_(max_response_bytes),
       blocking_(std::move(blocking)) {
-  conn_ = std::make_unique<PgConnection>(std::move(database_url), [outbox_leased](pqxx::connection& c) {
-    c.prepare("outbox_to_delivery", fmt::format(kOutboxToDelivery, mine(outbox_leased, "$8")));
-    c.prepare("outbox_to_dead_letter",
-              fmt::format(kOutboxToDeadLetter, mine(outbox_leased, "$8")));
-    c.prepare("delete_outbox", fmt::format(kDeleteOutbox, mine(outbox_leased, "$2")));
-    c.prepare("release_outbox", fmt::format(kReleaseOutbox, mine(outbox_leased, "$2")));
-    c.prepare("delivery_retry", kDeliveryRetry);
-    c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
-    c.prepare("delivery_defer", kDeliveryDefer);
-    c.prepare("delete_deliveries", kDeleteDeliveries);
-    c.prepare("promote_next", kPromoteNext);
-    c.prepare("due_if_first", kDueIfFirst);
-    c.prepare("release_deliveries", kReleaseDeliveries);
-  });
+  conn_ =
+      std::make_unique<PgConnection>(std::move(database_url), [outbox_leased](pqxx::connection& c) {
+        c.prepare("outbox_to_delivery", fmt::format(kOutboxToDelivery, mine(outbox_leased, "$8")));
+        c.prepare("outbox_to_dead_letter",
+                  fmt::format(kOutboxToDeadLetter, mine(outbox_leased, "$8")));
+        c.prepare("delete_outbox", fmt::format(kDeleteOutbox, mine(outbox_leased, "$2")));
+        c.prepare("release_outbox", fmt::format(kReleaseOutbox, mine(outbox_leased, "$2")));
+        c.prepare("delivery_retry", kDeliveryRetry);
+        c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
+        c.prepare("delivery_defer", kDeliveryDefer);
+        c.prepare("delete_deliveries", kDeleteDeliveries);
+        c.prepare("promote_next", kPromoteNext);
+        c.prepare("due_if_first", kDueIfFirst);
+        c.prepare("release_deliveries", kReleaseDeliveries);
+      });
 }
 
 PgOutcomeStore::~PgOutcomeStore() = default;

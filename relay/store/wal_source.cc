@@ -66,9 +66,8 @@ bool sleep_for(Millis d, std::stop_token stop) {
 }  // namespace
 
 PgWalSource::PgWalSource(std::string database_url, std::string owner,
-                         const config::SourceConfig& source,
-                         std::vector<std::string> subscriptions, std::vector<std::string> ordered,
-                         std::vector<std::string> blocking)
+                         const config::SourceConfig& source, std::vector<std::string> subscriptions,
+                         std::vector<std::string> ordered, std::vector<std::string> blocking)
     : database_url_(std::move(database_url)),
       owner_(std::move(owner)),
       config_(source.wal),
@@ -112,10 +111,11 @@ Status PgWalSource::prepare() {
         "SELECT current_user, rolreplication OR rolsuper FROM pg_roles WHERE rolname = "
         "current_user")[0];
     if (!role[1].as<bool>()) {
-      return Error{ErrorCode::kInvalidArgument,
-                   fmt::format("source.mode is wal, but the role {0} may not stream: ALTER ROLE {0} "
-                               "REPLICATION (or connect as a role that has it)",
-                               role[0].as<std::string>())};
+      return Error{
+          ErrorCode::kInvalidArgument,
+          fmt::format("source.mode is wal, but the role {0} may not stream: ALTER ROLE {0} "
+                      "REPLICATION (or connect as a role that has it)",
+                      role[0].as<std::string>())};
     }
     const auto slots = tx.exec_params(
         "SELECT (SELECT count(*) FROM pg_replication_slots), "
@@ -135,9 +135,8 @@ Status PgWalSource::prepare() {
             .as<bool>();
     if (!has_publication) {
       // The name was checked by the config loader ([a-z0-9_]), so it needs no quoting.
-      tx.exec(fmt::format(
-          "CREATE PUBLICATION {} FOR TABLE relay.outbox WITH (publish = 'insert')",
-          config_.publication));
+      tx.exec(fmt::format("CREATE PUBLICATION {} FOR TABLE relay.outbox WITH (publish = 'insert')",
+                          config_.publication));
       log_.info("created the publication", {{"publication", config_.publication}});
     } else {
       const auto covers = tx.exec_params(
@@ -230,15 +229,15 @@ Result<bool> PgWalSource::hold_lease(PgConnection& conn) {
 
 void PgWalSource::start_term() {
   lease_lost_ = false;
-  lease_good_until_ = (SteadyClock::now() + config_.takeover_after * 2 / 3).time_since_epoch().count();
+  lease_good_until_ =
+      (SteadyClock::now() + config_.takeover_after * 2 / 3).time_since_epoch().count();
   holding_ = true;
 }
 
 void PgWalSource::end_term() { holding_ = false; }
 
 bool PgWalSource::lease_stands() const {
-  return !lease_lost_ &&
-         SteadyClock::now().time_since_epoch().count() < lease_good_until_.load();
+  return !lease_lost_ && SteadyClock::now().time_since_epoch().count() < lease_good_until_.load();
 }
 
 void PgWalSource::keep(std::stop_token stop) {
@@ -383,11 +382,10 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
   if (!reader) return Outcome::kUnavailable;
   // From here until the end, a relay that stops starts over with a new slot.
   auto marked = run_transaction(**reader, [&](pqxx::work& txn) {
-    return txn
-               .exec_params(
-                   "UPDATE relay.wal_reader SET caught_up = false, caught_up_at = NULL WHERE slot "
-                   "= $1 AND owner = $2",
-                   config_.slot, owner_)
+    return txn.exec_params(
+                  "UPDATE relay.wal_reader SET caught_up = false, caught_up_at = NULL WHERE slot "
+                  "= $1 AND owner = $2",
+                  config_.slot, owner_)
                .affected_rows() == 1;
   });
   if (!marked) return Outcome::kUnavailable;
@@ -409,8 +407,9 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
               {{"slot", config_.slot}, {"error", created.error().message}});
     return Outcome::kUnavailable;
   }
-  log_.info("created the replication slot; delivering the rows it does not cover from the table",
-            {{"slot", config_.slot}, {"consistent_point", wal::format_lsn(created->consistent_point)}});
+  log_.info(
+      "created the replication slot; delivering the rows it does not cover from the table",
+      {{"slot", config_.slot}, {"consistent_point", wal::format_lsn(created->consistent_point)}});
 
   // The rows the slot's snapshot sees are exactly those its stream leaves out.
   auto scan = connect(database_url_);
@@ -431,7 +430,8 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
         "relay.outbox o WHERE o.id > $1 ORDER BY o.id LIMIT $2",
         kEventColumns);
     while (true) {
-      if (!wait_for_room(stop, renew)) return stop.stop_requested() ? Outcome::kStopped : Outcome::kLeaseLost;
+      if (!wait_for_room(stop, renew))
+        return stop.stop_requested() ? Outcome::kStopped : Outcome::kLeaseLost;
       if (!renew()) return Outcome::kLeaseLost;
       int room = 0;
       {
@@ -473,11 +473,10 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
   auto again = reader_conn_->get();
   if (!again) return Outcome::kUnavailable;
   auto done = run_transaction(**again, [&](pqxx::work& txn) {
-    return txn
-               .exec_params(
-                   "UPDATE relay.wal_reader SET caught_up = true, caught_up_at = now() WHERE slot "
-                   "= $1 AND owner = $2",
-                   config_.slot, owner_)
+    return txn.exec_params(
+                  "UPDATE relay.wal_reader SET caught_up = true, caught_up_at = now() WHERE slot "
+                  "= $1 AND owner = $2",
+                  config_.slot, owner_)
                .affected_rows() == 1;
   });
   if (!done) return Outcome::kUnavailable;
@@ -655,16 +654,19 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
   }
   std::set<std::uint32_t> running;
   auto c = claim_conn_->get();
-  Result<pqxx::result> rows = c ? run_transaction(**c, [&](pqxx::work& txn) {
-    // Two statements, two snapshots (READ COMMITTED): the second sees every transaction the
-    // first did not find running.
-    if (!xids.empty()) {
-      for (const auto& r : txn.exec_prepared("wal_running", bigint_array(xids)))
-        running.insert(static_cast<std::uint32_t>(std::stoul(r[0].as<std::string>())));
-    }
-    return txn.exec_prepared("wal_exists", bigint_array(ids), ordered_, blocking_);
-  })
-                                : Result<pqxx::result>(c.error());
+  Result<pqxx::result> rows =
+      c ? run_transaction(
+              **c,
+              [&](pqxx::work& txn) {
+                // Two statements, two snapshots (READ COMMITTED): the second sees every transaction
+                // the first did not find running.
+                if (!xids.empty()) {
+                  for (const auto& r : txn.exec_prepared("wal_running", bigint_array(xids)))
+                    running.insert(static_cast<std::uint32_t>(std::stoul(r[0].as<std::string>())));
+                }
+                return txn.exec_prepared("wal_exists", bigint_array(ids), ordered_, blocking_);
+              })
+        : Result<pqxx::result>(c.error());
   if (!rows) {
     if (rows.error().code == ErrorCode::kUnavailable) claim_conn_->reset();
     // Put them back, first in line, as they were.

@@ -74,9 +74,9 @@ struct WalSourceStatus {
   double lag_seconds = 0;
   // From pg_replication_slots, read by every relay (standbys too) every few seconds.
   bool slot_exists = false;
-  bool slot_active = false;          // some relay streams from it now
-  std::string slot_wal_status;       // reserved | extended | unreserved | lost
-  long long slot_lag_bytes = 0;      // pg_current_wal_lsn() - confirmed_flush_lsn
+  bool slot_active = false;           // some relay streams from it now
+  std::string slot_wal_status;        // reserved | extended | unreserved | lost
+  long long slot_lag_bytes = 0;       // pg_current_wal_lsn() - confirmed_flush_lsn
   long long slot_retained_bytes = 0;  // pg_current_wal_lsn() - restart_lsn: WAL kept for it
 };
 
@@ -168,20 +168,20 @@ class PgWalSource final : public model::WorkSource {
   const std::string ordered_;  // Postgres array literals
   const std::string blocking_;
   const Logger log_{"wal"};
-  PgOutboxSource deliveries_;                 // relay.delivery claims, LISTEN, wake-ups
-  std::unique_ptr<PgConnection> claim_conn_;  // claimer thread: existence and held_for
+  PgOutboxSource deliveries_;                  // relay.delivery claims, LISTEN, wake-ups
+  std::unique_ptr<PgConnection> claim_conn_;   // claimer thread: existence and held_for
   std::unique_ptr<PgConnection> reader_conn_;  // reader thread: lease, slot state
   std::unique_ptr<PgConnection> keeper_conn_;  // keeper thread: lease renewals, slot state
   std::jthread keeper_;
-  std::atomic<bool> holding_{false};                 // the reader is in a term
-  std::atomic<bool> lease_lost_{false};              // the keeper found another owner
+  std::atomic<bool> holding_{false};                  // the reader is in a term
+  std::atomic<bool> lease_lost_{false};               // the keeper found another owner
   std::atomic<SteadyTime::rep> lease_good_until_{0};  // steady clock, ns: last renewal + 2/3 term
   std::jthread reader_;
   std::atomic<wal::ReplicationConnection*> streaming_{nullptr};  // to interrupt its wait
 
   mutable std::mutex mu_;
   std::condition_variable_any room_;  // held events left, or in-flight ones settled
-  std::list<Held> held_;                                  // guarded by mu_
+  std::list<Held> held_;              // guarded by mu_
   std::unordered_map<std::int64_t, InFlight> in_flight_;  // by outbox id; guarded by mu_
   // Per key: events in flight and the claim that took them (a later claim waits).
   struct KeyUse {
@@ -189,12 +189,12 @@ class PgWalSource final : public model::WorkSource {
     std::uint64_t claim = 0;
   };
   std::unordered_map<std::string, KeyUse> keys_in_flight_;  // guarded by mu_
-  std::uint64_t claims_ = 0;                                 // guarded by mu_
+  std::uint64_t claims_ = 0;                                // guarded by mu_
   // Some streamed rows were not visible yet when last claimed: claim again shortly.
   std::atomic<bool> recheck_soon_{false};
-  long long catch_up_outstanding_ = 0;                       // guarded by mu_
-  wal::WalProgress progress_;                                     // guarded by mu_
-  WalSourceStatus status_;                                   // guarded by mu_
+  long long catch_up_outstanding_ = 0;  // guarded by mu_
+  wal::WalProgress progress_;           // guarded by mu_
+  WalSourceStatus status_;              // guarded by mu_
 };
 
 }  // namespace relay::store

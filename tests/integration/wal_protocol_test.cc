@@ -510,7 +510,6 @@ TEST_CASE("a role without REPLICATION is refused at connect, and the password ne
   CHECK(closed.error().message.find(password) == std::string::npos);
 }
 
-
 TEST_CASE("replication errors on a server set up against WAL mode name the setting",
           "[integration][wal]") {
   PrivateCluster pg;
@@ -579,8 +578,8 @@ TEST_CASE("wal source: a row streamed before its commit is visible is delivered 
   cfg.source_extra = "  mode: wal\n  wal: { slot: visibility, status_interval: 200ms }\n";
   cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = consumer.url()}};
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", pg.url()}});
-  REQUIRE(wait_until(
-      [&] { return pg.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(
+      wait_until([&] { return pg.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
 
   // The first writer's COMMIT hangs, flushed and streamed but not visible.
   pqxx::connection slow(pg.url());
@@ -591,7 +590,8 @@ TEST_CASE("wal source: a row streamed before its commit is visible is delivered 
       pqxx::nontransaction tx(slow);
       tx.exec("SET synchronous_commit = on");
       tx.exec("BEGIN");
-      slow_id = tx.exec("SELECT relay.publish('t', 'a', '{}'::jsonb)::text")[0][0].as<std::string>();
+      slow_id =
+          tx.exec("SELECT relay.publish('t', 'a', '{}'::jsonb)::text")[0][0].as<std::string>();
       tx.exec("COMMIT");  // waits for 'ghost' until cancelled; then committed locally
     } catch (const std::exception&) {
       // the cancel's warning may come back as an error on some libpq versions: the row is

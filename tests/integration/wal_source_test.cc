@@ -74,9 +74,10 @@ size_t duplicates_in(const std::vector<std::string>& received) {
 
 }  // namespace
 
-TEST_CASE("wal: events committed before and after relay starts are delivered once, in key order, "
-          "and the slot confirms them",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: events committed before and after relay starts are delivered once, in key order, "
+    "and the slot confirms them",
+    "[integration][wal]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   // Written before the slot exists: only the catch-up from the table can deliver these.
@@ -97,8 +98,7 @@ TEST_CASE("wal: events committed before and after relay starts are delivered onc
     CHECK(std::is_sorted(seq.begin(), seq.end()));
   }
   CHECK(db.count("relay.dead_letter") == 0);
-  CHECK(db.value("SELECT caught_up FROM relay.wal_reader WHERE slot = '" + db.name() + "'") ==
-        "t");
+  CHECK(db.value("SELECT caught_up FROM relay.wal_reader WHERE slot = '" + db.name() + "'") == "t");
   // No trigger, no claims: outbox rows were never leased.
   CHECK(db.count("pg_stat_user_tables WHERE relid = 'relay.outbox'::regclass AND n_tup_upd > 0") ==
         0);
@@ -163,15 +163,16 @@ TEST_CASE("wal: a standby relay takes over the slot when the active one is SIGKI
   FakeConsumer consumer;
   const auto cfg = wal_config(db, consumer.url());
   RelayProcess first(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until(
-      [&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(
+      wait_until([&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
   RelayProcess second(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   auto ids = publish(db, 0, 1'000);
   REQUIRE(wait_until([&] { return all_done(db); }, 60s));
   const std::string active = db.value("SELECT owner FROM relay.wal_reader");
   REQUIRE(!active.empty());
   // Which process is active: the owner id holds the pid.
-  const bool first_active = active.find(":" + std::to_string(first.pid()) + ":") != std::string::npos;
+  const bool first_active =
+      active.find(":" + std::to_string(first.pid()) + ":") != std::string::npos;
   (first_active ? first : second).kill9();
 
   auto more = publish(db, 1'000, 1'000);
@@ -221,17 +222,19 @@ TEST_CASE("wal: per-key order is commit order when writers commit out of id orde
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   RelayProcess relay(to_yaml(wal_config(db, consumer.url())), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until(
-      [&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(
+      wait_until([&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
   // A takes the lower id, B the higher one; B commits first. Both commit while relay is paused, so
   // it sees them together: by id (the table source's order) A would go first; by commit, B.
   relay.signal(SIGSTOP);
   pqxx::connection a(db.url()), b(db.url());
   pqxx::work ta(a), tb(b);
-  const auto id_a = ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
-                        .as<std::string>();
-  const auto id_b = tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
-                        .as<std::string>();
+  const auto id_a =
+      ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
+          .as<std::string>();
+  const auto id_b =
+      tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
+          .as<std::string>();
   tb.commit();
   ta.commit();
   relay.signal(SIGCONT);
@@ -243,8 +246,10 @@ TEST_CASE("wal: a role without REPLICATION gets exit code 2 and a message naming
           "[integration][wal]") {
   auto db = TestDatabase::create();
   const std::string role = db.name() + "_norepl";
-  db.exec("DROP ROLE IF EXISTS " + role + "; CREATE ROLE " + role + " LOGIN; GRANT ALL ON SCHEMA "
-          "relay TO " + role + "; GRANT ALL ON ALL TABLES IN SCHEMA relay TO " + role);
+  db.exec("DROP ROLE IF EXISTS " + role + "; CREATE ROLE " + role +
+          " LOGIN; GRANT ALL ON SCHEMA "
+          "relay TO " +
+          role + "; GRANT ALL ON ALL TABLES IN SCHEMA relay TO " + role);
   FakeConsumer consumer;
   std::string url = db.url();
   url.replace(url.find("postgres@"), std::string("postgres@").size(), role + "@");
@@ -263,8 +268,8 @@ TEST_CASE("wal: a delayed event waits in relay.delivery until deliver_after, and
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   RelayProcess relay(to_yaml(wal_config(db, consumer.url())), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until(
-      [&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(
+      wait_until([&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
   const auto delayed = db.value(
       "SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb, '{}'::jsonb, "
       "now() + interval '2 seconds')::text");
@@ -273,18 +278,19 @@ TEST_CASE("wal: a delayed event waits in relay.delivery until deliver_after, and
   // The other key is not held up; the delayed one waits without spending an attempt.
   REQUIRE(wait_until([&] { return consumer.count() >= 1; }, 30s));
   CHECK(consumer.received_ids().front() == other);
-  REQUIRE(wait_until(
-      [&] { return db.count("relay.delivery WHERE attempts = 0") == 2; }, 30s));
+  REQUIRE(wait_until([&] { return db.count("relay.delivery WHERE attempts = 0") == 2; }, 30s));
   CHECK(db.count("relay.delivery WHERE event_id = '" + delayed +
                  "' AND next_attempt_at >= (SELECT created_at FROM relay.delivery WHERE event_id "
-                 "= '" + delayed + "') + interval '1900 milliseconds'") == 1);
+                 "= '" +
+                 delayed + "') + interval '1900 milliseconds'") == 1);
   REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= 3; }, 30s));
   CHECK(consumer.received_ids() == std::vector<std::string>{other, delayed, next});
 }
 
-TEST_CASE("wal: /metrics shows the reader, the slot, the catch-up and the confirmed position; "
-          "relay status shows the slot",
-          "[integration][wal]") {
+TEST_CASE(
+    "wal: /metrics shows the reader, the slot, the catch-up and the confirmed position; "
+    "relay status shows the slot",
+    "[integration][wal]") {
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   publish(db, 0, 250);  // before the slot: caught up from the table

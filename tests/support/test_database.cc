@@ -1,7 +1,6 @@
 #include "tests/support/test_database.h"
 
 #include <chrono>
-
 #include <cstdlib>
 #include <iostream>
 #include <pqxx/pqxx>

@@ -617,10 +617,10 @@ TEST_CASE("source.mode is table or wal, and source.wal has defaults and bounds",
   CHECK(table.source.wal.max_held_events == 10'000);
   CHECK(table.source.wal.status_interval == std::chrono::seconds(10));
 
-  const auto wal = config_of(yaml({"source:", "  mode: wal", "  wal:", "    slot: s_1",
-                                   "    publication: p2", "    takeover_after: 3s",
-                                   "    max_held_events: 500", "    status_interval: 250ms", kSub0,
-                                   kSub1, kSub2, kSub3}));
+  const auto wal =
+      config_of(yaml({"source:", "  mode: wal", "  wal:", "    slot: s_1", "    publication: p2",
+                      "    takeover_after: 3s", "    max_held_events: 500",
+                      "    status_interval: 250ms", kSub0, kSub1, kSub2, kSub3}));
   CHECK(wal.source.mode == "wal");
   CHECK(wal.source.wal.slot == "s_1");
   CHECK(wal.source.wal.publication == "p2");
@@ -631,10 +631,10 @@ TEST_CASE("source.mode is table or wal, and source.wal has defaults and bounds",
   check_error(only_error(yaml({"source: {mode: queue}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
               "source.mode", "invalid value \"queue\": expected one of \"table\", \"wal\"");
   check_error(only_error(yaml({"source: {wal: {slot: My-Slot}}", kSub0, kSub1, kSub2, kSub3})), 1,
-              22, "source.wal.slot", "invalid name \"My-Slot\": expected 1 to 63 of a-z, 0-9 and _");
-  check_error(
-      only_error(yaml({"source: {wal: {publication: \"\"}}", kSub0, kSub1, kSub2, kSub3})), 1, 29,
-      "source.wal.publication", "invalid name");
+              22, "source.wal.slot",
+              "invalid name \"My-Slot\": expected 1 to 63 of a-z, 0-9 and _");
+  check_error(only_error(yaml({"source: {wal: {publication: \"\"}}", kSub0, kSub1, kSub2, kSub3})),
+              1, 29, "source.wal.publication", "invalid name");
   check_error(only_error(yaml({"source: {wal: {takeover_after: 0s}}", kSub0, kSub1, kSub2, kSub3})),
               1, 32, "source.wal.takeover_after", "must be between 1s and 10m");
   check_error(only_error(yaml({"source: {wal: {max_held_events: 5}}", kSub0, kSub1, kSub2, kSub3})),
@@ -1180,8 +1180,12 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "source.batch_size",
                                    "source.poll_interval",
                                    "source.lease",
-        "source.wal", "source.wal.slot", "source.wal.publication", "source.wal.takeover_after",
-        "source.wal.max_held_events", "source.wal.status_interval",
+                                   "source.wal",
+                                   "source.wal.slot",
+                                   "source.wal.publication",
+                                   "source.wal.takeover_after",
+                                   "source.wal.max_held_events",
+                                   "source.wal.status_interval",
                                    "subscriptions",
                                    "subscriptions[].name",
                                    "subscriptions[].topics",

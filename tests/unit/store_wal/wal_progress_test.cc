@@ -1,8 +1,8 @@
 // WalProgress: the WAL source confirms a transaction only when it committed and every event of it
 // has an outcome, and never past one that has not.
-#include <catch2/catch.hpp>
-
 #include "relay/store/wal/wal_progress.h"
+
+#include <catch2/catch.hpp>
 
 using relay::store::wal::WalProgress;
 
