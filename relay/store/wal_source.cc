@@ -40,7 +40,9 @@ constexpr const char* kRunning =
     "SELECT DISTINCT transactionid::text FROM pg_locks WHERE locktype = 'transactionid' AND "
     "transactionid = ANY($1::xid[])";
 
-// A claim that found streamed rows not yet visible looks again this soon.
+// A claim that found streamed rows not yet visible looks again at once this many times, then
+// puts them back and claims again this soon.
+constexpr int kVisibilityLooks = 3;
 constexpr Millis kRecheckVisibility{2};
 
 // Takes the slot's lease, or renews it; returns a row only if this relay holds it now.
@@ -653,20 +655,41 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
     if (h.xid != 0 && (xids.empty() || xids.back() != h.xid)) xids.push_back(h.xid);
   }
   std::set<std::uint32_t> running;
+  std::unordered_map<std::int64_t, std::vector<std::string>> present;
+  auto look = [&](pqxx::work& txn, const std::vector<std::int64_t>& of_ids,
+                  const std::vector<std::int64_t>& of_xids) {
+    // Two statements, two snapshots (READ COMMITTED): the second sees every transaction the first
+    // did not find running.
+    running.clear();
+    if (!of_xids.empty()) {
+      for (const auto& r : txn.exec_prepared("wal_running", bigint_array(of_xids)))
+        running.insert(static_cast<std::uint32_t>(std::stoul(r[0].as<std::string>())));
+    }
+    for (const auto& r : txn.exec_prepared("wal_exists", bigint_array(of_ids), ordered_, blocking_))
+      present.insert_or_assign(r[0].as<std::int64_t>(), parse_name_array(r[1].as<std::string>()));
+  };
   auto c = claim_conn_->get();
-  Result<pqxx::result> rows =
-      c ? run_transaction(
-              **c,
-              [&](pqxx::work& txn) {
-                // Two statements, two snapshots (READ COMMITTED): the second sees every transaction
-                // the first did not find running.
-                if (!xids.empty()) {
-                  for (const auto& r : txn.exec_prepared("wal_running", bigint_array(xids)))
-                    running.insert(static_cast<std::uint32_t>(std::stoul(r[0].as<std::string>())));
-                }
-                return txn.exec_prepared("wal_exists", bigint_array(ids), ordered_, blocking_);
-              })
-        : Result<pqxx::result>(c.error());
+  Status rows = c ? run_transaction(**c,
+                                    [&](pqxx::work& txn) {
+                                      look(txn, ids, xids);
+                                      // Such a commit usually becomes visible within a fraction of
+                                      // a millisecond: look again at once, a few times, before
+                                      // putting its rows back for later.
+                                      for (int i = 0; i < kVisibilityLooks; ++i) {
+                                        std::vector<std::int64_t> again, again_xids;
+                                        for (const auto& h : batch) {
+                                          if (h.xid != 0 && running.count(h.xid) != 0 &&
+                                              present.count(h.event.outbox_id) == 0) {
+                                            again.push_back(h.event.outbox_id);
+                                            if (again_xids.empty() || again_xids.back() != h.xid)
+                                              again_xids.push_back(h.xid);
+                                          }
+                                        }
+                                        if (again.empty()) break;
+                                        look(txn, again, again_xids);
+                                      }
+                                    })
+                  : Status(c.error());
   if (!rows) {
     if (rows.error().code == ErrorCode::kUnavailable) claim_conn_->reset();
     // Put them back, first in line, as they were.
@@ -680,10 +703,6 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
       held_.push_front(std::move(*it));
     }
     return rows.error();
-  }
-  std::unordered_map<std::int64_t, std::vector<std::string>> present;
-  for (const auto& row : *rows) {
-    present.emplace(row[0].as<std::int64_t>(), parse_name_array(row[1].as<std::string>()));
   }
   std::vector<model::ClaimedEvent> out;
   out.reserve(batch.size());

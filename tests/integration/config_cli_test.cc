@@ -168,7 +168,7 @@ TEST_CASE("relay run refuses a broken config with exit 2 before touching the dat
           "[integration][config]") {
   TempDir dir;
   const std::string path =
-      dir.write("relay.yaml", "source:\n  mode: wal\n" + std::string(kValidSubscription));
+      dir.write("relay.yaml", "source:\n  mode: queue\n" + std::string(kValidSubscription));
   std::string out;
   const int code = RelayProcess::run_cli(
       {"run", "--config", path, "--database-url", "postgresql://x@127.0.0.1:1/db"}, &out,
