@@ -90,7 +90,7 @@ PgWalSource::PgWalSource(std::string database_url, std::string owner,
 
 PgWalSource::~PgWalSource() {
   reader_.request_stop();
-  if (auto* s = streaming_.load()) s->interrupt();
+  interrupt_stream();
   if (reader_.joinable()) reader_.join();
   keeper_.request_stop();
   if (keeper_.joinable()) keeper_.join();
@@ -172,6 +172,16 @@ Status PgWalSource::prepare() {
     return checked.error();
   }
   return *checked;
+}
+
+void PgWalSource::set_interruptible(wal::ReplicationConnection* conn) {
+  std::lock_guard lock(stream_mu_);
+  streaming_ = conn;
+}
+
+void PgWalSource::interrupt_stream() {
+  std::lock_guard lock(stream_mu_);
+  if (streaming_ != nullptr) streaming_->interrupt();
 }
 
 void PgWalSource::start() {
@@ -401,9 +411,9 @@ PgWalSource::Outcome PgWalSource::catch_up(std::stop_token stop) {
   // A slot that is gone, invalidated or never caught up is replaced: its stream may miss rows.
   (void)(*repl)->drop_slot(config_.slot);
   // Creating waits for the transactions running now to end: shutdown may cut that short.
-  streaming_ = repl->get();
+  set_interruptible(repl->get());
   auto created = (*repl)->create_slot(config_.slot, /*export_snapshot=*/true);
-  streaming_ = nullptr;
+  set_interruptible(nullptr);
   if (!created) {
     log_.warn("cannot create the replication slot",
               {{"slot", config_.slot}, {"error", created.error().message}});
@@ -532,11 +542,11 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
     return Outcome::kUnavailable;
   }
   set_role("streaming");
-  streaming_ = &conn;
+  set_interruptible(&conn);
   struct Unset {
-    std::atomic<wal::ReplicationConnection*>& s;
-    ~Unset() { s = nullptr; }
-  } unset{streaming_};
+    PgWalSource& self;
+    ~Unset() { self.set_interruptible(nullptr); }
+  } unset{*this};
 
   std::unordered_map<std::uint32_t, wal::RelationMsg> relations;
   wal::WalProgress::Txn txn = 0;
@@ -789,7 +799,7 @@ Status PgWalSource::renew_leases() { return deliveries_.renew_leases(); }
 
 Status PgWalSource::release_all() {
   reader_.request_stop();
-  if (auto* s = streaming_.load()) s->interrupt();
+  interrupt_stream();
   if (reader_.joinable()) reader_.join();
   keeper_.request_stop();
   if (keeper_.joinable()) keeper_.join();

@@ -177,7 +177,13 @@ class PgWalSource final : public model::WorkSource {
   std::atomic<bool> lease_lost_{false};               // the keeper found another owner
   std::atomic<SteadyTime::rep> lease_good_until_{0};  // steady clock, ns: last renewal + 2/3 term
   std::jthread reader_;
-  std::atomic<wal::ReplicationConnection*> streaming_{nullptr};  // to interrupt its wait
+  // The replication connection the reader waits on, if any, so that stopping can interrupt it.
+  // Set and cleared under stream_mu_, which interrupt_stream() holds while it calls into it: the
+  // reader cannot destroy the connection in between.
+  void set_interruptible(wal::ReplicationConnection* conn);
+  void interrupt_stream();
+  std::mutex stream_mu_;
+  wal::ReplicationConnection* streaming_ = nullptr;  // guarded by stream_mu_
 
   mutable std::mutex mu_;
   std::condition_variable_any room_;  // held events left, or in-flight ones settled

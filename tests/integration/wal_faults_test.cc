@@ -212,7 +212,9 @@ TEST_CASE(
     ids = publish(db, 0, 300);  // streamed
     REQUIRE(wait_until([&] { return all_done(db) && consumer.count() >= ids.size(); }, 60s));
     relay.signal(SIGTERM);
-    REQUIRE(relay.wait_exit(30s) == 0);
+    const auto code = relay.wait_exit(30s);
+    INFO(relay.log());
+    REQUIRE(code == 0);
   }
   // Written while nobody streams; then more WAL than the slot may keep, and checkpoints, until
   // the server invalidates the slot: its stream can never bring these.
