@@ -569,8 +569,10 @@ TEST_CASE("wal source: a row streamed before its commit is visible is delivered 
   PrivateCluster pg;
   // Commits wait for a standby that does not exist, except in sessions with synchronous_commit
   // local: relay's (the database default) and the second writer's.
-  pg.exec({"ALTER SYSTEM SET synchronous_standby_names = 'ghost'", "SELECT pg_reload_conf()",
-           "ALTER DATABASE postgres SET synchronous_commit = local"});
+  // In this order: once the reload takes effect (at some moment after pg_reload_conf returns),
+  // a commit in a session without synchronous_commit local waits for ever.
+  pg.exec({"ALTER DATABASE postgres SET synchronous_commit = local"});
+  pg.exec({"ALTER SYSTEM SET synchronous_standby_names = 'ghost'", "SELECT pg_reload_conf()"});
   std::string out;
   REQUIRE(RelayProcess::run_cli({"migrate", "--database-url", pg.url()}, &out) == 0);
   FakeConsumer consumer;
