@@ -27,6 +27,7 @@
 #include "relay/delivery/envelope.h"
 #include "tests/integration/batch_test_helpers.h"
 #include "tests/integration/test_config.h"
+#include "tests/integration/wal_test_helpers.h"
 #include "tests/support/fake_consumer.h"
 #include "tests/support/gate.h"
 #include "tests/support/pg_cluster.h"
@@ -42,66 +43,6 @@ namespace {
 // A short breaker, so that a subscription that fails for a while retries again soon after.
 const std::string kShortBreaker =
     "    circuit_breaker: { failure_threshold: 8, open_for: 50ms, max_open_for: 200ms }\n";
-
-TestRelayConfig wal_config(const TestDatabase& db, const std::string& endpoint,
-                           const std::string& wal_extra = "") {
-  TestRelayConfig cfg;
-  cfg.source_extra = fmt::format(
-      "  mode: wal\n  wal:\n    slot: {}\n    takeover_after: 2s\n    status_interval: 200ms\n{}",
-      db.name(), wal_extra);
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = endpoint}};
-  return cfg;
-}
-
-// Publishes n events on keys k0..k{keys-1}, `per_txn` per transaction, with {"i": first..}; returns
-// their ids in order.
-std::vector<std::string> publish(TestDatabase& db, int first, int n, int keys = 20,
-                                 int per_txn = 100) {
-  std::vector<std::string> ids;
-  for (int at = first; at < first + n; at += per_txn) {
-    auto rows = db.rows(fmt::format(
-        "SELECT relay.publish('order.paid', 'k' || (i % {}), jsonb_build_object('i', i))::text "
-        "FROM generate_series({}, {}) i ORDER BY i",
-        keys, at, std::min(first + n, at + per_txn) - 1));
-    for (auto& r : rows) ids.push_back(r[0]);
-  }
-  return ids;
-}
-
-bool all_done(TestDatabase& db) {
-  return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0;
-}
-
-bool caught_up(TestDatabase& db) {
-  return db.value("SELECT caught_up FROM relay.wal_reader WHERE slot = '" + db.name() + "'") == "t";
-}
-
-std::string key_of(const ReceivedRequest& r) {
-  return r.headers.count("ce-subject") ? r.headers.at("ce-subject") : "";
-}
-
-// Per key, the `i` of each event at its first arrival (replays of an id left out), in arrival
-// order. With `successful`, only 2xx answers count.
-std::map<std::string, std::vector<int>> first_arrivals_by_key(const FakeConsumer& consumer,
-                                                              bool successful = false) {
-  std::map<std::string, std::vector<int>> out;
-  std::set<std::string> seen;
-  for (const auto& r : consumer.requests()) {
-    if (successful && (r.status < 200 || r.status > 299)) continue;
-    if (!seen.insert(r.headers.at("idempotency-key")).second) continue;
-    out[key_of(r)].push_back(nlohmann::json::parse(r.body).at("i").get<int>());
-  }
-  return out;
-}
-
-// The ids received more than once.
-std::set<std::string> duplicated(const std::vector<std::string>& received) {
-  std::set<std::string> seen, dups;
-  for (const auto& id : received) {
-    if (!seen.insert(id).second) dups.insert(id);
-  }
-  return dups;
-}
 
 std::string slot_value(TestDatabase& db, const std::string& column) {
   return db.value("SELECT " + column + " FROM pg_replication_slots WHERE slot_name = '" +

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/integration/test_config.h"
+#include "tests/integration/wal_test_helpers.h"
 #include "tests/support/fake_consumer.h"
 #include "tests/support/gate.h"
 #include "tests/support/ops_probe.h"
@@ -21,58 +22,6 @@
 
 using namespace std::chrono_literals;
 using namespace relay::testing;
-
-namespace {
-
-TestRelayConfig wal_config(const TestDatabase& db, const std::string& endpoint,
-                           const std::string& takeover = "2s") {
-  TestRelayConfig cfg;
-  cfg.source_extra = fmt::format(
-      "  mode: wal\n  wal:\n    slot: {}\n    takeover_after: {}\n    status_interval: 200ms\n",
-      db.name(), takeover);
-  cfg.subscriptions = {{.name = "s", .topics = {"*"}, .endpoint = endpoint}};
-  return cfg;
-}
-
-// Publishes n events on keys k0..k{keys-1}, `per_txn` per transaction; returns their ids in order.
-std::vector<std::string> publish(TestDatabase& db, int first, int n, int keys = 20,
-                                 int per_txn = 100) {
-  std::vector<std::string> ids;
-  for (int at = first; at < first + n; at += per_txn) {
-    auto rows = db.rows(fmt::format(
-        "SELECT relay.publish('order.paid', 'k' || (i % {}), jsonb_build_object('i', i))::text "
-        "FROM generate_series({}, {}) i ORDER BY i",
-        keys, at, std::min(first + n, at + per_txn) - 1));
-    for (auto& r : rows) ids.push_back(r[0]);
-  }
-  return ids;
-}
-
-bool all_done(TestDatabase& db) {
-  return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0;
-}
-
-// The `i` of each received event, per key, in arrival order.
-std::map<std::string, std::vector<int>> arrivals_by_key(const FakeConsumer& consumer) {
-  std::map<std::string, std::vector<int>> out;
-  for (const auto& r : consumer.requests()) {
-    const auto body = nlohmann::json::parse(r.body);
-    const std::string key = r.headers.count("ce-subject") ? r.headers.at("ce-subject") : "";
-    out[key].push_back(body.at("i").get<int>());
-  }
-  return out;
-}
-
-size_t duplicates_in(const std::vector<std::string>& received) {
-  std::set<std::string> seen;
-  size_t n = 0;
-  for (const auto& id : received) {
-    if (!seen.insert(id).second) ++n;
-  }
-  return n;
-}
-
-}  // namespace
 
 TEST_CASE(
     "wal: events committed before and after relay starts are delivered once, in key order, "
@@ -98,7 +47,7 @@ TEST_CASE(
     CHECK(std::is_sorted(seq.begin(), seq.end()));
   }
   CHECK(db.count("relay.dead_letter") == 0);
-  CHECK(db.value("SELECT caught_up FROM relay.wal_reader WHERE slot = '" + db.name() + "'") == "t");
+  CHECK(caught_up(db));
   // No trigger, no claims: outbox rows were never leased.
   CHECK(db.count("pg_stat_user_tables WHERE relid = 'relay.outbox'::regclass AND n_tup_upd > 0") ==
         0);
@@ -140,18 +89,15 @@ TEST_CASE("wal: SIGKILL mid-stream loses nothing and duplicates only ids that we
   const auto received = consumer.received_ids();
   CHECK(std::set<std::string>(received.begin(), received.end()) ==
         std::set<std::string>(ids.begin(), ids.end()));
-  const size_t dups = duplicates_in(received);
+  // Repeated receipts: every one beyond an id's first.
+  const size_t dups =
+      received.size() - std::set<std::string>(received.begin(), received.end()).size();
   INFO("duplicates: " << dups << " of " << received.size());
   // Only what was on its way at the kill: at most max_in_flight (8) requests per lane ... bounded
   // well below what was delivered before the kill.
   CHECK(dups <= 200);
-  for (const auto& [key, seq] : arrivals_by_key(consumer)) {
-    // After dropping the replays of what was in flight, each key's first arrivals are in order.
-    std::vector<int> firsts;
-    std::set<int> seen;
-    for (int i : seq) {
-      if (seen.insert(i).second) firsts.push_back(i);
-    }
+  // After dropping the replays of what was in flight, each key's first arrivals are in order.
+  for (const auto& [key, firsts] : first_arrivals_by_key(consumer)) {
     INFO("key " << key);
     CHECK(std::is_sorted(firsts.begin(), firsts.end()));
   }
@@ -163,8 +109,7 @@ TEST_CASE("wal: a standby relay takes over the slot when the active one is SIGKI
   FakeConsumer consumer;
   const auto cfg = wal_config(db, consumer.url());
   RelayProcess first(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(
-      wait_until([&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
   RelayProcess second(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   auto ids = publish(db, 0, 1'000);
   REQUIRE(wait_until([&] { return all_done(db); }, 60s));
@@ -222,8 +167,7 @@ TEST_CASE("wal: per-key order is commit order when writers commit out of id orde
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   RelayProcess relay(to_yaml(wal_config(db, consumer.url())), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(
-      wait_until([&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
   // A takes the lower id, B the higher one; B commits first. Both commit while relay is paused, so
   // it sees them together: by id (the table source's order) A would go first; by commit, B.
   relay.signal(SIGSTOP);
@@ -268,8 +212,7 @@ TEST_CASE("wal: a delayed event waits in relay.delivery until deliver_after, and
   auto db = TestDatabase::create();
   FakeConsumer consumer;
   RelayProcess relay(to_yaml(wal_config(db, consumer.url())), {}, {{"DATABASE_URL", db.url()}});
-  REQUIRE(
-      wait_until([&] { return db.value("SELECT caught_up FROM relay.wal_reader") == "t"; }, 60s));
+  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
   const auto delayed = db.value(
       "SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb, '{}'::jsonb, "
       "now() + interval '2 seconds')::text");
