@@ -20,34 +20,12 @@
 #include "relay/store/wal/outbox_row.h"
 #include "relay/store/wal/pgoutput.h"
 #include "tests/fuzz/fuzz_check.h"
+#include "tests/unit/store_wal/wal_bytes.h"
 
 using namespace relay::store::wal;
+using relay::store::wal::testing::outbox_relation;
 
 namespace {
-
-const RelationMsg& outbox_relation() {
-  static const RelationMsg r = [] {
-    RelationMsg m;
-    m.oid = 16400;
-    m.nspname = "relay";
-    m.relname = "outbox";
-    m.columns = {{true, "id", 20, -1},
-                 {false, "event_id", 2950, -1},
-                 {false, "topic", 25, -1},
-                 {false, "key", 25, -1},
-                 {false, "payload", 17, -1},
-                 {false, "content_type", 25, -1},
-                 {false, "headers", 3802, -1},
-                 {false, "created_at", 1184, -1},
-                 {false, "deliver_after", 1184, -1},
-                 {false, "expires_at", 1184, -1},
-                 {false, "lease_owner", 25, -1},
-                 {false, "lease_until", 1184, -1},
-                 {false, "claims", 23, -1}};
-    return m;
-  }();
-  return r;
-}
 
 void check_refusal(const relay::Error& e, std::size_t size) {
   FUZZ_CHECK(e.code == relay::ErrorCode::kInvalidArgument);

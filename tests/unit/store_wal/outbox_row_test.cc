@@ -8,30 +8,9 @@
 using namespace relay::store::wal;
 using relay::ErrorCode;
 using relay::store::wal::testing::Bytes;
+using relay::store::wal::testing::outbox_relation;
 
 namespace {
-
-// relay.outbox as pgoutput describes it (with the claim columns relay ignores in WAL mode).
-RelationMsg outbox_relation() {
-  RelationMsg r;
-  r.oid = 16400;
-  r.nspname = "relay";
-  r.relname = "outbox";
-  r.columns = {{true, "id", 20, -1},
-               {false, "event_id", 2950, -1},
-               {false, "topic", 25, -1},
-               {false, "key", 25, -1},
-               {false, "payload", 17, -1},
-               {false, "content_type", 25, -1},
-               {false, "headers", 3802, -1},
-               {false, "created_at", 1184, -1},
-               {false, "deliver_after", 1184, -1},
-               {false, "expires_at", 1184, -1},
-               {false, "lease_owner", 25, -1},
-               {false, "lease_until", 1184, -1},
-               {false, "claims", 23, -1}};
-  return r;
-}
 
 TupleValue bin(std::string bytes) { return {TupleValue::Kind::kBinary, std::move(bytes)}; }
 TupleValue null() { return {TupleValue::Kind::kNull, ""}; }

@@ -1,9 +1,12 @@
 #pragma once
-// Builders for hand-made replication protocol bytes (big-endian), shared by the store_wal tests.
+// Builders for hand-made replication protocol bytes (big-endian), and relay.outbox's Relation
+// message, shared by the store_wal tests and the pgoutput fuzz target.
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "relay/store/wal/pgoutput.h"
 
 namespace relay::store::wal::testing {
 
@@ -35,5 +38,30 @@ struct Bytes {
     return raw(v);
   }
 };
+
+// relay.outbox as pgoutput describes it (with the claim columns relay ignores in WAL mode).
+inline const RelationMsg& outbox_relation() {
+  static const RelationMsg r = [] {
+    RelationMsg m;
+    m.oid = 16400;
+    m.nspname = "relay";
+    m.relname = "outbox";
+    m.columns = {{true, "id", 20, -1},
+                 {false, "event_id", 2950, -1},
+                 {false, "topic", 25, -1},
+                 {false, "key", 25, -1},
+                 {false, "payload", 17, -1},
+                 {false, "content_type", 25, -1},
+                 {false, "headers", 3802, -1},
+                 {false, "created_at", 1184, -1},
+                 {false, "deliver_after", 1184, -1},
+                 {false, "expires_at", 1184, -1},
+                 {false, "lease_owner", 25, -1},
+                 {false, "lease_until", 1184, -1},
+                 {false, "claims", 23, -1}};
+    return m;
+  }();
+  return r;
+}
 
 }  // namespace relay::store::wal::testing
