@@ -295,9 +295,10 @@ int run_relay(const config::Config& config, const std::string& database_url) {
                                                           subscription_names, ordered, blocking);
   }
   // Responses are cut to the subscription's max_response_bytes before they get here; 1 MiB is the
-  // most any subscription may keep. In WAL mode outbox rows carry no lease.
-  store::PgOutcomeStore outcome_sink(database_url, owner, 1 << 20, blocking,
-                                     /*outbox_leased=*/!wal_mode);
+  // most any subscription may keep.
+  store::PgOutcomeStore outcome_sink(
+      database_url, owner, 1 << 20, blocking,
+      wal_mode ? store::OutboxRowSource::kWal : store::OutboxRowSource::kTable);
   auto outbox_pipeline = pipeline::Pipeline::create(
       config, owner, clock, *work_source, outcome_sink,
       [&clock](

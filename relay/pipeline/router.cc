@@ -17,12 +17,14 @@ Router::Router(const std::vector<config::SubscriptionConfig>& config,
 
 void Router::route(model::ClaimedEvent&& claimed, std::uint64_t claim) {
   auto shared = std::make_shared<const Event>(std::move(claimed.event));
+  const std::uint64_t handed_out = ++handed_out_;
   const std::vector<size_t> matched = matcher_.match(shared->topic);
   if (matched.empty()) {
     // Dead-letter it rather than drop it: an unmatched topic is usually a typo in the config or
     // the app, and an operator can replay it once it is fixed.
     TaskResult r;
     r.outbox_id = shared->outbox_id;
+    r.handed_out = handed_out;
     r.key = shared->key;
     r.part.kind = model::PartOutcome::Kind::kDeadLetter;
     r.part.subscription = "(none)";
@@ -37,6 +39,7 @@ void Router::route(model::ClaimedEvent&& claimed, std::uint64_t claim) {
     t.event = shared;
     t.parts_total = static_cast<int>(matched.size());
     t.claim = claim;
+    t.handed_out = handed_out;
     t.held = std::find(claimed.held_for.begin(), claimed.held_for.end(), sub.name()) !=
              claimed.held_for.end();
     enqueue(sub, std::move(t));

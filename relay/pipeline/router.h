@@ -35,6 +35,7 @@ class Router {
   const Matcher matcher_;
   const std::vector<std::unique_ptr<Subscription>>& subscriptions_;
   const std::function<void(TaskResult&&)> record_;
+  std::uint64_t handed_out_ = 0;  // outbox events routed so far: Task::handed_out
 };
 
 }  // namespace relay::pipeline

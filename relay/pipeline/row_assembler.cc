@@ -19,7 +19,7 @@ void RowAssembler::add(TaskResult&& result, std::vector<model::OutboxOutcome>& r
     row.key = result.key;
     row.parts_total = result.parts_total;
     row.outcome.outbox_id = id;
-    if (row.key) by_key_[*row.key].insert(id);
+    if (row.key) by_key_[*row.key].emplace(result.handed_out, id);
   }
   row.outcome.parts.push_back(std::move(result.part));
   if (!row.complete()) return;
@@ -29,9 +29,9 @@ void RowAssembler::add(TaskResult&& result, std::vector<model::OutboxOutcome>& r
   }
   // Release the key's rows from its oldest on, up to the first that still waits for parts.
   auto key_it = by_key_.find(*row.key);
-  std::set<std::int64_t>& ids = key_it->second;
+  std::map<std::uint64_t, std::int64_t>& ids = key_it->second;
   while (!ids.empty()) {
-    auto oldest = rows_.find(*ids.begin());
+    auto oldest = rows_.find(ids.begin()->second);
     if (!oldest->second.complete()) break;
     ids.erase(ids.begin());
     release(oldest, ready);

@@ -1,6 +1,8 @@
 #pragma once
 // RowAssembler: gathers the parts of each claimed outbox row (one per matching subscription) into
-// the row's outcome, and hands out complete rows of a key in outbox order. A complete row is held
+// the row's outcome, and hands out complete rows of a key in the order the source handed them out
+// (TaskResult::handed_out: id order from the table source, commit order from the WAL source). A
+// complete row is held
 // back while an earlier row of its key still waits for parts: recorded first, the later row's
 // deferred part would find no predecessor in relay.delivery (the earlier one is still in
 // relay.outbox) and the store's hand-over would make it due at once, ahead of the earlier event.
@@ -9,7 +11,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -22,7 +23,7 @@ namespace relay::pipeline {
 class RowAssembler {
  public:
   // Adds one part of outbox row `result.outbox_id` (REQUIRES: result.delivery_id == 0). Appends to
-  // `ready` the rows this completes or releases, each key's in id order.
+  // `ready` the rows this completes or releases, each key's in hand-out order.
   void add(TaskResult&& result, std::vector<model::OutboxOutcome>& ready);
   // Rows that are incomplete or held back.
   size_t pending() const { return rows_.size(); }
@@ -36,8 +37,9 @@ class RowAssembler {
   };
   void release(std::map<std::int64_t, Row>::iterator it, std::vector<model::OutboxOutcome>& ready);
 
-  std::map<std::int64_t, Row> rows_;                                // by outbox id
-  std::unordered_map<std::string, std::set<std::int64_t>> by_key_;  // ids in rows_, by key
+  std::map<std::int64_t, Row> rows_;  // by outbox id
+  // The ids in rows_ of each key, by hand-out order.
+  std::unordered_map<std::string, std::map<std::uint64_t, std::int64_t>> by_key_;
 };
 
 }  // namespace relay::pipeline

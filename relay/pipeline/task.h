@@ -21,11 +21,16 @@ struct Task {
   int attempts_before = 0;
   std::chrono::system_clock::time_point first_failed_at{};
   std::uint64_t claim = 0;  // which claim it came from (KeyOrder holds a key within one claim)
-  bool held = false;        // the source says an earlier event of its key is still pending
+  // Outbox parts only: the event's place in the order the source handed events out (the router
+  // counts them). That is the key's order: outbox id order from the table source, commit order
+  // from the WAL source, where ids need not follow commits.
+  std::uint64_t handed_out = 0;
+  bool held = false;  // the source says an earlier event of its key is still pending
 };
 
 struct TaskResult {
   std::int64_t outbox_id = 0;
+  std::uint64_t handed_out = 0;  // Task::handed_out: a key's rows are recorded in this order
   std::int64_t delivery_id = 0;
   int parts_total = 1;
   std::optional<std::string> key;  // the event's (the recorder records a key's rows in order)
@@ -36,6 +41,7 @@ inline TaskResult result_of(const Task& task, const std::string& subscription,
                             model::PartOutcome part) {
   TaskResult r;
   r.outbox_id = task.event->outbox_id;
+  r.handed_out = task.handed_out;
   r.delivery_id = task.delivery_id;
   r.parts_total = task.parts_total;
   r.key = task.event->key;

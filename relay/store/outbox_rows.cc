@@ -27,7 +27,8 @@ Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first) {
   return e;
 }
 
-std::string held_for_sql(std::string_view ordered, std::string_view blocking) {
+std::string held_for_sql(std::string_view ordered, std::string_view blocking,
+                         OutboxRowSource rows) {
   return fmt::format(R"(CASE WHEN o.key IS NULL OR NOT (
                    (cardinality({0}::text[]) > 0
                     AND EXISTS (SELECT 1 FROM relay.delivery d0 WHERE d0.subscription = ANY({0}::text[])))
@@ -39,8 +40,9 @@ std::string held_for_sql(std::string_view ordered, std::string_view blocking) {
               UNION
               SELECT dl.subscription FROM relay.dead_letter dl
                WHERE dl.key = o.key AND dl.replayed_at IS NULL AND dl.subscription = ANY({1}::text[])
-                 AND dl.outbox_id < o.id) END)",
-                     ordered, blocking);
+                 {2}) END)",
+                     ordered, blocking,
+                     rows == OutboxRowSource::kTable ? "AND dl.outbox_id < o.id" : "");
 }
 
 }  // namespace relay::store

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "relay/common/event.h"
+#include "relay/store/outbox_row_source.h"
 
 namespace relay::store {
 
@@ -24,7 +25,10 @@ Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first);
 // directly, because an earlier event of its key is still pending for them in relay.delivery (those
 // named in the array parameter `ordered`, e.g. "$6"), or, for those in `blocking`, an unreplayed
 // dead letter of its key exists. One probe skips the per-row lookups when neither table has a row
-// for those subscriptions (the usual case).
-std::string held_for_sql(std::string_view ordered, std::string_view blocking);
+// for those subscriptions (the usual case). Table source: only a dead letter of an earlier id holds
+// the row. WAL source: every one does, because the row is asked about when it is handed out, in
+// commit order, so every dead letter of its key recorded by then is of an earlier commit (and its
+// place in the key's order was drawn when it was recorded, so it says nothing next to an id).
+std::string held_for_sql(std::string_view ordered, std::string_view blocking, OutboxRowSource rows);
 
 }  // namespace relay::store

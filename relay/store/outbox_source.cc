@@ -75,7 +75,7 @@ constexpr const char* kClaimOutbox = R"(
   RETURNING o.id, o.event_id::text, o.topic, o.key, o.payload, o.content_type, o.headers::text,
             (extract(epoch FROM o.created_at) * 1000000)::bigint,
             (extract(epoch FROM o.expires_at) * 1000000)::bigint,
-  )";  // + held_for_sql("$6", "$7")
+  )";  // + held_for_sql("$6", "$7", kTable)
 
 // Due relay.delivery rows of the sendable subscriptions ($4). For per_key subscriptions ($5) only a
 // (subscription, key)'s head (lowest outbox_id) is claimable, and for on_dead_letter: block ones
@@ -216,7 +216,8 @@ PgOutboxSource::PgOutboxSource(std::string database_url, std::string owner, Mill
           pqxx::nontransaction tx(c);
           tx.exec("SET enable_bitmapscan = off");
         }
-        c.prepare("claim_outbox", std::string(kClaimOutbox) + held_for_sql("$6", "$7"));
+        c.prepare("claim_outbox",
+                  std::string(kClaimOutbox) + held_for_sql("$6", "$7", OutboxRowSource::kTable));
         c.prepare("claim_deliveries", kClaimDeliveries);
         c.prepare("renew_outbox", kRenewOutbox);
         c.prepare("renew_deliveries", kRenewDeliveries);

@@ -15,12 +15,13 @@ namespace {
 
 // A part's event copy comes from the row this relay still holds (INSERT ... SELECT ... WHERE
 // lease_owner = me): if the lease was lost, nothing is copied and nothing is deleted. The outbox
-// statements say "mine" as {0}: see mine().
+// statements say "mine" as {0}: see mine(); {1} is the part's place in its key's order: see
+// place_in_key_order().
 constexpr const char* kOutboxToDelivery = R"(
   INSERT INTO relay.delivery (outbox_id, event_id, subscription, topic, key, payload, content_type, headers,
                               created_at, expires_at, attempts, first_failed_at, next_attempt_at,
                               last_status, last_error, last_response)
-  SELECT id, event_id, $2, topic, key, payload, content_type, headers, created_at, expires_at,
+  SELECT {1}, event_id, $2, topic, key, payload, content_type, headers, created_at, expires_at,
          $3, now(), now() + $4 * interval '1 millisecond', NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, '')
     FROM relay.outbox WHERE id = $1 AND {0}
   ON CONFLICT (event_id, subscription) DO NOTHING
@@ -31,7 +32,7 @@ constexpr const char* kOutboxToDeadLetter = R"(
                                  deliver_after, expires_at, reason, attempts, last_status, last_error, last_response,
                                  outbox_id)
   SELECT event_id, $2, topic, key, payload, content_type, headers, created_at, deliver_after, expires_at,
-         $3, $4, NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, ''), id
+         $3, $4, NULLIF($5, 0), NULLIF($6, ''), NULLIF($7, ''), {1}
     FROM relay.outbox WHERE id = $1 AND {0})";
 
 constexpr const char* kDeleteOutbox =
@@ -113,33 +114,40 @@ std::string to_safe_text(const std::string& in, size_t max_bytes) {
 // How an outbox statement says "this relay's row": its lease (table mode), or no lease at all when
 // nobody leases outbox rows (WAL mode: one reader streams them). `owner` is the statement's owner
 // parameter, still referenced so its type is known.
-std::string mine(bool outbox_leased, const char* owner) {
-  return outbox_leased ? fmt::format("lease_owner = {}", owner)
-                       : fmt::format("lease_owner IS NULL AND {}::text IS NOT NULL", owner);
+std::string mine(OutboxRowSource rows, const char* owner) {
+  return rows == OutboxRowSource::kTable
+             ? fmt::format("lease_owner = {}", owner)
+             : fmt::format("lease_owner IS NULL AND {}::text IS NOT NULL", owner);
+}
+
+// The outbox_id column of relay.delivery and relay.dead_letter is a part's place in its key's
+// order (claim_deliveries, promote_next and due_if_first order by it; a replay goes back to it).
+std::string_view place_in_key_order(OutboxRowSource rows) {
+  return rows == OutboxRowSource::kTable ? "id" : "nextval('relay.outbox_id_seq')";
 }
 
 }  // namespace
 
 PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
-                               std::vector<std::string> blocking, bool outbox_leased)
+                               std::vector<std::string> blocking, OutboxRowSource rows)
     : owner_(std::move(owner)),
       max_response_bytes_(max_response_bytes),
       blocking_(std::move(blocking)) {
-  conn_ =
-      std::make_unique<PgConnection>(std::move(database_url), [outbox_leased](pqxx::connection& c) {
-        c.prepare("outbox_to_delivery", fmt::format(kOutboxToDelivery, mine(outbox_leased, "$8")));
-        c.prepare("outbox_to_dead_letter",
-                  fmt::format(kOutboxToDeadLetter, mine(outbox_leased, "$8")));
-        c.prepare("delete_outbox", fmt::format(kDeleteOutbox, mine(outbox_leased, "$2")));
-        c.prepare("release_outbox", fmt::format(kReleaseOutbox, mine(outbox_leased, "$2")));
-        c.prepare("delivery_retry", kDeliveryRetry);
-        c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
-        c.prepare("delivery_defer", kDeliveryDefer);
-        c.prepare("delete_deliveries", kDeleteDeliveries);
-        c.prepare("promote_next", kPromoteNext);
-        c.prepare("due_if_first", kDueIfFirst);
-        c.prepare("release_deliveries", kReleaseDeliveries);
-      });
+  conn_ = std::make_unique<PgConnection>(std::move(database_url), [rows](pqxx::connection& c) {
+    c.prepare("outbox_to_delivery",
+              fmt::format(kOutboxToDelivery, mine(rows, "$8"), place_in_key_order(rows)));
+    c.prepare("outbox_to_dead_letter",
+              fmt::format(kOutboxToDeadLetter, mine(rows, "$8"), place_in_key_order(rows)));
+    c.prepare("delete_outbox", fmt::format(kDeleteOutbox, mine(rows, "$2")));
+    c.prepare("release_outbox", fmt::format(kReleaseOutbox, mine(rows, "$2")));
+    c.prepare("delivery_retry", kDeliveryRetry);
+    c.prepare("delivery_to_dead_letter", kDeliveryToDeadLetter);
+    c.prepare("delivery_defer", kDeliveryDefer);
+    c.prepare("delete_deliveries", kDeleteDeliveries);
+    c.prepare("promote_next", kPromoteNext);
+    c.prepare("due_if_first", kDueIfFirst);
+    c.prepare("release_deliveries", kReleaseDeliveries);
+  });
 }
 
 PgOutcomeStore::~PgOutcomeStore() = default;

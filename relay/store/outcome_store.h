@@ -10,6 +10,7 @@
 
 #include "relay/common/result.h"
 #include "relay/model/outcome_sink.h"
+#include "relay/store/outbox_row_source.h"
 
 namespace relay::store {
 
@@ -18,10 +19,10 @@ class PgConnection;
 class PgOutcomeStore final : public model::OutcomeSink {
  public:
   // `blocking`: subscriptions with on_dead_letter block (their dead-lettered head keeps holding
-  // the key, so the next event is not promoted). `outbox_leased` false: outbox rows carry no lease
-  // (the WAL source), so a row without one is this relay's to record.
+  // the key, so the next event is not promoted).
   PgOutcomeStore(std::string database_url, std::string owner, int max_response_bytes,
-                 std::vector<std::string> blocking = {}, bool outbox_leased = true);
+                 std::vector<std::string> blocking = {},
+                 OutboxRowSource rows = OutboxRowSource::kTable);
   ~PgOutcomeStore() override;
   PgOutcomeStore(const PgOutcomeStore&) = delete;
   PgOutcomeStore& operator=(const PgOutcomeStore&) = delete;

@@ -28,7 +28,7 @@ constexpr Millis kStreamWait{1000};
 
 // Whether each handed-out event still exists, and what it is held for ($2 ordered, $3 blocking).
 std::string exists_sql() {
-  return "SELECT o.id, " + held_for_sql("$2", "$3") +
+  return "SELECT o.id, " + held_for_sql("$2", "$3", OutboxRowSource::kWal) +
          " FROM relay.outbox o WHERE o.id = ANY($1::bigint[])";
 }
 

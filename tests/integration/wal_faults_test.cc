@@ -525,21 +525,21 @@ TEST_CASE(
   check_key_order_with_concurrent_writers(/*shared_keys=*/false);
 }
 
-// [!mayfail]: relay.delivery orders a key's pending events by outbox_id (claim_deliveries' head,
-// promote_next, due_if_first), which in WAL mode is not commit order. Once an event of a key
-// waits for a retry, the later-committed events queued behind it go out in id order.
+// relay.delivery orders a key's pending events by their place in the key's order (its outbox_id
+// column: claim_deliveries' head, promote_next, due_if_first). In WAL mode that place is drawn when
+// the part is recorded, in commit order, not the outbox id, which need not follow commits.
 TEST_CASE(
     "wal: per-key order is commit order when writers of the same keys commit out of id "
     "order and the consumer fails at random",
-    "[integration][wal][!mayfail]") {
+    "[integration][wal]") {
   check_key_order_with_concurrent_writers(/*shared_keys=*/true);
 }
 
-// [!mayfail], the same bug in its smallest form: B commits before A but has the higher id; B's
-// first attempt fails, so B waits in relay.delivery for its retry and A is queued there behind it;
-// relay.delivery then hands out the key's lowest outbox_id first: A overtakes B.
+// The same in its smallest form: B commits before A but has the higher id; B's first attempt
+// fails, so B waits in relay.delivery for its retry and A is queued there behind it. Ordered by
+// outbox id, relay.delivery would hand out A first.
 TEST_CASE("wal: an event queued behind a retry of its key goes after it even with a lower id",
-          "[integration][wal][!mayfail]") {
+          "[integration][wal]") {
   auto db = TestDatabase::create();
   std::mutex mu;
   std::string fail_once;  // guarded by mu: the id whose first attempt fails
@@ -575,6 +575,55 @@ TEST_CASE("wal: an event queued behind a retry of its key goes after it even wit
   relay.signal(SIGCONT);
   REQUIRE(wait_until([&] { return all_done(db) && consumer.successful_ids().size() >= 2; }, 60s));
   CHECK(consumer.received_ids().front() == id_b);  // the failed attempt
+  CHECK(consumer.successful_ids() == std::vector<std::string>{id_b, id_a});
+}
+
+// on_dead_letter block in WAL mode: B commits first (higher id) and is dead-lettered; A, with the
+// lower id, commits after that. A's dead-lettered predecessor is B, whatever the ids say, so A
+// waits in relay.delivery until B is replayed, and then goes after it.
+TEST_CASE("wal: a dead letter under on_dead_letter block holds a later commit with a lower id",
+          "[integration][wal]") {
+  auto db = TestDatabase::create();
+  std::mutex mu;
+  std::string reject;  // guarded by mu: the id the consumer refuses (400)
+  FakeConsumer consumer{[&](const ReceivedRequest& r) {
+    std::lock_guard lock(mu);
+    return Reply{r.headers.at("idempotency-key") == reject ? 400 : 200};
+  }};
+  auto cfg = wal_config(db, consumer.url());
+  cfg.subscriptions[0].extra = "    on_dead_letter: block\n";
+  RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
+  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
+
+  pqxx::connection a(db.url()), b(db.url());
+  pqxx::work ta(a), tb(b);
+  const auto id_a =
+      ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
+          .as<std::string>();
+  const auto id_b =
+      tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
+          .as<std::string>();
+  {
+    std::lock_guard lock(mu);
+    reject = id_b;
+  }
+  tb.commit();
+  REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 60s));
+  ta.commit();
+  // A is handed out, finds B's dead letter and waits in relay.delivery, unsent.
+  REQUIRE(wait_until(
+      [&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 1; }, 60s));
+  CHECK(consumer.received_ids() == std::vector<std::string>{id_b});
+
+  {
+    std::lock_guard lock(mu);
+    reject.clear();
+  }
+  std::string output;
+  const std::string dead = db.value("SELECT id FROM relay.dead_letter");
+  REQUIRE(RelayProcess::run_cli({"dlq", "replay", dead, "--database-url", db.url()}, &output) ==
+          0);
+  REQUIRE(wait_until([&] { return all_done(db) && consumer.successful_ids().size() >= 2; }, 60s));
   CHECK(consumer.successful_ids() == std::vector<std::string>{id_b, id_a});
 }
 
