@@ -26,19 +26,28 @@ constexpr int kCatchUpPage = 1000;
 // How long one wait on the stream lasts at most, so lease renewal and status updates keep time.
 constexpr Millis kStreamWait{1000};
 
-// Whether each handed-out event still exists, and what it is held for ($2 ordered, $3 blocking).
-std::string exists_sql() {
-  return "SELECT o.id, " + held_for_sql("$2", "$3", OutboxRowSource::kWal) +
-         " FROM relay.outbox o WHERE o.id = ANY($1::bigint[])";
+// One statement, so one snapshot: which handed-out events still exist and what each is held for
+// ($1 outbox ids, $2 ordered, $3 blocking: rows with `found` true), and which of the events'
+// transactions ($4, 32-bit xids from the stream) that snapshot does not see yet (`found` false).
+// A transaction's commit reaches the WAL, and so the stream, a moment before other sessions can
+// see it; a row missing from a snapshot that sees its transaction is gone for good (delivered
+// before a restart, or cancelled), one missing from a snapshot that does not see it yet is not.
+// The stream's xids carry no epoch: it is taken from the snapshot's xmax (a streamed transaction
+// began before the snapshot, so it is at most one epoch behind).
+std::string look_sql() {
+  return R"(SELECT true AS found, o.id, )" + held_for_sql("$2", "$3", OutboxRowSource::kWal) +
+         R"( FROM relay.outbox o WHERE o.id = ANY($1::bigint[])
+  UNION ALL
+  SELECT false, x, NULL::text[]
+    FROM unnest($4::bigint[]) x,
+         (SELECT s, pg_snapshot_xmax(s)::text::bigint >> 32 AS epoch,
+                 pg_snapshot_xmax(s)::text::bigint & 4294967295 AS low
+            FROM pg_current_snapshot() s) snap
+   WHERE NOT pg_visible_in_snapshot(
+           (CASE WHEN x <= snap.low THEN (snap.epoch << 32) | x
+                 WHEN snap.epoch > 0 THEN ((snap.epoch - 1) << 32) | x
+                 ELSE x END)::text::xid8, snap.s))";
 }
-
-// Which of the given transactions ($1) have not finished. A transaction's commit reaches the WAL
-// (and so the stream) a moment before other sessions can see it: while it still holds the lock on
-// its own xid it may be invisible. Asked BEFORE exists_sql, whose statement then takes a snapshot
-// in which every transaction not listed here is visible.
-constexpr const char* kRunning =
-    "SELECT DISTINCT transactionid::text FROM pg_locks WHERE locktype = 'transactionid' AND "
-    "transactionid = ANY($1::xid[])";
 
 // A claim that found streamed rows not yet visible looks again at once this many times, then
 // puts them back and claims again this soon.
@@ -77,10 +86,8 @@ PgWalSource::PgWalSource(std::string database_url, std::string owner,
       blocking_(name_array(blocking)),
       deliveries_(database_url_, owner_, source.lease, std::move(subscriptions), std::move(ordered),
                   std::move(blocking), /*claims_outbox=*/false) {
-  claim_conn_ = std::make_unique<PgConnection>(database_url_, [](pqxx::connection& c) {
-    c.prepare("wal_running", kRunning);
-    c.prepare("wal_exists", exists_sql());
-  });
+  claim_conn_ = std::make_unique<PgConnection>(
+      database_url_, [](pqxx::connection& c) { c.prepare("wal_look", look_sql()); });
   reader_conn_ = std::make_unique<PgConnection>(
       database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
   keeper_conn_ = std::make_unique<PgConnection>(
@@ -664,41 +671,42 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
     ids.push_back(h.event.outbox_id);
     if (h.xid != 0 && (xids.empty() || xids.back() != h.xid)) xids.push_back(h.xid);
   }
-  std::set<std::uint32_t> running;
+  std::set<std::uint32_t> running;  // transactions the last look's snapshot did not see yet
   std::unordered_map<std::int64_t, std::vector<std::string>> present;
-  auto look = [&](pqxx::work& txn, const std::vector<std::int64_t>& of_ids,
+  auto look = [&](pqxx::nontransaction& txn, const std::vector<std::int64_t>& of_ids,
                   const std::vector<std::int64_t>& of_xids) {
-    // Two statements, two snapshots (READ COMMITTED): the second sees every transaction the first
-    // did not find running.
     running.clear();
-    if (!of_xids.empty()) {
-      for (const auto& r : txn.exec_prepared("wal_running", bigint_array(of_xids)))
-        running.insert(static_cast<std::uint32_t>(std::stoul(r[0].as<std::string>())));
+    for (const auto& r : txn.exec_prepared("wal_look", bigint_array(of_ids), ordered_, blocking_,
+                                           bigint_array(of_xids))) {
+      if (r[0].as<bool>()) {
+        present.insert_or_assign(r[1].as<std::int64_t>(), parse_name_array(r[2].as<std::string>()));
+      } else {
+        running.insert(static_cast<std::uint32_t>(r[1].as<std::int64_t>()));
+      }
     }
-    for (const auto& r : txn.exec_prepared("wal_exists", bigint_array(of_ids), ordered_, blocking_))
-      present.insert_or_assign(r[0].as<std::int64_t>(), parse_name_array(r[1].as<std::string>()));
   };
+  // No transaction around it: one round trip per look.
   auto c = claim_conn_->get();
-  Status rows = c ? run_transaction(**c,
-                                    [&](pqxx::work& txn) {
-                                      look(txn, ids, xids);
-                                      // Such a commit usually becomes visible within a fraction of
-                                      // a millisecond: look again at once, a few times, before
-                                      // putting its rows back for later.
-                                      for (int i = 0; i < kVisibilityLooks; ++i) {
-                                        std::vector<std::int64_t> again, again_xids;
-                                        for (const auto& h : batch) {
-                                          if (h.xid != 0 && running.count(h.xid) != 0 &&
-                                              present.count(h.event.outbox_id) == 0) {
-                                            again.push_back(h.event.outbox_id);
-                                            if (again_xids.empty() || again_xids.back() != h.xid)
-                                              again_xids.push_back(h.xid);
-                                          }
-                                        }
-                                        if (again.empty()) break;
-                                        look(txn, again, again_xids);
-                                      }
-                                    })
+  Status rows = c ? run_nontransaction(**c,
+                                       [&](pqxx::nontransaction& txn) {
+                                         look(txn, ids, xids);
+                                         // Such a commit usually becomes visible within a fraction
+                                         // of a millisecond: look again at once, a few times,
+                                         // before putting its rows back for later.
+                                         for (int i = 0; i < kVisibilityLooks; ++i) {
+                                           std::vector<std::int64_t> again, again_xids;
+                                           for (const auto& h : batch) {
+                                             if (h.xid != 0 && running.count(h.xid) != 0 &&
+                                                 present.count(h.event.outbox_id) == 0) {
+                                               again.push_back(h.event.outbox_id);
+                                               if (again_xids.empty() || again_xids.back() != h.xid)
+                                                 again_xids.push_back(h.xid);
+                                             }
+                                           }
+                                           if (again.empty()) break;
+                                           look(txn, again, again_xids);
+                                         }
+                                       })
                   : Status(c.error());
   if (!rows) {
     if (rows.error().code == ErrorCode::kUnavailable) claim_conn_->reset();

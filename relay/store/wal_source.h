@@ -13,6 +13,8 @@
 //   outcome, and the slot's confirmed position moves past a transaction only when each of its
 //   events has one. After a crash the slot sends the unconfirmed transactions again; claim_outbox
 //   hands out only events whose row still exists, so only events in flight are delivered twice.
+//   One read-only statement per claim tells both which rows exist and which of their transactions
+//   its snapshot does not see yet (a commit reaches the stream a moment before it is visible).
 // - Per-key order is commit order: an event waits in memory while an earlier event of its key from
 //   an earlier claim is in flight (at most one request's time); once that one is recorded, an
 //   event behind a retry is held for its subscription (held_for) and queues in relay.delivery.
