@@ -109,14 +109,9 @@ constexpr std::size_t kMaxHeaderValueBytes = 4096;
 constexpr KeySpec kLimitsKeys[] = {{"max_payload_bytes"}};
 constexpr KeySpec kLogKeys[] = {{"level"}, {"format"}};
 constexpr KeySpec kOpsKeys[] = {{"listen"}};
-constexpr KeySpec kInboxSourceKeys[] = {{"name"},
-                                        {"signing_secret"},
-                                        {"unsigned"},
-                                        {"verify"},
-                                        {"key_from"},
-                                        {"topic_from"},
-                                        {"deliver_to"},
-                                        {"delivery", Shape::kMap, kDeliveryKeys}};
+constexpr KeySpec kInboxSourceKeys[] = {
+    {"name"},     {"signing_secret"}, {"unsigned"},   {"verify"},
+    {"key_from"}, {"topic_from"},     {"deliver_to"}, {"delivery", Shape::kMap, kDeliveryKeys}};
 constexpr KeySpec kInboxKeys[] = {{"listen"},
                                   {"deliver_to"},
                                   {"timestamp_tolerance"},
@@ -366,8 +361,7 @@ class Parser {
   void parse_rate_limit(const Field& field, std::optional<RateLimitConfig>& out);
   // `decode`: check each secret as Standard Webhooks signing reads it (whsec_<base64>); without
   // it any non-empty string is a secret (the provider schemes use them as written).
-  void parse_signing_secrets(const Field& field, std::vector<std::string>& out,
-                             bool decode = true);
+  void parse_signing_secrets(const Field& field, std::vector<std::string>& out, bool decode = true);
   std::optional<std::string> signing_secret(const Field& field, bool decode);
   void read_field_from(const Field* field, std::optional<FieldFrom>& out);
   void parse_headers(const Field& field, std::vector<std::pair<std::string, std::string>>& out);
@@ -804,8 +798,7 @@ std::optional<std::string> Parser::signing_secret(const Field& field, bool decod
 
 // A string (empty = unsigned, so ${SECRET:-} can turn signing off) or a non-empty list of
 // non-empty strings: one signature per secret, in this order, for rotation.
-void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>& out,
-                                   bool decode) {
+void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>& out, bool decode) {
   if (field.value.IsSequence()) {
     if (field.value.size() == 0) {
       error(field.mark(), field.path,

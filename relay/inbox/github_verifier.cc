@@ -53,8 +53,7 @@ Verification GithubVerifier::verify(const http::HttpHeaders& headers, std::strin
   const HeaderLookup delivery = find_header(headers, kDelivery);
   if (delivery.count > 1) return repeated_header(kDelivery, delivery.count);
   if (delivery.value == nullptr || delivery.value->empty()) {
-    return VerifyFailure{Reason::kMissingId,
-                         "missing event id: send an X-GitHub-Delivery header"};
+    return VerifyFailure{Reason::kMissingId, "missing event id: send an X-GitHub-Delivery header"};
   }
   const HeaderLookup event = find_header(headers, kEvent);
   if (event.count > 1) return repeated_header(kEvent, event.count);

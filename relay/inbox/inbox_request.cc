@@ -124,7 +124,8 @@ std::optional<Rejection> check_payload(std::string_view payload, std::int64_t ma
 }
 
 // The value key_from / topic_from names (`what` is the config key, for messages): nullopt when it
-// is absent or null; `body` is the parsed body (discarded when it is not JSON), parsed on first use.
+// is absent or null; `body` is the parsed body (discarded when it is not JSON), parsed on first
+// use.
 using Resolved = std::variant<std::optional<std::string>, Rejection>;
 Resolved resolve(const config::FieldFrom& from, const char* what, const http::HttpRequest& request,
                  std::optional<nlohmann::json>& body) {
@@ -156,8 +157,8 @@ Resolved resolve(const config::FieldFrom& from, const char* what, const http::Ht
   if (value->is_string()) return std::optional<std::string>(value->get<std::string>());
   if (value->is_number() || value->is_boolean()) return std::optional<std::string>(value->dump());
   return reject(400, "malformed",
-                fmt::format("{} {} is {} in the body; it must be a string, number or boolean",
-                            what, from.describe(), value->is_object() ? "an object" : "an array"));
+                fmt::format("{} {} is {} in the body; it must be a string, number or boolean", what,
+                            from.describe(), value->is_object() ? "an object" : "an array"));
 }
 
 DecodedRequest decode_binary(const std::string& source, const http::HttpRequest& request,
@@ -193,9 +194,8 @@ DecodedRequest decode_binary(const std::string& source, const http::HttpRequest&
   }
   if (mapping.topic) e.topic = *mapping.topic;
   std::optional<nlohmann::json> body;
-  for (auto [from, what, field] :
-       {std::tuple{mapping.topic_from, "topic_from", &e.topic},
-        std::tuple{mapping.key_from, "key_from", &e.key}}) {
+  for (auto [from, what, field] : {std::tuple{mapping.topic_from, "topic_from", &e.topic},
+                                   std::tuple{mapping.key_from, "key_from", &e.key}}) {
     if (from == nullptr) continue;
     auto resolved = resolve(*from, what, request, body);
     if (auto* r = std::get_if<Rejection>(&resolved)) return *r;

@@ -30,8 +30,7 @@ Result<std::unique_ptr<InboxService>> InboxService::create(const config::Config&
   for (const auto& s : inbox.sources) {
     Source source;
     if (!s.unsigned_requests) {
-      auto verifier =
-          make_request_verifier(s.verify, s.signing_secrets, inbox.timestamp_tolerance);
+      auto verifier = make_request_verifier(s.verify, s.signing_secrets, inbox.timestamp_tolerance);
       if (!verifier) {
         return Error{ErrorCode::kInvalidArgument,
                      fmt::format("inbox source {}: {}", s.name, verifier.error().message)};

@@ -78,9 +78,9 @@ HeaderLookup find_header(const http::HttpHeaders& headers, std::string_view name
 }
 
 VerifyFailure repeated_header(std::string_view name, int count) {
-  return VerifyFailure{VerifyFailure::Reason::kMalformed,
-                       fmt::format("the request carries {} {} headers; send exactly one", count,
-                                   name)};
+  return VerifyFailure{
+      VerifyFailure::Reason::kMalformed,
+      fmt::format("the request carries {} {} headers; send exactly one", count, name)};
 }
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {

@@ -34,8 +34,8 @@ struct VerifyFailure {
     kBadTimestamp,      // the signed timestamp is not a number of seconds
     kStaleTimestamp,    // outside the tolerance, in either direction
     kBadSignature,      // no signature matches any secret, or it is not in the scheme's format
-    kMalformed,         // a header the scheme reads is repeated; a body the scheme reads is not JSON
-    kMissingId,         // the scheme's event id is absent or empty
+    kMalformed,  // a header the scheme reads is repeated; a body the scheme reads is not JSON
+    kMissingId,  // the scheme's event id is absent or empty
   };
   Reason reason;
   std::string message;
@@ -97,7 +97,8 @@ bool same_bytes(std::string_view a, std::string_view b);
 std::optional<long long> parse_unix_seconds(std::string_view text);
 // nullopt when `sent` (unix seconds) is within `tolerance` of `now`; otherwise kStaleTimestamp,
 // naming `header` and how far off it is.
-std::optional<VerifyFailure> check_tolerance(long long sent, std::chrono::system_clock::time_point now,
+std::optional<VerifyFailure> check_tolerance(long long sent,
+                                             std::chrono::system_clock::time_point now,
                                              Millis tolerance, std::string_view header);
 
 }  // namespace relay::inbox

@@ -99,8 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // As fuzzed.
   switch (scheme) {
     case VerifyScheme::kStandardWebhooks:
-      run(scheme, {{"webhook-id", id}, {"webhook-timestamp", now}, {"webhook-signature", signature}},
-          body);
+      run(scheme,
+          {{"webhook-id", id}, {"webhook-timestamp", now}, {"webhook-signature", signature}}, body);
       run(scheme, {{"svix-id", id}, {"svix-timestamp", signature}, {"svix-signature", signature}},
           body);
       break;
@@ -109,8 +109,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       run(scheme, {{"Stripe-Signature", signature}}, body);
       break;
     case VerifyScheme::kGithub:
-      run(scheme, {{"X-Hub-Signature-256", signature}, {"X-GitHub-Delivery", id},
-                   {"X-GitHub-Event", "push"}},
+      run(scheme,
+          {{"X-Hub-Signature-256", signature},
+           {"X-GitHub-Delivery", id},
+           {"X-GitHub-Event", "push"}},
           body);
       break;
     case VerifyScheme::kShopify:
@@ -122,12 +124,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::optional<Reason> signed_result;
   switch (scheme) {
     case VerifyScheme::kStandardWebhooks:
-      signed_result = run(scheme,
-                          {{"webhook-id", id},
-                           {"webhook-timestamp", now},
-                           {"webhook-signature",
-                            signature + " " + relay::testing::openssl_sign_v1(kKey, id, now, body)}},
-                          body);
+      signed_result =
+          run(scheme,
+              {{"webhook-id", id},
+               {"webhook-timestamp", now},
+               {"webhook-signature",
+                signature + " " + relay::testing::openssl_sign_v1(kKey, id, now, body)}},
+              body);
       FUZZ_CHECK(!signed_result);
       break;
     case VerifyScheme::kStripe:
@@ -146,10 +149,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(id.empty() ? signed_result == Reason::kMissingId : !signed_result);
       break;
     case VerifyScheme::kShopify:
-      signed_result = run(scheme,
-                          {{"X-Shopify-Hmac-Sha256", relay::testing::shopify_signature(kSecret, body)},
-                           {"X-Shopify-Webhook-Id", id}},
-                          body);
+      signed_result =
+          run(scheme,
+              {{"X-Shopify-Hmac-Sha256", relay::testing::shopify_signature(kSecret, body)},
+               {"X-Shopify-Webhook-Id", id}},
+              body);
       FUZZ_CHECK(id.empty() ? signed_result == Reason::kMissingId : !signed_result);
       break;
   }

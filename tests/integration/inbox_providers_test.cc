@@ -129,18 +129,19 @@ TEST_CASE("providers' signed webhooks are stored once with their id and topic an
                    {"ce-type", "user.created"}})
             .status == 200);
 
-  CHECK(db.rows("SELECT source, event_id, coalesce(topic, '-'), coalesce(key, '-'), headers::text "
-                "FROM relay.inbox ORDER BY source, event_id") ==
-        std::vector<std::vector<std::string>>{
-            {"github", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "ping", "-",
-             R"({"x-github-event": "ping", "x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"})"},
-            {"github", "d-2", "pull_request.opened", "292430182",
-             R"({"x-github-event": "pull_request", "x-github-hook-id": "292430182", "x-github-delivery": "d-2"})"},
-            {"shopify", "wh-1", "order.created", "-",
-             R"({"x-shopify-topic": "orders/create", "x-shopify-webhook-id": "wh-1", "x-shopify-shop-domain": "example.myshopify.com"})"},
-            {"stripe", "evt_1", "invoice.paid", "cus_A", "{}"},
-            {"stripe", "evt_2", "invoice.paid", "cus_B", "{}"},
-            {"svix", "msg_1", "user.created", "-", "{}"}});
+  CHECK(
+      db.rows("SELECT source, event_id, coalesce(topic, '-'), coalesce(key, '-'), headers::text "
+              "FROM relay.inbox ORDER BY source, event_id") ==
+      std::vector<std::vector<std::string>>{
+          {"github", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "ping", "-",
+           R"({"x-github-event": "ping", "x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958"})"},
+          {"github", "d-2", "pull_request.opened", "292430182",
+           R"({"x-github-event": "pull_request", "x-github-hook-id": "292430182", "x-github-delivery": "d-2"})"},
+          {"shopify", "wh-1", "order.created", "-",
+           R"({"x-shopify-topic": "orders/create", "x-shopify-webhook-id": "wh-1", "x-shopify-shop-domain": "example.myshopify.com"})"},
+          {"stripe", "evt_1", "invoice.paid", "cus_A", "{}"},
+          {"stripe", "evt_2", "invoice.paid", "cus_B", "{}"},
+          {"svix", "msg_1", "user.created", "-", "{}"}});
   CHECK(db.value("SELECT convert_from(payload, 'UTF8') FROM relay.inbox WHERE source = 'github' "
                  "AND event_id LIKE '72d3%'") == "Hello, World!");
 }
@@ -176,15 +177,16 @@ TEST_CASE("each provider's bad requests answer their status and store nothing",
       {"stripe tampered body", "stripe", s + " ", stripe_headers(kStripeNew, s), 401},
       {"stripe stale timestamp", "stripe", s, stripe_headers(kStripeNew, s, now - 600), 401},
       {"stripe future timestamp", "stripe", s, stripe_headers(kStripeNew, s, now + 600), 401},
-      {"stripe no timestamp", "stripe", s,
-       {{"Stripe-Signature",
-         stripe_signature(kStripeNew, now, s).substr(stripe_signature(kStripeNew, now, s).find(
-             "v1="))}},
+      {"stripe no timestamp",
+       "stripe",
+       s,
+       {{"Stripe-Signature", stripe_signature(kStripeNew, now, s)
+                                 .substr(stripe_signature(kStripeNew, now, s).find("v1="))}},
        401},
       {"stripe no header", "stripe", s, {}, 401},
       {"stripe header twice", "stripe", s, twice(stripe_headers(kStripeNew, s), 0), 400},
-      {"stripe no id", "stripe", R"({"type":"x"})",
-       stripe_headers(kStripeNew, R"({"type":"x"})"), 400},
+      {"stripe no id", "stripe", R"({"type":"x"})", stripe_headers(kStripeNew, R"({"type":"x"})"),
+       400},
       {"stripe body not JSON", "stripe", "id=evt_1", stripe_headers(kStripeNew, "id=evt_1"), 400},
       {"github wrong secret", "github", g, github_headers("nope", g, "d-bad"), 401},
       {"github tampered body", "github", g + " ", github_headers(kGithubSecret, g, "d-bad"), 401},
@@ -192,8 +194,8 @@ TEST_CASE("each provider's bad requests answer their status and store nothing",
        401},
       {"github signature twice", "github", g, twice(github_headers(kGithubSecret, g, "d-bad"), 0),
        400},
-      {"github no delivery id", "github", g,
-       without(github_headers(kGithubSecret, g, "d-bad"), 1), 400},
+      {"github no delivery id", "github", g, without(github_headers(kGithubSecret, g, "d-bad"), 1),
+       400},
       {"github delivery twice", "github", g, twice(github_headers(kGithubSecret, g, "d-bad"), 1),
        400},
       {"shopify wrong secret", "shopify", sh, shopify_headers("nope", sh, "w-bad"), 401},
@@ -207,12 +209,16 @@ TEST_CASE("each provider's bad requests answer their status and store nothing",
        twice(shopify_headers(kShopifySecret, sh, "w-bad"), 0), 400},
       {"shopify topic_from pointer, body not JSON", "shopify", "kind=x",
        shopify_headers(kShopifySecret, "kind=x", "w-bad"), 400},
-      {"svix stale timestamp", "svix", g,
+      {"svix stale timestamp",
+       "svix",
+       g,
        {{"svix-id", "m-bad"},
         {"svix-timestamp", std::to_string(now - 600)},
         {"svix-signature", sign_v1(kKeyA, "m-bad", now - 600, g)}},
        401},
-      {"svix id twice", "svix", g,
+      {"svix id twice",
+       "svix",
+       g,
        {{"svix-id", "m-bad"},
         {"svix-id", "m-bad2"},
         {"svix-timestamp", std::to_string(now)},
@@ -253,9 +259,9 @@ TEST_CASE("secrets and providers' signatures appear in no log line even at debug
 
   const std::string log = relay.log();
   REQUIRE_FALSE(log.empty());
-  for (const std::string& secret : {kStripeOld, kStripeNew, kGithubSecret, kShopifySecret,
-                                    kSecretA, stripe_good[0].second, github_good[0].second,
-                                    shopify_good[0].second}) {
+  for (const std::string& secret :
+       {kStripeOld, kStripeNew, kGithubSecret, kShopifySecret, kSecretA, stripe_good[0].second,
+        github_good[0].second, shopify_good[0].second}) {
     INFO(secret);
     CHECK(log.find(secret) == std::string::npos);
   }
@@ -282,8 +288,9 @@ TEST_CASE("a provider source's dead letters show in relay dlq and relay status l
   REQUIRE(inbox_up(port));
   InboxClient client(port);
   const std::string g = R"({"action":"closed"})";
-  REQUIRE(client.post("/inbox/gh", g, github_headers(kGithubSecret, g, "d-dead", "issues"))
-              .status == 200);
+  REQUIRE(
+      client.post("/inbox/gh", g, github_headers(kGithubSecret, g, "d-dead", "issues")).status ==
+      200);
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 60s));
   CHECK(db.value("SELECT event_id || ' ' || subscription FROM relay.dead_letter") ==
         "d-dead inbox:gh");

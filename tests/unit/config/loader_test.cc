@@ -361,12 +361,12 @@ TEST_CASE("an inbox with its defaults, and a relay that only receives", "[config
 TEST_CASE("an inbox source's verify scheme, and provider secrets used as written",
           "[config][inbox]") {
   const std::string head = "inbox:\n  listen: 127.0.0.1:0\n  sources:\n";
-  const Config c = config_of(
-      head +
-      "    - {name: sw, signing_secret: whsec_c2VjcmV0}\n"
-      "    - {name: st, verify: stripe, signing_secret: [whsec_not!base64, whsec_new]}\n"
-      "    - {name: gh, verify: github, signing_secret: \"It's a Secret to Everybody\"}\n"
-      "    - {name: sh, verify: shopify, signing_secret: hush}\n");
+  const Config c =
+      config_of(head +
+                "    - {name: sw, signing_secret: whsec_c2VjcmV0}\n"
+                "    - {name: st, verify: stripe, signing_secret: [whsec_not!base64, whsec_new]}\n"
+                "    - {name: gh, verify: github, signing_secret: \"It's a Secret to Everybody\"}\n"
+                "    - {name: sh, verify: shopify, signing_secret: hush}\n");
   REQUIRE(c.inbox->sources.size() == 4);
   CHECK(c.inbox->sources[0].verify == VerifyScheme::kStandardWebhooks);
   CHECK(c.inbox->sources[1].verify == VerifyScheme::kStripe);
@@ -384,8 +384,8 @@ TEST_CASE("an inbox source's verify scheme, and provider secrets used as written
               "inbox.sources[0].verify", "not both");
   check_error(only_error(head + "    - {name: p, verify: github}\n"), 4, 7,
               "inbox.sources[0].signing_secret", "or unsigned: true");
-  check_error(only_error(head + "    - {name: p, verify: github, signing_secret: [a, \"\"]}\n"),
-              4, 53, "inbox.sources[0].signing_secret[1]", "must not be empty");
+  check_error(only_error(head + "    - {name: p, verify: github, signing_secret: [a, \"\"]}\n"), 4,
+              53, "inbox.sources[0].signing_secret[1]", "must not be empty");
 }
 
 TEST_CASE("key_from and topic_from are a header name or body: and a JSON Pointer",
@@ -420,8 +420,8 @@ TEST_CASE("key_from and topic_from are a header name or body: and a JSON Pointer
               "inbox.sources[0].topic_from", "'~' must be followed by 0 or 1");
   check_error(only_error(head + src + "      key_from: \"X Customer\"\n"), 6, 17,
               "inbox.sources[0].key_from", "expected a header name");
-  check_error(only_error(head + src + "      key_from: [a]\n"), 6, 17,
-              "inbox.sources[0].key_from", "");
+  check_error(only_error(head + src + "      key_from: [a]\n"), 6, 17, "inbox.sources[0].key_from",
+              "");
 }
 
 TEST_CASE("an inbox source is signed or explicitly unsigned, never by default", "[config][inbox]") {

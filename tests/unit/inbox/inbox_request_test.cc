@@ -188,8 +188,8 @@ TEST_CASE("key_from and topic_from read a header or a JSON Pointer into the body
   const auto kind = header_from("X-Kind");
   EventMapping m{.key_from = &customer, .topic_from = &kind};
   const std::string body = R"({"data":{"object":{"customer":"cus_42","n":7,"a/b":true}}})";
-  const auto d_e = decode_request("s", post({{"webhook-id", "m1"}, {"x-kind", "k.1"}, {"ce-type", "t"}}, body),
-                     1024, m);
+  const auto d_e = decode_request(
+      "s", post({{"webhook-id", "m1"}, {"x-kind", "k.1"}, {"ce-type", "t"}}, body), 1024, m);
   const auto& e = single(d_e);
   CHECK(e.key == "cus_42");
   CHECK(e.topic == "k.1");
@@ -234,14 +234,15 @@ TEST_CASE("a pointer into a body that is not JSON, or at an object, is refused w
   CHECK(r.reason == std::string("malformed"));
   CHECK(r.message.find("not JSON") != std::string::npos);
   CHECK(r.message.find("body:/customer") != std::string::npos);
-  const auto d_o = decode_request("s", post({{"webhook-id", "m1"}}, R"({"customer":{"id":1}})"), 1024, m);
+  const auto d_o =
+      decode_request("s", post({{"webhook-id", "m1"}}, R"({"customer":{"id":1}})"), 1024, m);
   const auto& o = rejected(d_o);
   CHECK(o.message.find("an object") != std::string::npos);
   // A header read by key_from and sent twice is ambiguous.
   const auto h = header_from("X-Key");
   EventMapping mh{.key_from = &h};
-  const auto d_twice = decode_request("s", post({{"webhook-id", "m1"}, {"X-Key", "a"}, {"x-key", "b"}}),
-                              1024, mh);
+  const auto d_twice =
+      decode_request("s", post({{"webhook-id", "m1"}, {"X-Key", "a"}, {"x-key", "b"}}), 1024, mh);
   const auto& twice = rejected(d_twice);
   CHECK(twice.reason == std::string("malformed"));
   // Without a pointer configured, a body that is not JSON is fine.
@@ -250,13 +251,13 @@ TEST_CASE("a pointer into a body that is not JSON, or at an object, is refused w
 
 TEST_CASE("providers' signature headers are not kept", "[inbox]") {
   const auto d_e = decode_request("s",
-                                        post({{"webhook-id", "m1"},
-                                              {"Stripe-Signature", "t=1,v1=aa"},
-                                              {"X-Hub-Signature", "sha1=aa"},
-                                              {"X-Hub-Signature-256", "sha256=aa"},
-                                              {"X-Shopify-Hmac-Sha256", "qq=="},
-                                              {"X-GitHub-Event", "push"}}),
-                                        1024);
+                                  post({{"webhook-id", "m1"},
+                                        {"Stripe-Signature", "t=1,v1=aa"},
+                                        {"X-Hub-Signature", "sha1=aa"},
+                                        {"X-Hub-Signature-256", "sha256=aa"},
+                                        {"X-Shopify-Hmac-Sha256", "qq=="},
+                                        {"X-GitHub-Event", "push"}}),
+                                  1024);
   const auto& e = single(d_e);
   CHECK(e.headers_json == R"({"x-github-event":"push"})");
 }

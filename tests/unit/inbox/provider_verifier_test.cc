@@ -57,14 +57,14 @@ const std::string kStripeSecret = "whsec_test_secret_1234";
 
 // --- Standard Webhooks and Svix ---
 
-TEST_CASE("Svix's published verification example is accepted with its svix-* headers",
-          "[inbox]") {
+TEST_CASE("Svix's published verification example is accepted with its svix-* headers", "[inbox]") {
   // https://docs.svix.com/receiving/verifying-payloads/how — the example secret, headers and
   // payload, byte for byte.
   const auto v = make(VerifyScheme::kStandardWebhooks, {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
-  const HttpHeaders headers = {{"svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"},
-                               {"svix-timestamp", "1614265330"},
-                               {"svix-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}};
+  const HttpHeaders headers = {
+      {"svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"},
+      {"svix-timestamp", "1614265330"},
+      {"svix-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}};
   const std::string payload = R"({"test": 2432232314})";
   const auto at = std::chrono::system_clock::time_point(std::chrono::seconds(1614265330));
   const VerifiedEvent e = accepted(*v, headers, payload, at);
@@ -99,9 +99,8 @@ TEST_CASE("stripe: a signature in Stripe's documented header layout is accepted"
   // Stripe publishes no secret and body for that example, so the v1 here is computed by the
   // oracle; the v0 (test-mode legacy scheme) is copied from the example and must be ignored.
   const auto v = make(VerifyScheme::kStripe, {kStripeSecret});
-  const std::string header =
-      relay::testing::stripe_signature(kStripeSecret, kTs, kStripeBody) +
-      ",v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39";
+  const std::string header = relay::testing::stripe_signature(kStripeSecret, kTs, kStripeBody) +
+                             ",v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39";
   const VerifiedEvent e = accepted(*v, {{"Stripe-Signature", header}}, kStripeBody);
   CHECK(e.id == "evt_1NG8Du2eZvKYlo2CUI79vXWy");
   CHECK(e.topic == "customer.created");
@@ -114,10 +113,10 @@ TEST_CASE("stripe: the whsec_ secret is the key as written, not base64-decoded",
   CHECK_FALSE(refusal(
       *v, {{"Stripe-Signature", relay::testing::stripe_signature(secret, kTs, kStripeBody)}},
       kStripeBody));
-  CHECK(refusal(*v,
-                {{"Stripe-Signature",
-                  relay::testing::stripe_signature(decoded_key, kTs, kStripeBody)}},
-                kStripeBody) == Reason::kBadSignature);
+  CHECK(refusal(
+            *v,
+            {{"Stripe-Signature", relay::testing::stripe_signature(decoded_key, kTs, kStripeBody)}},
+            kStripeBody) == Reason::kBadSignature);
 }
 
 TEST_CASE("stripe: any v1 may match any secret (rotation on both sides)", "[inbox]") {
@@ -139,11 +138,11 @@ TEST_CASE("stripe: wrong secret, tampered body, bad or stale t and repeats are r
   auto sig = [&](long long ts, const std::string& body = kStripeBody) {
     return relay::testing::stripe_signature(kStripeSecret, ts, body);
   };
-  CHECK(refusal(*v, {{"Stripe-Signature", relay::testing::stripe_signature("whsec_x", kTs,
-                                                                           kStripeBody)}},
-                kStripeBody) == Reason::kBadSignature);
-  CHECK(refusal(*v, {{"Stripe-Signature", sig(kTs)}}, kStripeBody + "\n") ==
-        Reason::kBadSignature);
+  CHECK(
+      refusal(*v,
+              {{"Stripe-Signature", relay::testing::stripe_signature("whsec_x", kTs, kStripeBody)}},
+              kStripeBody) == Reason::kBadSignature);
+  CHECK(refusal(*v, {{"Stripe-Signature", sig(kTs)}}, kStripeBody + "\n") == Reason::kBadSignature);
   CHECK(refusal(*v, {{"Stripe-Signature", sig(kTs - 301)}}, kStripeBody) ==
         Reason::kStaleTimestamp);
   CHECK(refusal(*v, {{"Stripe-Signature", sig(kTs + 301)}}, kStripeBody) ==
@@ -216,44 +215,51 @@ TEST_CASE("github: GitHub's published test vector is accepted", "[inbox]") {
 TEST_CASE("github: the topic is X-GitHub-Event plus the body's action", "[inbox]") {
   const auto v = make(VerifyScheme::kGithub, {"old", "new"});
   const std::string body = R"({"action":"opened","number":7})";
-  const VerifiedEvent e = accepted(*v,
-                                   {{"X-Hub-Signature-256", relay::testing::github_signature("new", body)},
-                                    {"X-GitHub-Delivery", "d-1"},
-                                    {"X-GitHub-Event", "pull_request"}},
-                                   body);
+  const VerifiedEvent e =
+      accepted(*v,
+               {{"X-Hub-Signature-256", relay::testing::github_signature("new", body)},
+                {"X-GitHub-Delivery", "d-1"},
+                {"X-GitHub-Event", "pull_request"}},
+               body);
   CHECK(e.topic == "pull_request.opened");
   CHECK(e.id_from == "X-GitHub-Delivery");
   // The old secret still verifies (rotation); no event header: no topic.
-  const VerifiedEvent old = accepted(
-      *v, {{"X-Hub-Signature-256", relay::testing::github_signature("old", body)},
-           {"X-GitHub-Delivery", "d-1"}},
-      body);
+  const VerifiedEvent old =
+      accepted(*v,
+               {{"X-Hub-Signature-256", relay::testing::github_signature("old", body)},
+                {"X-GitHub-Delivery", "d-1"}},
+               body);
   CHECK_FALSE(old.topic.has_value());
 }
 
-TEST_CASE("github: wrong secret, tampered body, SHA-1 only, repeats and no delivery id", "[inbox]") {
+TEST_CASE("github: wrong secret, tampered body, SHA-1 only, repeats and no delivery id",
+          "[inbox]") {
   const auto v = make(VerifyScheme::kGithub, {"s3cret"});
   const std::string body = R"({"zen":"Keep it logically awesome."})";
   const std::string sig = relay::testing::github_signature("s3cret", body);
   const HttpHeaders ok = {{"X-Hub-Signature-256", sig}, {"X-GitHub-Delivery", "d-1"}};
   CHECK_FALSE(refusal(*v, ok, body));
-  CHECK(refusal(*v, {{"X-Hub-Signature-256", relay::testing::github_signature("other", body)},
-                     {"X-GitHub-Delivery", "d-1"}},
+  CHECK(refusal(*v,
+                {{"X-Hub-Signature-256", relay::testing::github_signature("other", body)},
+                 {"X-GitHub-Delivery", "d-1"}},
                 body) == Reason::kBadSignature);
   CHECK(refusal(*v, ok, body + " ") == Reason::kBadSignature);
   CHECK(refusal(*v, {{"X-Hub-Signature-256", sig.substr(7)}, {"X-GitHub-Delivery", "d-1"}},
                 body) == Reason::kBadSignature);  // no sha256= prefix
   CHECK(refusal(*v, {{"X-Hub-Signature", "sha1=0123"}, {"X-GitHub-Delivery", "d-1"}}, body) ==
         Reason::kMissingSignature);
-  CHECK(refusal(*v, {{"X-Hub-Signature-256", sig}, {"x-hub-signature-256", sig},
-                     {"X-GitHub-Delivery", "d-1"}},
+  CHECK(refusal(*v,
+                {{"X-Hub-Signature-256", sig},
+                 {"x-hub-signature-256", sig},
+                 {"X-GitHub-Delivery", "d-1"}},
                 body) == Reason::kMalformed);
   CHECK(refusal(*v, {{"X-Hub-Signature-256", sig}}, body) == Reason::kMissingId);
   CHECK(refusal(*v, {{"X-Hub-Signature-256", sig}, {"X-GitHub-Delivery", ""}}, body) ==
         Reason::kMissingId);
-  CHECK(refusal(*v, {{"X-Hub-Signature-256", sig}, {"X-GitHub-Delivery", "a"},
-                     {"X-GitHub-Delivery", "b"}},
-                body) == Reason::kMalformed);
+  CHECK(refusal(
+            *v,
+            {{"X-Hub-Signature-256", sig}, {"X-GitHub-Delivery", "a"}, {"X-GitHub-Delivery", "b"}},
+            body) == Reason::kMalformed);
   // A signature check comes first: a bad signature without an id is a 401, not a 400.
   CHECK(refusal(*v, {{"X-Hub-Signature-256", "sha256=00"}}, body) == Reason::kBadSignature);
 }
@@ -281,28 +287,35 @@ TEST_CASE("shopify: wrong secret, tampered body, not base64, repeats and no webh
   const std::string sig = relay::testing::shopify_signature("hush", body);
   const HttpHeaders ok = {{"X-Shopify-Hmac-Sha256", sig}, {"X-Shopify-Webhook-Id", "w-1"}};
   CHECK_FALSE(refusal(*v, ok, body));
-  CHECK(refusal(*v, {{"X-Shopify-Hmac-Sha256", relay::testing::shopify_signature("x", body)},
-                     {"X-Shopify-Webhook-Id", "w-1"}},
+  CHECK(refusal(*v,
+                {{"X-Shopify-Hmac-Sha256", relay::testing::shopify_signature("x", body)},
+                 {"X-Shopify-Webhook-Id", "w-1"}},
                 body) == Reason::kBadSignature);
   CHECK(refusal(*v, ok, body + " ") == Reason::kBadSignature);
   CHECK(refusal(*v, {{"X-Shopify-Hmac-Sha256", "not base64!"}, {"X-Shopify-Webhook-Id", "w"}},
                 body) == Reason::kBadSignature);
-  CHECK(refusal(*v, {{"X-Shopify-Hmac-Sha256", relay::testing::openssl_base64("short")},
-                     {"X-Shopify-Webhook-Id", "w"}},
+  CHECK(refusal(*v,
+                {{"X-Shopify-Hmac-Sha256", relay::testing::openssl_base64("short")},
+                 {"X-Shopify-Webhook-Id", "w"}},
                 body) == Reason::kBadSignature);
   CHECK(refusal(*v, {{"X-Shopify-Webhook-Id", "w-1"}}, body) == Reason::kMissingSignature);
-  CHECK(refusal(*v, {{"X-Shopify-Hmac-Sha256", sig}, {"X-Shopify-Hmac-Sha256", sig},
-                     {"X-Shopify-Webhook-Id", "w-1"}},
+  CHECK(refusal(*v,
+                {{"X-Shopify-Hmac-Sha256", sig},
+                 {"X-Shopify-Hmac-Sha256", sig},
+                 {"X-Shopify-Webhook-Id", "w-1"}},
                 body) == Reason::kMalformed);
   CHECK(refusal(*v, {{"X-Shopify-Hmac-Sha256", sig}}, body) == Reason::kMissingId);
-  CHECK(refusal(*v, {{"X-Shopify-Hmac-Sha256", sig}, {"X-Shopify-Webhook-Id", "w-1"},
-                     {"X-Shopify-Topic", "a"}, {"X-Shopify-Topic", "b"}},
+  CHECK(refusal(*v,
+                {{"X-Shopify-Hmac-Sha256", sig},
+                 {"X-Shopify-Webhook-Id", "w-1"},
+                 {"X-Shopify-Topic", "a"},
+                 {"X-Shopify-Topic", "b"}},
                 body) == Reason::kMalformed);
 }
 
 TEST_CASE("every scheme needs a secret, and messages never quote one", "[inbox]") {
-  for (auto scheme : {VerifyScheme::kStandardWebhooks, VerifyScheme::kStripe,
-                      VerifyScheme::kGithub, VerifyScheme::kShopify}) {
+  for (auto scheme : {VerifyScheme::kStandardWebhooks, VerifyScheme::kStripe, VerifyScheme::kGithub,
+                      VerifyScheme::kShopify}) {
     INFO(relay::config::to_string(scheme));
     CHECK_FALSE(make_request_verifier(scheme, {}, 1000ms).has_value());
     auto bad = make_request_verifier(scheme, {"topsecret-value", ""}, 1000ms);
@@ -311,8 +324,10 @@ TEST_CASE("every scheme needs a secret, and messages never quote one", "[inbox]"
     CHECK(bad.error().message.find("topsecret") == std::string::npos);
     // A refusal's message names the check, never the secret.
     const auto v = make(scheme, {"topsecret-value"});
-    const auto r = v->verify({{"Stripe-Signature", "t=1,v1=00"}, {"X-Hub-Signature-256", "sha256=00"},
-                              {"X-Shopify-Hmac-Sha256", "AA=="}, {"webhook-id", "m"},
+    const auto r = v->verify({{"Stripe-Signature", "t=1,v1=00"},
+                              {"X-Hub-Signature-256", "sha256=00"},
+                              {"X-Shopify-Hmac-Sha256", "AA=="},
+                              {"webhook-id", "m"},
                               {"webhook-timestamp", std::to_string(kTs)},
                               {"webhook-signature", "v1,AA=="}},
                              "{}", kNow);
