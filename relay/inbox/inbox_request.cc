@@ -192,7 +192,12 @@ DecodedRequest decode_binary(const std::string& source, const http::HttpRequest&
       return reject(400, "malformed", fmt::format("{} is not valid UTF-8", header));
     *field = std::move(*decoded);
   }
-  if (mapping.topic) e.topic = *mapping.topic;
+  if (mapping.topic) {
+    // A provider's header or body text: PostgreSQL's text takes no NUL and only UTF-8.
+    if (!is_storable_text(*mapping.topic))
+      return reject(400, "malformed", "the event's topic is not valid UTF-8");
+    e.topic = *mapping.topic;
+  }
   std::optional<nlohmann::json> body;
   for (auto [from, what, field] : {std::tuple{mapping.topic_from, "topic_from", &e.topic},
                                    std::tuple{mapping.key_from, "key_from", &e.key}}) {

@@ -176,6 +176,12 @@ TEST_CASE("a provider's verified id and topic are used, in binary mode whatever 
   CHECK(e.topic == "customer.created");
   CHECK_FALSE(e.key.has_value());
   CHECK(e.payload == R"({"id":"evt_1"})");
+  m.topic = std::string("bad\xff", 4);
+  const auto d_t = decode_request("s", post({}), 1024, m);
+  CHECK(rejected(d_t).reason == std::string("malformed"));
+  m.topic = std::string("nul\0", 4);
+  const auto d_n = decode_request("s", post({}), 1024, m);
+  CHECK(rejected(d_n).reason == std::string("malformed"));
   m.id = std::string(600, 'x');
   const auto d_r = decode_request("s", post({}), 1024, m);
   const auto& r = rejected(d_r);
