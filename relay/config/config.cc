@@ -4,6 +4,20 @@
 
 namespace relay::config {
 
+const char* to_string(VerifyScheme scheme) {
+  switch (scheme) {
+    case VerifyScheme::kStandardWebhooks:
+      return "standard-webhooks";
+    case VerifyScheme::kStripe:
+      return "stripe";
+    case VerifyScheme::kGithub:
+      return "github";
+    case VerifyScheme::kShopify:
+      return "shopify";
+  }
+  return "standard-webhooks";
+}
+
 std::string escape_control_characters(std::string_view text) {
   std::string out;
   out.reserve(text.size());

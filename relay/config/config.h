@@ -110,13 +110,38 @@ struct SubscriptionConfig {
   std::string inbox_source;
 };
 
+// An inbox source's `verify`: how its sender signs requests, and where the event id and topic are.
+enum class VerifyScheme {
+  kStandardWebhooks,  // "standard-webhooks": webhook-* (or svix-*) headers; id webhook-id
+  kStripe,            // "stripe": Stripe-Signature t=,v1=; id and topic the body's id and type
+  kGithub,            // "github": X-Hub-Signature-256 sha256=; id X-GitHub-Delivery
+  kShopify,           // "shopify": X-Shopify-Hmac-Sha256 (base64); id X-Shopify-Webhook-Id
+};
+// The config spelling: "standard-webhooks", "stripe", "github", "shopify".
+const char* to_string(VerifyScheme scheme);
+
+// An inbox source's key_from / topic_from: a request header, or (written "body:<pointer>") an
+// RFC 6901 JSON Pointer into a JSON body. Exactly one of the two is set.
+struct FieldFrom {
+  std::string header;   // a header name (an HTTP token), as written
+  std::string pointer;  // "/data/object/customer"; starts with '/', '~' only as ~0 or ~1
+  bool from_body() const { return !pointer.empty(); }
+  // "body:/data/object/customer" or the header name, for messages.
+  std::string describe() const { return from_body() ? "body:" + pointer : header; }
+};
+
 // One sender allowed to POST to /inbox/{name}.
 struct InboxSourceConfig {
   std::string name;  // required, [a-z0-9_.-]+, unique among sources
   // Key "signing_secret": one string or a list (rotation: a request is accepted when any of its
-  // v1 signatures matches any of these). Required unless unsigned_requests is true.
+  // signatures matches any of these). Required unless unsigned_requests is true. For
+  // standard-webhooks "whsec_<base64>" is decoded (anything else is raw bytes); the provider
+  // schemes use each secret exactly as written (Stripe's whsec_… included).
   std::vector<std::string> signing_secrets;
   bool unsigned_requests = false;  // key "unsigned": accept requests without any signature check
+  VerifyScheme verify = VerifyScheme::kStandardWebhooks;  // not set together with unsigned
+  std::optional<FieldFrom> key_from;    // unset: the scheme's key (ce-subject; none for providers)
+  std::optional<FieldFrom> topic_from;  // unset: the scheme's topic
   // Push target; unset = inbox.deliver_to; both unset = the app claims with relay.inbox_claim().
   std::optional<Endpoint> deliver_to;
 };

@@ -109,11 +109,9 @@ constexpr std::size_t kMaxHeaderValueBytes = 4096;
 constexpr KeySpec kLimitsKeys[] = {{"max_payload_bytes"}};
 constexpr KeySpec kLogKeys[] = {{"level"}, {"format"}};
 constexpr KeySpec kOpsKeys[] = {{"listen"}};
-constexpr KeySpec kInboxSourceKeys[] = {{"name"},
-                                        {"signing_secret"},
-                                        {"unsigned"},
-                                        {"deliver_to"},
-                                        {"delivery", Shape::kMap, kDeliveryKeys}};
+constexpr KeySpec kInboxSourceKeys[] = {
+    {"name"},     {"signing_secret"}, {"unsigned"},   {"verify"},
+    {"key_from"}, {"topic_from"},     {"deliver_to"}, {"delivery", Shape::kMap, kDeliveryKeys}};
 constexpr KeySpec kInboxKeys[] = {{"listen"},
                                   {"deliver_to"},
                                   {"timestamp_tolerance"},
@@ -137,6 +135,11 @@ constexpr KeySpec kRootKeys[] = {
 };
 
 constexpr std::string_view kModes[] = {"table", "wal"};
+// inbox sources' `verify`, in VerifyScheme's order.
+constexpr std::string_view kVerifySchemes[] = {"standard-webhooks", "stripe", "github", "shopify"};
+constexpr VerifyScheme kVerifySchemeValues[] = {VerifyScheme::kStandardWebhooks,
+                                                VerifyScheme::kStripe, VerifyScheme::kGithub,
+                                                VerifyScheme::kShopify};
 constexpr std::string_view kBooleans[] = {"true", "false"};
 constexpr std::string_view kLogLevels[] = {"debug", "info", "warn", "error"};
 constexpr std::string_view kLogFormats[] = {"text", "json"};
@@ -356,8 +359,11 @@ class Parser {
   void parse_retry(const Field& field, RetryConfig& out);
   void parse_circuit_breaker(const Field& field, CircuitBreakerConfig& out);
   void parse_rate_limit(const Field& field, std::optional<RateLimitConfig>& out);
-  void parse_signing_secrets(const Field& field, std::vector<std::string>& out);
-  std::optional<std::string> signing_secret(const Field& field);
+  // `decode`: check each secret as Standard Webhooks signing reads it (whsec_<base64>); without
+  // it any non-empty string is a secret (the provider schemes use them as written).
+  void parse_signing_secrets(const Field& field, std::vector<std::string>& out, bool decode = true);
+  std::optional<std::string> signing_secret(const Field& field, bool decode);
+  void read_field_from(const Field* field, std::optional<FieldFrom>& out);
   void parse_headers(const Field& field, std::vector<std::pair<std::string, std::string>>& out);
 
   std::string file_;
@@ -773,9 +779,16 @@ void Parser::read_bool(const Field* field, bool& out) {
 
 // One secret, checked as the signer will use it (so `relay check-config` catches a bad whsec_),
 // or nullopt after reporting the problem. Messages never quote the secret.
-std::optional<std::string> Parser::signing_secret(const Field& field) {
+std::optional<std::string> Parser::signing_secret(const Field& field, bool decode) {
   auto secret = text(field, "a string");
   if (!secret) return std::nullopt;
+  if (!decode) {
+    if (secret->empty()) {
+      error(field.mark(), field.path, "a signing secret must not be empty");
+      return std::nullopt;
+    }
+    return secret;
+  }
   if (auto key = decode_signing_secret(*secret); !key) {
     error(field.mark(), field.path, key.error().message);
     return std::nullopt;
@@ -785,7 +798,7 @@ std::optional<std::string> Parser::signing_secret(const Field& field) {
 
 // A string (empty = unsigned, so ${SECRET:-} can turn signing off) or a non-empty list of
 // non-empty strings: one signature per secret, in this order, for rotation.
-void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>& out) {
+void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>& out, bool decode) {
   if (field.value.IsSequence()) {
     if (field.value.size() == 0) {
       error(field.mark(), field.path,
@@ -798,7 +811,7 @@ void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>&
     for (auto it = field.value.begin(); it != field.value.end(); ++it, ++index) {
       const YAML::Node node = *it;
       const Field item{fmt::format("{}[{}]", field.path, index), node.Mark(), node};
-      auto secret = signing_secret(item);
+      auto secret = signing_secret(item, decode);
       if (secret) secrets.push_back(std::move(*secret));
       ok = ok && secret.has_value();
     }
@@ -816,7 +829,7 @@ void Parser::parse_signing_secrets(const Field& field, std::vector<std::string>&
     out.clear();
     return;
   }
-  if (auto secret = signing_secret(field)) out = {std::move(*secret)};
+  if (auto secret = signing_secret(field, decode)) out = {std::move(*secret)};
 }
 
 // headers: {Name: value, ...}. Names are not interpolated; values are. Values are often
@@ -927,15 +940,29 @@ void Parser::parse_inbox_source(const YAML::Node& node, const std::string& path,
   const Fields fields = map_fields(node, path, kInboxSourceKeys, {});
   InboxSourceConfig source;
   read_unique_name(node, path, fields, "source", source_name_lines_, source.name);
+  const Field* verify = fields.find("verify");
+  std::string scheme;
+  read_enum(verify, kVerifySchemes, {}, scheme);
+  for (std::size_t i = 0; i < std::size(kVerifySchemes); ++i) {
+    if (scheme == kVerifySchemes[i]) source.verify = kVerifySchemeValues[i];
+  }
   const Field* secret = fields.find("signing_secret");
-  if (secret != nullptr) parse_signing_secrets(*secret, source.signing_secrets);
+  if (secret != nullptr) {
+    parse_signing_secrets(*secret, source.signing_secrets,
+                          /*decode=*/source.verify == VerifyScheme::kStandardWebhooks);
+  }
   const Field* unsigned_field = fields.find("unsigned");
   read_bool(unsigned_field, source.unsigned_requests);
+  read_field_from(fields.find("key_from"), source.key_from);
+  read_field_from(fields.find("topic_from"), source.topic_from);
   // No silent default to unsigned: a source says which it is. An empty secret (${X:-}) counts as
   // none, so a missing variable cannot quietly turn verification off.
   if (source.unsigned_requests && !source.signing_secrets.empty()) {
     error(unsigned_field->key_mark, unsigned_field->path,
           "a source is either unsigned or has a signing_secret, not both");
+  } else if (source.unsigned_requests && verify != nullptr) {
+    error(verify->key_mark, verify->path,
+          "a source is either unsigned or verified (verify), not both");
   } else if (!source.unsigned_requests && source.signing_secrets.empty() &&
              (unsigned_field == nullptr || unsigned_field->value.Scalar() == "false") &&
              (secret == nullptr || (secret->value.IsScalar() && secret_is_empty(*secret)))) {
@@ -963,6 +990,42 @@ void Parser::parse_inbox_source(const YAML::Node& node, const std::string& path,
           "claims events with relay.inbox_claim()");
   }
   inbox.sources.push_back(std::move(source));
+}
+
+// key_from / topic_from: a header name, or "body:" and an RFC 6901 JSON Pointer. The pointer is
+// checked here as the inbox reads it: it starts with '/' and has '~' only in ~0 and ~1.
+void Parser::read_field_from(const Field* field, std::optional<FieldFrom>& out) {
+  if (field == nullptr) return;
+  auto v = text(*field, "a string");
+  if (!v) return;
+  constexpr std::string_view kBody = "body:";
+  if (v->rfind(kBody, 0) == 0) {
+    std::string pointer = v->substr(kBody.size());
+    if (pointer.empty() || pointer.front() != '/') {
+      error(field->mark(), field->path,
+            "a JSON Pointer starts with '/' (RFC 6901), e.g. body:/data/object/customer");
+      return;
+    }
+    for (std::size_t i = 0; i < pointer.size(); ++i) {
+      if (pointer[i] != '~') continue;
+      if (i + 1 >= pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')) {
+        error(field->mark(), field->path,
+              fmt::format("invalid JSON Pointer \"{}\": '~' must be followed by 0 or 1 (~0 is "
+                          "'~', ~1 is '/')",
+                          escape_control_characters(pointer)));
+        return;
+      }
+    }
+    out = FieldFrom{.header = "", .pointer = std::move(pointer)};
+    return;
+  }
+  if (!is_http_token(*v)) {
+    error(field->mark(), field->path,
+          "expected a header name (an HTTP token such as X-Customer-Id) or body:<JSON Pointer> "
+          "such as body:/data/object/customer");
+    return;
+  }
+  out = FieldFrom{.header = std::move(*v), .pointer = ""};
 }
 
 void Parser::parse_topics(const Field& field, std::vector<std::string>& out) {

@@ -5,10 +5,12 @@
 #include <array>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
 
 #include "relay/common/http_header.h"
 #include "relay/common/utf8.h"
 #include "relay/delivery/envelope.h"
+#include "relay/inbox/request_verifier.h"
 
 namespace relay::inbox {
 namespace {
@@ -41,6 +43,12 @@ bool is_hop_header(std::string_view name) {
                                                        "referer",
                                                        "max-forwards"};
   for (auto n : kExact) {
+    if (iequals_ascii(name, n)) return true;
+  }
+  // Providers' signature headers (request_verifier.h's schemes): they only authenticate this hop.
+  constexpr std::array<std::string_view, 4> kSignatures = {
+      "stripe-signature", "x-hub-signature", "x-hub-signature-256", "x-shopify-hmac-sha256"};
+  for (auto n : kSignatures) {
     if (iequals_ascii(name, n)) return true;
   }
   // svix-*: the Svix names of this hop's signature headers (aliases of webhook-*).
@@ -94,7 +102,7 @@ std::string app_headers_json(const std::vector<std::pair<std::string, std::strin
   return obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::optional<Rejection> check_id(const std::string& id, const char* from) {
+std::optional<Rejection> check_id(const std::string& id, const std::string& from) {
   if (id.empty()) return reject(400, "missing_id", fmt::format("{} is empty", from));
   if (id.size() > kMaxEventIdBytes) {
     return reject(
@@ -115,15 +123,56 @@ std::optional<Rejection> check_payload(std::string_view payload, std::int64_t ma
   return std::nullopt;
 }
 
+// The value key_from / topic_from names (`what` is the config key, for messages): nullopt when it
+// is absent or null; `body` is the parsed body (discarded when it is not JSON), parsed on first
+// use.
+using Resolved = std::variant<std::optional<std::string>, Rejection>;
+Resolved resolve(const config::FieldFrom& from, const char* what, const http::HttpRequest& request,
+                 std::optional<nlohmann::json>& body) {
+  if (!from.from_body()) {
+    const HeaderLookup header = find_header(request.headers, from.header);
+    if (header.count > 1) {
+      return reject(400, "malformed",
+                    fmt::format("{} reads the {} header, and the request carries {}", what,
+                                from.header, header.count));
+    }
+    if (header.value == nullptr) return std::optional<std::string>();
+    return std::optional<std::string>(*header.value);
+  }
+  if (!body) body = nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (body->is_discarded()) {
+    return reject(400, "malformed",
+                  fmt::format("the body is not JSON, and {} reads {}", what, from.describe()));
+  }
+  const nlohmann::json* value = nullptr;
+  try {
+    const nlohmann::json::json_pointer pointer(from.pointer);
+    // contains() first: at() on a pointer through a missing member or index throws.
+    if (body->contains(pointer)) value = &body->at(pointer);
+  } catch (const nlohmann::json::exception&) {
+    // An array index that is not a number, "-", or a leading zero: it names nothing here.
+    value = nullptr;
+  }
+  if (value == nullptr || value->is_null()) return std::optional<std::string>();
+  if (value->is_string()) return std::optional<std::string>(value->get<std::string>());
+  if (value->is_number() || value->is_boolean()) return std::optional<std::string>(value->dump());
+  return reject(400, "malformed",
+                fmt::format("{} {} is {} in the body; it must be a string, number or boolean", what,
+                            from.describe(), value->is_object() ? "an object" : "an array"));
+}
+
 DecodedRequest decode_binary(const std::string& source, const http::HttpRequest& request,
-                             std::int64_t max_payload_bytes) {
+                             std::int64_t max_payload_bytes, const EventMapping& mapping) {
   if (auto r = check_payload(request.body, max_payload_bytes)) return *r;
   store::InboxEvent e;
   e.source = source;
   const std::string* id = signature_headers(request).id;
-  const char* id_from =
+  std::string id_from =
       id != nullptr && id != request.header("webhook-id") ? "svix-id" : "webhook-id";
-  if (id != nullptr) {
+  if (mapping.id) {
+    e.event_id = *mapping.id;
+    id_from = mapping.id_from;
+  } else if (id != nullptr) {
     e.event_id = *id;
   } else if (const std::string* ce_id = request.header("ce-id")) {
     id_from = "ce-id";
@@ -142,6 +191,26 @@ DecodedRequest decode_binary(const std::string& source, const http::HttpRequest&
     if (!is_storable_text(*decoded))
       return reject(400, "malformed", fmt::format("{} is not valid UTF-8", header));
     *field = std::move(*decoded);
+  }
+  if (mapping.topic) {
+    // A provider's header or body text: PostgreSQL's text takes no NUL and only UTF-8.
+    if (!is_storable_text(*mapping.topic))
+      return reject(400, "malformed", "the event's topic is not valid UTF-8");
+    e.topic = *mapping.topic;
+  }
+  std::optional<nlohmann::json> body;
+  for (auto [from, what, field] : {std::tuple{mapping.topic_from, "topic_from", &e.topic},
+                                   std::tuple{mapping.key_from, "key_from", &e.key}}) {
+    if (from == nullptr) continue;
+    auto resolved = resolve(*from, what, request, body);
+    if (auto* r = std::get_if<Rejection>(&resolved)) return *r;
+    auto& value = std::get<std::optional<std::string>>(resolved);
+    if (!value) continue;  // absent or null: the default stays
+    if (!is_storable_text(*value)) {
+      return reject(400, "malformed",
+                    fmt::format("{} ({}) is not valid UTF-8", what, from->describe()));
+    }
+    *field = std::move(*value);
   }
   const std::string* content_type = request.header("content-type");
   e.content_type =
@@ -213,11 +282,11 @@ bool is_envelope_content_type(std::string_view content_type) {
 }
 
 DecodedRequest decode_request(const std::string& source, const http::HttpRequest& request,
-                              std::int64_t max_payload_bytes) {
+                              std::int64_t max_payload_bytes, const EventMapping& mapping) {
   const std::string* content_type = request.header("content-type");
-  if (content_type && is_envelope_content_type(*content_type))
+  if (!mapping.id && content_type && is_envelope_content_type(*content_type))
     return decode_envelopes(source, request, max_payload_bytes);
-  return decode_binary(source, request, max_payload_bytes);
+  return decode_binary(source, request, max_payload_bytes, mapping);
 }
 
 }  // namespace relay::inbox

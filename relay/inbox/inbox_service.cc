@@ -30,13 +30,15 @@ Result<std::unique_ptr<InboxService>> InboxService::create(const config::Config&
   for (const auto& s : inbox.sources) {
     Source source;
     if (!s.unsigned_requests) {
-      auto verifier = WebhookVerifier::create(s.signing_secrets, inbox.timestamp_tolerance);
+      auto verifier = make_request_verifier(s.verify, s.signing_secrets, inbox.timestamp_tolerance);
       if (!verifier) {
         return Error{ErrorCode::kInvalidArgument,
                      fmt::format("inbox source {}: {}", s.name, verifier.error().message)};
       }
       source.verifier = std::move(*verifier);
     }
+    source.key_from = s.key_from;
+    source.topic_from = s.topic_from;
     for (const auto& sub : config.subscriptions) {
       if (sub.inbox_source != s.name) continue;
       source.push = store::InboxPush{.subscription = sub.name,
@@ -102,15 +104,22 @@ http::HttpResponse InboxService::handle(const http::HttpRequest& request) {
   }
   const Source& source = it->second;
 
+  EventMapping mapping;
   if (source.verifier) {
-    // webhook-*, or their svix-* aliases (signature_headers says which set, never a mix).
-    const SignatureHeaders signature = signature_headers(request);
-    auto failure = source.verifier->verify(signature.id, signature.timestamp, signature.signature,
-                                           request.body, clock_.wall_now());
-    if (failure) return reject(name, 401, to_string(failure->reason), std::move(failure->message));
+    auto verified = source.verifier->verify(request.headers, request.body, clock_.wall_now());
+    if (auto* failure = std::get_if<VerifyFailure>(&verified)) {
+      return reject(name, http_status(failure->reason), to_string(failure->reason),
+                    std::move(failure->message));
+    }
+    auto& event = std::get<VerifiedEvent>(verified);
+    mapping.id = std::move(event.id);
+    mapping.id_from = std::move(event.id_from);
+    mapping.topic = std::move(event.topic);
   }
+  mapping.key_from = source.key_from ? &*source.key_from : nullptr;
+  mapping.topic_from = source.topic_from ? &*source.topic_from : nullptr;
 
-  auto decoded = decode_request(name, request, max_payload_bytes_);
+  auto decoded = decode_request(name, request, max_payload_bytes_, mapping);
   if (auto* r = std::get_if<Rejection>(&decoded))
     return reject(name, r->status, r->reason, std::move(r->message));
   const auto& events = std::get<std::vector<store::InboxEvent>>(decoded);

@@ -2,10 +2,12 @@
 // InboxService: the handler behind POST /inbox/{source}. For each request, in this order:
 //   route     /inbox/{source} only, else 404; a method other than POST -> 405 (Allow: POST);
 //             a source not in the config -> 404
-//   verify    the Standard Webhooks signature and timestamp tolerance, unless the source is
-//             configured unsigned -> 401 naming what failed
-//   decode    binary mode or an envelope (inbox_request.h) -> 400 malformed / missing id,
-//             413 payload over limits.max_payload_bytes
+//   verify    the source's scheme (`verify`, request_verifier.h: Standard Webhooks by default,
+//             stripe, github, shopify), unless the source is configured unsigned -> 401 naming
+//             what failed; 400 for a repeated header the scheme reads or a missing id
+//   decode    binary mode or an envelope (inbox_request.h), with the scheme's id and topic and
+//             the source's key_from / topic_from -> 400 malformed / missing id, 413 payload over
+//             limits.max_payload_bytes
 //   store     one INSERT ... ON CONFLICT DO NOTHING (InboxStore); answered only after it committed:
 //             200 with "relay-duplicate: false" (stored) or "true" (already stored, nothing
 //             written); 503 + Retry-After when the database is unavailable or slow; 429 +
@@ -27,7 +29,7 @@
 #include "relay/config/config.h"
 #include "relay/http/http_server.h"
 #include "relay/inbox/inbox_stats.h"
-#include "relay/inbox/webhook_verifier.h"
+#include "relay/inbox/request_verifier.h"
 #include "relay/store/inbox_store.h"
 
 namespace relay::inbox {
@@ -60,8 +62,10 @@ class InboxService {
 
  private:
   struct Source {
-    std::optional<WebhookVerifier> verifier;  // nullopt: unsigned
-    std::optional<store::InboxPush> push;     // nullopt: the app claims with SQL
+    std::unique_ptr<RequestVerifier> verifier;  // nullptr: unsigned
+    std::optional<config::FieldFrom> key_from;
+    std::optional<config::FieldFrom> topic_from;
+    std::optional<store::InboxPush> push;  // nullopt: the app claims with SQL
   };
   InboxService(std::map<std::string, Source> sources, std::int64_t max_payload_bytes,
                store::InboxStore& store, InboxStats& stats, Clock& clock,

@@ -1,43 +1,15 @@
 #include "relay/inbox/webhook_verifier.h"
 
 #include <fmt/format.h>
-#include <openssl/crypto.h>
-
-#include <charconv>
 
 namespace relay::inbox {
 namespace {
 
-// Standard Webhooks timestamps are unix seconds; anything longer than this is not one.
-constexpr size_t kMaxTimestampDigits = 12;
-
-std::optional<long long> parse_seconds(std::string_view text) {
-  if (text.empty() || text.size() > kMaxTimestampDigits) return std::nullopt;
-  long long value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < 0) return std::nullopt;
-  return value;
-}
-
-bool same_bytes(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
+// The Standard Webhooks header names and their Svix aliases.
+constexpr std::string_view kNames[3] = {"webhook-id", "webhook-timestamp", "webhook-signature"};
+constexpr std::string_view kSvixNames[3] = {"svix-id", "svix-timestamp", "svix-signature"};
 
 }  // namespace
-
-const char* to_string(VerifyFailure::Reason reason) {
-  switch (reason) {
-    case VerifyFailure::Reason::kMissingSignature:
-      return "missing_signature";
-    case VerifyFailure::Reason::kBadTimestamp:
-      return "bad_timestamp";
-    case VerifyFailure::Reason::kStaleTimestamp:
-      return "stale_timestamp";
-    case VerifyFailure::Reason::kBadSignature:
-      return "bad_signature";
-  }
-  return "bad_signature";
-}
 
 Result<WebhookVerifier> WebhookVerifier::create(const std::vector<std::string>& secrets,
                                                 Millis tolerance) {
@@ -65,25 +37,11 @@ std::optional<VerifyFailure> WebhookVerifier::verify(
         "missing webhook-id, webhook-timestamp or webhook-signature header (or their "
         "svix-* aliases)"};
   }
-  const auto seconds = parse_seconds(*timestamp);
+  const auto seconds = parse_unix_seconds(*timestamp);
   if (!seconds) {
     return VerifyFailure{Reason::kBadTimestamp, "webhook-timestamp is not a unix time in seconds"};
   }
-  // Compare in milliseconds since the epoch: 12 digits of seconds fit (10^15 ms), whereas a
-  // system_clock time_point counts nanoseconds and overflows from 9223372037 s on, before the
-  // signature is even checked.
-  const Millis sent = std::chrono::duration_cast<Millis>(std::chrono::seconds(*seconds));
-  const Millis skew = std::chrono::floor<Millis>(now.time_since_epoch()) - sent;
-  if (skew > tolerance_) {
-    return VerifyFailure{Reason::kStaleTimestamp,
-                         fmt::format("webhook-timestamp is {} old; the tolerance is {}",
-                                     format_duration(skew), format_duration(tolerance_))};
-  }
-  if (-skew > tolerance_) {
-    return VerifyFailure{Reason::kStaleTimestamp,
-                         fmt::format("webhook-timestamp is {} in the future; the tolerance is {}",
-                                     format_duration(-skew), format_duration(tolerance_))};
-  }
+  if (auto stale = check_tolerance(*seconds, now, tolerance_, "webhook-timestamp")) return stale;
   // Compute each expected signature once, then compare it with every v1 entry offered.
   std::vector<std::string> expected;
   expected.reserve(signers_.size());
@@ -100,6 +58,25 @@ std::optional<VerifyFailure> WebhookVerifier::verify(
   }
   return VerifyFailure{Reason::kBadSignature,
                        "no webhook-signature entry matches a configured signing secret"};
+}
+
+Verification WebhookVerifier::verify(const http::HttpHeaders& headers, std::string_view body,
+                                     std::chrono::system_clock::time_point now) const {
+  HeaderLookup found[3];
+  for (int i = 0; i < 3; ++i) found[i] = find_header(headers, kNames[i]);
+  const std::string_view* names = kNames;
+  // Any webhook-* header means the sender speaks the standard's names: never mix in svix-*.
+  if (found[0].count == 0 && found[1].count == 0 && found[2].count == 0) {
+    for (int i = 0; i < 3; ++i) found[i] = find_header(headers, kSvixNames[i]);
+    names = kSvixNames;
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (found[i].count > 1) return repeated_header(names[i], found[i].count);
+  }
+  if (auto failure = verify(found[0].value, found[1].value, found[2].value, body, now)) {
+    return *failure;
+  }
+  return VerifiedEvent{};
 }
 
 }  // namespace relay::inbox

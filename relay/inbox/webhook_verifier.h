@@ -3,7 +3,9 @@
 // webhook-signature) against a source's secrets, and its timestamp against a tolerance (replay
 // protection). Several secrets may be configured (rotation): a request is accepted when any of its
 // "v1,<base64>" signatures matches the signature computed with any secret. Comparisons are
-// constant-time. Thread-safe (immutable after create()).
+// constant-time. The `verify: standard-webhooks` scheme (request_verifier.h); Svix-powered senders'
+// svix-id, svix-timestamp and svix-signature are read as aliases (inbox_request.h's
+// signature_headers). Thread-safe (immutable after create()).
 
 #include <chrono>
 #include <optional>
@@ -14,33 +16,24 @@
 #include "relay/common/duration.h"
 #include "relay/common/result.h"
 #include "relay/delivery/signer.h"
+#include "relay/inbox/request_verifier.h"
 
 namespace relay::inbox {
 
-// Why a request was refused; `reason` is a short fixed label (metrics), `message` says what to fix.
-struct VerifyFailure {
-  enum class Reason {
-    kMissingSignature,  // webhook-id, webhook-timestamp or webhook-signature absent
-    kBadTimestamp,      // webhook-timestamp is not a number of seconds
-    kStaleTimestamp,    // outside the tolerance, in either direction
-    kBadSignature,      // no v1 signature matches any secret
-  };
-  Reason reason;
-  std::string message;
-};
-
-// The metrics label of a reason: "missing_signature", "bad_timestamp", "stale_timestamp",
-// "bad_signature".
-const char* to_string(VerifyFailure::Reason reason);
-
-class WebhookVerifier {
+class WebhookVerifier final : public RequestVerifier {
  public:
   // kInvalidArgument if `secrets` is empty or a secret is invalid (message names its position,
   // never its value).
   static Result<WebhookVerifier> create(const std::vector<std::string>& secrets, Millis tolerance);
 
+  // The webhook-* headers, else the svix-* ones (never a mix): a repeated one is malformed, then
+  // as the overload below. The id is left to the body decoder (VerifiedEvent::id unset).
+  Verification verify(const http::HttpHeaders& headers, std::string_view body,
+                      std::chrono::system_clock::time_point now) const override;
+
   // nullopt when the signature is valid and the timestamp within the tolerance of `now`. Absent
-  // headers are passed as nullptr.
+  // headers are passed as nullptr. Refusals: missing_signature, bad_timestamp, stale_timestamp,
+  // bad_signature.
   std::optional<VerifyFailure> verify(const std::string* id, const std::string* timestamp,
                                       const std::string* signature, std::string_view body,
                                       std::chrono::system_clock::time_point now) const;

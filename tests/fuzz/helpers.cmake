@@ -28,3 +28,24 @@ add_executable(status_document_fuzz status_document_fuzz.cc)
 target_compile_options(status_document_fuzz PRIVATE -fsanitize=fuzzer)
 target_link_options(status_document_fuzz PRIVATE -fsanitize=fuzzer)
 target_link_libraries(status_document_fuzz PRIVATE relay_fuzz_model)
+
+# The inbox's signature schemes (relay/inbox/*_verifier.cc) with what they use: Standard Webhooks'
+# signer, base64, durations, header names; OpenSSL for the HMAC, nlohmann for the JSON bodies.
+find_package(OpenSSL REQUIRED)
+add_library(relay_fuzz_inbox STATIC
+  ${RELAY_ROOT}/relay/inbox/request_verifier.cc
+  ${RELAY_ROOT}/relay/inbox/webhook_verifier.cc
+  ${RELAY_ROOT}/relay/inbox/stripe_verifier.cc
+  ${RELAY_ROOT}/relay/inbox/github_verifier.cc
+  ${RELAY_ROOT}/relay/inbox/shopify_verifier.cc
+  ${RELAY_ROOT}/relay/delivery/signer.cc
+  ${RELAY_ROOT}/relay/common/duration.cc
+  ${RELAY_ROOT}/relay/common/http_header.cc)
+target_compile_options(relay_fuzz_inbox PRIVATE -fsanitize=fuzzer-no-link)
+target_link_libraries(relay_fuzz_inbox PUBLIC relay_fuzz_common OpenSSL::Crypto
+  nlohmann_json::nlohmann_json)
+
+add_executable(webhook_signature_fuzz webhook_signature_fuzz.cc)
+target_compile_options(webhook_signature_fuzz PRIVATE -fsanitize=fuzzer)
+target_link_options(webhook_signature_fuzz PRIVATE -fsanitize=fuzzer)
+target_link_libraries(webhook_signature_fuzz PRIVATE relay_fuzz_inbox)

@@ -211,3 +211,35 @@ TEST_CASE("a missing config file and an unknown command are usage errors (exit 2
   CHECK(RelayProcess::run_cli({"frobnicate"}, &out) == 2);
   CHECK(RelayProcess::run_cli({"run"}, &out) == 2);  // --config missing
 }
+
+TEST_CASE("check-config checks inbox sources' verify, key_from and topic_from at file:line:col",
+          "[integration][config][inbox]") {
+  const std::string head =
+      "database:\n  url: postgresql://x@127.0.0.1/db\n"
+      "inbox:\n  listen: 127.0.0.1:0\n  sources:\n";
+  // Valid: each provider scheme, its secret as written (not whsec_ base64), a pointer and a header.
+  auto ok = check_config(head +
+                         "    - {name: st, verify: stripe, signing_secret: whsec_not!b64, "
+                         "key_from: \"body:/data/object/customer\"}\n"
+                         "    - {name: gh, verify: github, signing_secret: s, topic_from: X-Kind}\n"
+                         "    - {name: sh, verify: shopify, signing_secret: s}\n");
+  INFO(ok.output);
+  CHECK(ok.code == 0);
+  auto bad = check_config(head +
+                          "    - name: a\n"
+                          "      verify: paypal\n"
+                          "      signing_secret: s\n"
+                          "    - name: b\n"
+                          "      verify: github\n"
+                          "      signing_secret: s\n"
+                          "      key_from: body:customer\n"
+                          "      topic_from: \"Bad Header\"\n");
+  INFO(bad.output);
+  CHECK(bad.code == 2);
+  CHECK(bad.output.find("relay.yaml:7:15: inbox.sources[0].verify: invalid value \"paypal\"") !=
+        std::string::npos);
+  CHECK(bad.output.find("relay.yaml:12:17: inbox.sources[1].key_from:") != std::string::npos);
+  CHECK(bad.output.find("relay.yaml:13:19: inbox.sources[1].topic_from:") != std::string::npos);
+  // "s" is a valid secret for both schemes: no error about it.
+  CHECK(bad.output.find("signing_secret") == std::string::npos);
+}

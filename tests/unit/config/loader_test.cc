@@ -20,6 +20,7 @@ using relay::config::known_config_keys;
 using relay::config::load_config;
 using relay::config::parse_config;
 using relay::config::SubscriptionConfig;
+using relay::config::VerifyScheme;
 
 EnvLookup env_of(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
@@ -355,6 +356,72 @@ TEST_CASE("an inbox with its defaults, and a relay that only receives", "[config
   // Without an inbox, a subscription is still required.
   check_error(only_error(yaml({"log: {level: info}"})), 1, 1, "subscriptions",
               "at least one subscription, or an inbox");
+}
+
+TEST_CASE("an inbox source's verify scheme, and provider secrets used as written",
+          "[config][inbox]") {
+  const std::string head = "inbox:\n  listen: 127.0.0.1:0\n  sources:\n";
+  const Config c =
+      config_of(head +
+                "    - {name: sw, signing_secret: whsec_c2VjcmV0}\n"
+                "    - {name: st, verify: stripe, signing_secret: [whsec_not!base64, whsec_new]}\n"
+                "    - {name: gh, verify: github, signing_secret: \"It's a Secret to Everybody\"}\n"
+                "    - {name: sh, verify: shopify, signing_secret: hush}\n");
+  REQUIRE(c.inbox->sources.size() == 4);
+  CHECK(c.inbox->sources[0].verify == VerifyScheme::kStandardWebhooks);
+  CHECK(c.inbox->sources[1].verify == VerifyScheme::kStripe);
+  CHECK(c.inbox->sources[1].signing_secrets ==
+        std::vector<std::string>{"whsec_not!base64", "whsec_new"});
+  CHECK(c.inbox->sources[2].verify == VerifyScheme::kGithub);
+  CHECK(c.inbox->sources[3].verify == VerifyScheme::kShopify);
+  CHECK(std::string(to_string(VerifyScheme::kStandardWebhooks)) == "standard-webhooks");
+  // The same secret is invalid for standard-webhooks, which decodes whsec_.
+  check_error(only_error(head + "    - {name: sw, signing_secret: whsec_not!base64}\n"), 4, 34,
+              "inbox.sources[0].signing_secret", "");
+  check_error(only_error(head + "    - {name: p, verify: paypal, signing_secret: x}\n"), 4, 25,
+              "inbox.sources[0].verify", "expected one of \"standard-webhooks\", \"stripe\"");
+  check_error(only_error(head + "    - {name: p, verify: github, unsigned: true}\n"), 4, 17,
+              "inbox.sources[0].verify", "not both");
+  check_error(only_error(head + "    - {name: p, verify: github}\n"), 4, 7,
+              "inbox.sources[0].signing_secret", "or unsigned: true");
+  check_error(only_error(head + "    - {name: p, verify: github, signing_secret: [a, \"\"]}\n"), 4,
+              53, "inbox.sources[0].signing_secret[1]", "must not be empty");
+}
+
+TEST_CASE("key_from and topic_from are a header name or body: and a JSON Pointer",
+          "[config][inbox]") {
+  const std::string head = "inbox:\n  listen: 127.0.0.1:0\n  sources:\n";
+  const Config c = config_of(head +
+                             "    - name: st\n"
+                             "      verify: stripe\n"
+                             "      signing_secret: whsec_x\n"
+                             "      key_from: body:/data/object/customer\n"
+                             "      topic_from: X-Event-Kind\n");
+  const auto& s = c.inbox->sources[0];
+  REQUIRE(s.key_from.has_value());
+  CHECK(s.key_from->from_body());
+  CHECK(s.key_from->pointer == "/data/object/customer");
+  CHECK(s.key_from->describe() == "body:/data/object/customer");
+  REQUIRE(s.topic_from.has_value());
+  CHECK_FALSE(s.topic_from->from_body());
+  CHECK(s.topic_from->header == "X-Event-Kind");
+  CHECK(config_of(head + "    - {name: u, unsigned: true, key_from: \"body:/a~1b/~0c/0\"}\n")
+            .inbox->sources[0]
+            .key_from->pointer == "/a~1b/~0c/0");
+  // Invalid pointers and header names are reported where they are written.
+  const std::string src = "    - name: u\n      unsigned: true\n";
+  check_error(only_error(head + src + "      key_from: body:data/customer\n"), 6, 17,
+              "inbox.sources[0].key_from", "starts with '/'");
+  check_error(only_error(head + src + "      key_from: \"body:\"\n"), 6, 17,
+              "inbox.sources[0].key_from", "starts with '/'");
+  check_error(only_error(head + src + "      topic_from: body:/a~2b\n"), 6, 19,
+              "inbox.sources[0].topic_from", "'~' must be followed by 0 or 1");
+  check_error(only_error(head + src + "      topic_from: body:/a~\n"), 6, 19,
+              "inbox.sources[0].topic_from", "'~' must be followed by 0 or 1");
+  check_error(only_error(head + src + "      key_from: \"X Customer\"\n"), 6, 17,
+              "inbox.sources[0].key_from", "expected a header name");
+  check_error(only_error(head + src + "      key_from: [a]\n"), 6, 17, "inbox.sources[0].key_from",
+              "");
 }
 
 TEST_CASE("an inbox source is signed or explicitly unsigned, never by default", "[config][inbox]") {
@@ -1235,6 +1302,9 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "inbox.sources[].name",
                                    "inbox.sources[].signing_secret",
                                    "inbox.sources[].unsigned",
+                                   "inbox.sources[].verify",
+                                   "inbox.sources[].key_from",
+                                   "inbox.sources[].topic_from",
                                    "inbox.sources[].deliver_to",
                                    "inbox.sources[].delivery",
                                    "inbox.sources[].delivery.format",

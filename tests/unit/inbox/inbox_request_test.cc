@@ -146,3 +146,124 @@ TEST_CASE("is_storable_text accepts UTF-8 and refuses NUL, truncated and overlon
   CHECK_FALSE(is_storable_text("\xED\xA0\x80"));  // a UTF-16 surrogate
   CHECK_FALSE(is_storable_text("\xFF"));
 }
+
+// --- EventMapping: a provider scheme's id and topic, key_from / topic_from ---
+
+namespace {
+
+relay::config::FieldFrom header_from(std::string name) {
+  return relay::config::FieldFrom{.header = std::move(name), .pointer = ""};
+}
+relay::config::FieldFrom body_from(std::string pointer) {
+  return relay::config::FieldFrom{.header = "", .pointer = std::move(pointer)};
+}
+
+}  // namespace
+
+TEST_CASE("a provider's verified id and topic are used, in binary mode whatever the type",
+          "[inbox]") {
+  EventMapping m;
+  m.id = "evt_1";
+  m.id_from = "the body's \"id\"";
+  m.topic = "customer.created";
+  const auto d = decode_request(
+      "s",
+      post({{"Content-Type", "application/cloudevents+json"}, {"webhook-id", "ignored"}},
+           R"({"id":"evt_1"})"),
+      1024, m);
+  const auto& e = single(d);
+  CHECK(e.event_id == "evt_1");
+  CHECK(e.topic == "customer.created");
+  CHECK_FALSE(e.key.has_value());
+  CHECK(e.payload == R"({"id":"evt_1"})");
+  m.topic = std::string("bad\xff", 4);
+  const auto d_t = decode_request("s", post({}), 1024, m);
+  CHECK(rejected(d_t).reason == std::string("malformed"));
+  m.topic = std::string("nul\0", 4);
+  const auto d_n = decode_request("s", post({}), 1024, m);
+  CHECK(rejected(d_n).reason == std::string("malformed"));
+  m.id = std::string(600, 'x');
+  const auto d_r = decode_request("s", post({}), 1024, m);
+  const auto& r = rejected(d_r);
+  CHECK(r.reason == std::string("missing_id"));
+  CHECK(r.message.find("the body's \"id\"") != std::string::npos);
+}
+
+TEST_CASE("key_from and topic_from read a header or a JSON Pointer into the body", "[inbox]") {
+  const auto customer = body_from("/data/object/customer");
+  const auto kind = header_from("X-Kind");
+  EventMapping m{.key_from = &customer, .topic_from = &kind};
+  const std::string body = R"({"data":{"object":{"customer":"cus_42","n":7,"a/b":true}}})";
+  const auto d_e = decode_request(
+      "s", post({{"webhook-id", "m1"}, {"x-kind", "k.1"}, {"ce-type", "t"}}, body), 1024, m);
+  const auto& e = single(d_e);
+  CHECK(e.key == "cus_42");
+  CHECK(e.topic == "k.1");
+
+  // Numbers and booleans as their JSON text; ~1 escapes '/'.
+  const auto number = body_from("/data/object/n");
+  const auto escaped = body_from("/data/object/a~1b");
+  EventMapping m2{.key_from = &number, .topic_from = &escaped};
+  const auto d_e2 = decode_request("s", post({{"webhook-id", "m1"}}, body), 1024, m2);
+  const auto& e2 = single(d_e2);
+  CHECK(e2.key == "7");
+  CHECK(e2.topic == "true");
+}
+
+TEST_CASE("key_from / topic_from that name nothing leave the default", "[inbox]") {
+  const auto missing = body_from("/data/object/nope");
+  const auto index = body_from("/data/list/x");
+  const auto no_header = header_from("X-Absent");
+  EventMapping m{.key_from = &missing, .topic_from = &no_header};
+  const std::string body = R"({"data":{"object":{"customer":null},"list":[1]}})";
+  const auto d_e = decode_request(
+      "s", post({{"webhook-id", "m1"}, {"ce-type", "t"}, {"ce-subject", "s"}}, body), 1024, m);
+  const auto& e = single(d_e);
+  CHECK(e.key == "s");
+  CHECK(e.topic == "t");
+  const auto null_value = body_from("/data/object/customer");
+  EventMapping m2{.key_from = &null_value, .topic_from = &index};
+  m2.topic = "scheme.topic";
+  const auto d_e2 = decode_request("s", post({{"webhook-id", "m1"}}, body), 1024, m2);
+  const auto& e2 = single(d_e2);
+  CHECK_FALSE(e2.key.has_value());
+  CHECK(e2.topic == "scheme.topic");
+}
+
+TEST_CASE("a pointer into a body that is not JSON, or at an object, is refused with 400",
+          "[inbox]") {
+  const auto customer = body_from("/customer");
+  EventMapping m{.key_from = &customer};
+  const auto d_r = decode_request("s", post({{"webhook-id", "m1"}}, "a=b&c=d"), 1024, m);
+  const auto& r = rejected(d_r);
+  CHECK(r.status == 400);
+  CHECK(r.reason == std::string("malformed"));
+  CHECK(r.message.find("not JSON") != std::string::npos);
+  CHECK(r.message.find("body:/customer") != std::string::npos);
+  const auto d_o =
+      decode_request("s", post({{"webhook-id", "m1"}}, R"({"customer":{"id":1}})"), 1024, m);
+  const auto& o = rejected(d_o);
+  CHECK(o.message.find("an object") != std::string::npos);
+  // A header read by key_from and sent twice is ambiguous.
+  const auto h = header_from("X-Key");
+  EventMapping mh{.key_from = &h};
+  const auto d_twice =
+      decode_request("s", post({{"webhook-id", "m1"}, {"X-Key", "a"}, {"x-key", "b"}}), 1024, mh);
+  const auto& twice = rejected(d_twice);
+  CHECK(twice.reason == std::string("malformed"));
+  // Without a pointer configured, a body that is not JSON is fine.
+  single(decode_request("s", post({{"webhook-id", "m1"}}, "a=b"), 1024, mh));
+}
+
+TEST_CASE("providers' signature headers are not kept", "[inbox]") {
+  const auto d_e = decode_request("s",
+                                  post({{"webhook-id", "m1"},
+                                        {"Stripe-Signature", "t=1,v1=aa"},
+                                        {"X-Hub-Signature", "sha1=aa"},
+                                        {"X-Hub-Signature-256", "sha256=aa"},
+                                        {"X-Shopify-Hmac-Sha256", "qq=="},
+                                        {"X-GitHub-Event", "push"}}),
+                                  1024);
+  const auto& e = single(d_e);
+  CHECK(e.headers_json == R"({"x-github-event":"push"})");
+}
