@@ -298,8 +298,11 @@ Result<std::vector<model::ClaimedDelivery>> PgOutboxSource::claim_deliveries(
     int limit, const std::vector<std::string>& subscriptions) {
   const std::string names = name_array(subscriptions);
   const auto started = std::chrono::steady_clock::now();
+  // One statement, so no transaction around it: one round trip instead of three, and a claim that
+  // finds nothing writes nothing. A connection lost before its answer is kUnavailable, which the
+  // claimer treats as in doubt, as it does a lost COMMIT.
   auto result = with_connection([&](pqxx::connection& c) {
-    return run_transaction(c, [&](pqxx::work& txn) {
+    return run_nontransaction(c, [&](pqxx::nontransaction& txn) {
       auto rows =
           txn.exec_prepared("claim_deliveries", owner_, static_cast<long long>(lease_.count()),
                             limit, names, ordered_, blocking_);
