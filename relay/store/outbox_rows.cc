@@ -27,6 +27,12 @@ Event read_event(const pqxx::row& row, std::int64_t outbox_id, int first) {
   return e;
 }
 
+void plan_for_queue_tables(pqxx::connection& c) {
+  pqxx::nontransaction tx(c);
+  tx.exec("SET enable_seqscan = off");
+  tx.exec("SET enable_bitmapscan = off");
+}
+
 std::string held_for_sql(std::string_view ordered, std::string_view blocking,
                          OutboxRowSource rows) {
   return fmt::format(R"(CASE WHEN o.key IS NULL OR NOT (

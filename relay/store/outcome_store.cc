@@ -6,6 +6,7 @@
 #include <set>
 
 #include "relay/common/utf8.h"
+#include "relay/store/outbox_rows.h"
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
@@ -134,6 +135,7 @@ PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int 
       max_response_bytes_(max_response_bytes),
       blocking_(std::move(blocking)) {
   conn_ = std::make_unique<PgConnection>(std::move(database_url), [rows](pqxx::connection& c) {
+    plan_for_queue_tables(c);  // `id = ANY(array)` must probe the primary key
     c.prepare("outbox_to_delivery",
               fmt::format(kOutboxToDelivery, mine(rows, "$8"), place_in_key_order(rows)));
     c.prepare("outbox_to_dead_letter",

@@ -86,8 +86,10 @@ PgWalSource::PgWalSource(std::string database_url, std::string owner,
       blocking_(name_array(blocking)),
       deliveries_(database_url_, owner_, source.lease, std::move(subscriptions), std::move(ordered),
                   std::move(blocking), /*claims_outbox=*/false) {
-  claim_conn_ = std::make_unique<PgConnection>(
-      database_url_, [](pqxx::connection& c) { c.prepare("wal_look", look_sql()); });
+  claim_conn_ = std::make_unique<PgConnection>(database_url_, [](pqxx::connection& c) {
+    plan_for_queue_tables(c);
+    c.prepare("wal_look", look_sql());
+  });
   reader_conn_ = std::make_unique<PgConnection>(
       database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
   keeper_conn_ = std::make_unique<PgConnection>(
