@@ -1,7 +1,5 @@
 #include "relay/inbox/github_verifier.h"
 
-#include <fmt/format.h>
-
 #include <nlohmann/json.hpp>
 
 namespace relay::inbox {
@@ -15,12 +13,7 @@ constexpr std::string_view kPrefix = "sha256=";
 }  // namespace
 
 Result<GithubVerifier> GithubVerifier::create(const std::vector<std::string>& secrets) {
-  if (secrets.empty())
-    return Error{ErrorCode::kInvalidArgument, "a signed inbox source needs a signing secret"};
-  for (size_t i = 0; i < secrets.size(); ++i) {
-    if (secrets[i].empty())
-      return Error{ErrorCode::kInvalidArgument, fmt::format("signing secret {} is empty", i)};
-  }
+  if (auto ok = check_provider_secrets(secrets); !ok) return ok.error();
   return GithubVerifier(secrets);
 }
 

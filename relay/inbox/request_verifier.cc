@@ -117,6 +117,16 @@ std::optional<long long> parse_unix_seconds(std::string_view text) {
   return value;
 }
 
+Status check_provider_secrets(const std::vector<std::string>& secrets) {
+  if (secrets.empty())
+    return Error{ErrorCode::kInvalidArgument, "a signed inbox source needs a signing secret"};
+  for (size_t i = 0; i < secrets.size(); ++i) {
+    if (secrets[i].empty())
+      return Error{ErrorCode::kInvalidArgument, fmt::format("signing secret {} is empty", i)};
+  }
+  return {};
+}
+
 std::optional<VerifyFailure> check_tolerance(long long sent,
                                              std::chrono::system_clock::time_point now,
                                              Millis tolerance, std::string_view header) {

@@ -93,6 +93,10 @@ std::string to_hex(std::string_view bytes);
 // Equal sizes and equal bytes, compared in constant time (CRYPTO_memcmp) for a given size.
 bool same_bytes(std::string_view a, std::string_view b);
 
+// The provider schemes' secrets, used as written: at least one, none empty. kInvalidArgument names
+// which.
+Status check_provider_secrets(const std::vector<std::string>& secrets);
+
 // Unix seconds as a signed timestamp carries them (decimal digits only, at most 12), or nullopt.
 std::optional<long long> parse_unix_seconds(std::string_view text);
 // nullopt when `sent` (unix seconds) is within `tolerance` of `now`; otherwise kStaleTimestamp,

@@ -1,7 +1,5 @@
 #include "relay/inbox/shopify_verifier.h"
 
-#include <fmt/format.h>
-
 #include "relay/common/base64.h"
 
 namespace relay::inbox {
@@ -14,12 +12,7 @@ constexpr std::string_view kTopic = "X-Shopify-Topic";
 }  // namespace
 
 Result<ShopifyVerifier> ShopifyVerifier::create(const std::vector<std::string>& secrets) {
-  if (secrets.empty())
-    return Error{ErrorCode::kInvalidArgument, "a signed inbox source needs a signing secret"};
-  for (size_t i = 0; i < secrets.size(); ++i) {
-    if (secrets[i].empty())
-      return Error{ErrorCode::kInvalidArgument, fmt::format("signing secret {} is empty", i)};
-  }
+  if (auto ok = check_provider_secrets(secrets); !ok) return ok.error();
   return ShopifyVerifier(secrets);
 }
 

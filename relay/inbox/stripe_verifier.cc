@@ -49,12 +49,7 @@ StripeSignature parse_stripe_signature(std::string_view header) {
 
 Result<StripeVerifier> StripeVerifier::create(const std::vector<std::string>& secrets,
                                               Millis tolerance) {
-  if (secrets.empty())
-    return Error{ErrorCode::kInvalidArgument, "a signed inbox source needs a signing secret"};
-  for (size_t i = 0; i < secrets.size(); ++i) {
-    if (secrets[i].empty())
-      return Error{ErrorCode::kInvalidArgument, fmt::format("signing secret {} is empty", i)};
-  }
+  if (auto ok = check_provider_secrets(secrets); !ok) return ok.error();
   return StripeVerifier(secrets, tolerance);
 }
 

@@ -558,16 +558,10 @@ TEST_CASE("wal: an event queued behind a retry of its key goes after it even wit
   REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
   // Both commit while relay is paused, so it reads them together: B first (commit order).
   relay.signal(SIGSTOP);
-  pqxx::connection a(db.url()), b(db.url());
-  pqxx::work ta(a), tb(b);
-  const auto id_a =
-      ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
-          .as<std::string>();
-  const auto id_b =
-      tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
-          .as<std::string>();
-  tb.commit();
-  ta.commit();
+  OutOfIdOrderWriters w(db);
+  const std::string id_a = w.id_a, id_b = w.id_b;
+  w.tb.commit();
+  w.ta.commit();
   {
     std::lock_guard lock(mu);
     fail_once = id_b;
@@ -595,21 +589,15 @@ TEST_CASE("wal: a dead letter under on_dead_letter block holds a later commit wi
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
 
-  pqxx::connection a(db.url()), b(db.url());
-  pqxx::work ta(a), tb(b);
-  const auto id_a =
-      ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
-          .as<std::string>();
-  const auto id_b =
-      tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
-          .as<std::string>();
+  OutOfIdOrderWriters w(db);
+  const std::string id_a = w.id_a, id_b = w.id_b;
   {
     std::lock_guard lock(mu);
     reject = id_b;
   }
-  tb.commit();
+  w.tb.commit();
   REQUIRE(wait_until([&] { return db.count("relay.dead_letter") == 1; }, 60s));
-  ta.commit();
+  w.ta.commit();
   // A is handed out, finds B's dead letter and waits in relay.delivery, unsent.
   REQUIRE(wait_until(
       [&] { return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 1; }, 60s));
@@ -621,8 +609,7 @@ TEST_CASE("wal: a dead letter under on_dead_letter block holds a later commit wi
   }
   std::string output;
   const std::string dead = db.value("SELECT id FROM relay.dead_letter");
-  REQUIRE(RelayProcess::run_cli({"dlq", "replay", dead, "--database-url", db.url()}, &output) ==
-          0);
+  REQUIRE(RelayProcess::run_cli({"dlq", "replay", dead, "--database-url", db.url()}, &output) == 0);
   REQUIRE(wait_until([&] { return all_done(db) && consumer.successful_ids().size() >= 2; }, 60s));
   CHECK(consumer.successful_ids() == std::vector<std::string>{id_b, id_a});
 }

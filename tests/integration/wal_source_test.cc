@@ -171,16 +171,10 @@ TEST_CASE("wal: per-key order is commit order when writers commit out of id orde
   // A takes the lower id, B the higher one; B commits first. Both commit while relay is paused, so
   // it sees them together: by id (the table source's order) A would go first; by commit, B.
   relay.signal(SIGSTOP);
-  pqxx::connection a(db.url()), b(db.url());
-  pqxx::work ta(a), tb(b);
-  const auto id_a =
-      ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
-          .as<std::string>();
-  const auto id_b =
-      tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
-          .as<std::string>();
-  tb.commit();
-  ta.commit();
+  OutOfIdOrderWriters w(db);
+  const std::string id_a = w.id_a, id_b = w.id_b;
+  w.tb.commit();
+  w.ta.commit();
   relay.signal(SIGCONT);
   REQUIRE(wait_until([&] { return consumer.count() >= 2; }, 30s));
   CHECK(consumer.received_ids() == std::vector<std::string>{id_b, id_a});

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,6 +44,21 @@ inline std::vector<std::string> publish(TestDatabase& db, int first, int n, int 
   }
   return ids;
 }
+
+// Two writers of key 'k' with their transactions open: A took the lower id ({"i": 2}), B the
+// higher one ({"i": 1}). The test commits them in the order it needs (B first: commit order is not
+// id order).
+struct OutOfIdOrderWriters {
+  explicit OutOfIdOrderWriters(const TestDatabase& db) : a(db.url()), b(db.url()), ta(a), tb(b) {
+    id_a = ta.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 2}'::jsonb)::text")[0][0]
+               .as<std::string>();
+    id_b = tb.exec("SELECT relay.publish('order.paid', 'k', '{\"i\": 1}'::jsonb)::text")[0][0]
+               .as<std::string>();
+  }
+  pqxx::connection a, b;
+  pqxx::work ta, tb;
+  std::string id_a, id_b;
+};
 
 inline bool all_done(TestDatabase& db) {
   return db.count("relay.outbox") == 0 && db.count("relay.delivery") == 0;
