@@ -27,6 +27,7 @@
 #include "relay/ops/ops_server.h"
 #include "relay/pipeline/database_outage.h"
 #include "relay/pipeline/dispatch_stats.h"
+#include "relay/pipeline/matcher.h"
 #include "relay/pipeline/pipeline.h"
 #include "relay/store/inbox_store.h"
 #include "relay/store/metrics_store.h"
@@ -272,8 +273,17 @@ int run_relay(const config::Config& config, const std::string& database_url) {
   std::unique_ptr<model::WorkSource> work_source;
   store::PgWalSource* wal_source = nullptr;  // work_source, in WAL mode
   if (wal_mode) {
+    // A spilled event's parts go where the router would fan it out to.
+    auto routes = [subscriptions = std::make_shared<const std::vector<config::SubscriptionConfig>>(
+                       config.subscriptions)](const std::string& topic) {
+      std::vector<std::string> names;
+      for (size_t i : pipeline::Matcher(*subscriptions).match(topic))
+        names.push_back((*subscriptions)[i].name);
+      return names;
+    };
     auto wal = std::make_unique<store::PgWalSource>(database_url, owner, config.source,
-                                                    subscription_names, ordered, blocking);
+                                                    subscription_names, ordered, blocking,
+                                                    std::move(routes));
     // A server that cannot stream is a setting to change (exit 2); one that is away is waited for.
     for (int failures = 1;; ++failures) {
       auto ready = wal->prepare();

@@ -26,6 +26,12 @@ WalStats::WalStats(prometheus::Registry& r, const std::string& slot)
                          .Help("Rows delivered from the table by catch-ups")
                          .Register(r)
                          .Add({{"slot", slot}})),
+      spilled_(prometheus::BuildCounter()
+                   .Name("relay_wal_spilled_events_total")
+                   .Help("Events moved from memory to relay.delivery while an earlier event of "
+                         "their key was slow")
+                   .Register(r)
+                   .Add({{"slot", slot}})),
       slot_active_(
           gauge(r, "relay_wal_slot_active", "1 when some relay streams from the slot", slot)),
       slot_lost_(
@@ -50,6 +56,10 @@ void WalStats::sync(const store::WalSourceStatus& s) {
   if (s.catch_up_rows_total > counted_rows_) {
     catch_up_rows_.Increment(static_cast<double>(s.catch_up_rows_total - counted_rows_));
     counted_rows_ = s.catch_up_rows_total;
+  }
+  if (s.spilled_events > counted_spilled_) {
+    spilled_.Increment(static_cast<double>(s.spilled_events - counted_spilled_));
+    counted_spilled_ = s.spilled_events;
   }
 }
 

@@ -8,6 +8,7 @@
 //   relay_wal_lag_seconds           how long ago the oldest unconfirmed transaction committed
 //   relay_wal_held_events           events read from the stream, not yet handed to delivery
 //   relay_wal_catch_up_rows_total   rows delivered from the table by catch-ups
+//   relay_wal_spilled_events_total  events moved from memory to relay.delivery (slow keys)
 //   relay_wal_slot_active           1 when some relay streams from the slot (pg_replication_slots)
 //   relay_wal_slot_lost             1 when the slot is missing or invalidated (wal_status lost)
 //   relay_wal_slot_lag_bytes        WAL written since the slot's confirmed position
@@ -37,12 +38,14 @@ class WalStats {
   prometheus::Gauge& lag_seconds_;
   prometheus::Gauge& held_;
   prometheus::Counter& catch_up_rows_;
+  prometheus::Counter& spilled_;
   prometheus::Gauge& slot_active_;
   prometheus::Gauge& slot_lost_;
   prometheus::Gauge& slot_lag_;
   prometheus::Gauge& slot_retained_;
   std::mutex mu_;
   long long counted_rows_ = 0;  // guarded by mu_: catch-up rows already added to the counter
+  long long counted_spilled_ = 0;  // guarded by mu_: spilled events already added
 };
 
 }  // namespace relay::app

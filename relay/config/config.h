@@ -30,8 +30,13 @@ struct WalSourceConfig {
   // this long (the active one renews every third of it), 1s..10m.
   Millis takeover_after{10'000};
   // Events read from the stream and not yet handed to the pipeline, 100..1,000,000. When it is
-  // full relay stops reading the stream (PostgreSQL keeps the rest in its WAL) until there is room.
+  // full relay stops reading the stream (PostgreSQL keeps the rest in its WAL) until there is room,
+  // or, for events that wait behind an earlier event of their key on its way to the consumer for
+  // longer than spill_after, moves those events to relay.delivery and reads on.
   int max_held_events = 10'000;
+  // How long a key's event may be on its way before its key's waiting events are moved out of a
+  // full memory, 0..1h. Short requests (the usual case) never spill.
+  Millis spill_after{1000};
   // Standby status updates go out at least this often, 100ms..1m (below wal_sender_timeout).
   Millis status_interval{10'000};
 };

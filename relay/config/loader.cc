@@ -57,7 +57,7 @@ using Specs = std::span<const KeySpec>;
 
 constexpr KeySpec kDatabaseKeys[] = {{"url"}, {"connect_timeout"}};
 constexpr KeySpec kWalKeys[] = {
-    {"slot"}, {"publication"}, {"takeover_after"}, {"max_held_events"}, {"status_interval"}};
+    {"slot"}, {"publication"}, {"takeover_after"}, {"max_held_events"}, {"spill_after"}, {"status_interval"}};
 constexpr KeySpec kSourceKeys[] = {
     {"mode"}, {"batch_size"}, {"poll_interval"}, {"lease"}, {"wal", Shape::kMap, kWalKeys}};
 constexpr KeySpec kRetryKeys[] = {
@@ -573,6 +573,7 @@ void Parser::parse(const YAML::Node& root, Config& config) {
                        out.publication);
           read_duration(wal->find("takeover_after"), 1s, 10min, out.takeover_after);
           read_int(wal->find("max_held_events"), 100, 1'000'000, out.max_held_events);
+          read_duration(wal->find("spill_after"), 0ms, 1h, out.spill_after);
           read_duration(wal->find("status_interval"), 100ms, 1min, out.status_interval);
         }
       }

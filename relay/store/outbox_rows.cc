@@ -42,7 +42,8 @@ std::string held_for_sql(std::string_view ordered, std::string_view blocking,
                     AND EXISTS (SELECT 1 FROM relay.dead_letter d1
                                  WHERE d1.replayed_at IS NULL AND d1.subscription = ANY({1}::text[]))))
                  THEN '{{}}'::text[] ELSE ARRAY(
-              SELECT d.subscription FROM relay.delivery d WHERE d.key = o.key AND d.subscription = ANY({0}::text[])
+              SELECT d.subscription FROM relay.delivery d
+               WHERE d.key = o.key AND d.subscription = ANY({0}::text[]) AND d.behind_outbox_id IS NULL
               UNION
               SELECT dl.subscription FROM relay.dead_letter dl
                WHERE dl.key = o.key AND dl.replayed_at IS NULL AND dl.subscription = ANY({1}::text[])

@@ -38,6 +38,24 @@ void plan_for_queue_tables(pqxx::connection& c);
 // the row. WAL source: every one does, because the row is asked about when it is handed out, in
 // commit order, so every dead letter of its key recorded by then is of an earlier commit (and its
 // place in the key's order was drawn when it was recorded, so it says nothing next to an id).
+// A parked relay.delivery row (WAL mode, sql/0007_wal_spill.sql) holds nothing: it waits behind an
+// event of its key that is on its way, and comes after every event before that one.
 std::string held_for_sql(std::string_view ordered, std::string_view blocking, OutboxRowSource rows);
+
+// Events queued behind a key's head in relay.delivery wait with a far next_attempt_at, and the
+// outcome store makes the successor due when the head leaves (promote_next). This is the other
+// half of that hand-over: a row just queued behind its key ($1) is due at once when no
+// earlier event of its (subscription, key) is pending any more. FOR KEY SHARE (only a DELETE
+// conflicts) makes the check wait for a predecessor whose removal is in progress and then skip it
+// if it is gone; and a predecessor removed after this lock is taken waits for this transaction, so
+// its promote_next sees this row. Either way the successor never waits for max_backoff.
+inline constexpr std::string_view kDueIfFirst = R"(
+  WITH pred AS (
+    SELECT 1 FROM relay.delivery p JOIN relay.delivery me
+        ON p.subscription = me.subscription AND p.key = me.key AND p.outbox_id < me.outbox_id
+     WHERE me.id = $1
+     FOR KEY SHARE OF p)
+  UPDATE relay.delivery SET next_attempt_at = now()
+   WHERE id = $1 AND next_attempt_at > now() AND NOT EXISTS (SELECT 1 FROM pred))";
 
 }  // namespace relay::store

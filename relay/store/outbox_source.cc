@@ -77,14 +77,16 @@ constexpr const char* kClaimOutbox = R"(
             (extract(epoch FROM o.expires_at) * 1000000)::bigint,
   )";  // + held_for_sql("$6", "$7", kTable)
 
-// Due relay.delivery rows of the sendable subscriptions ($4). For per_key subscriptions ($5) only a
-// (subscription, key)'s head (lowest outbox_id) is claimable, and for on_dead_letter: block ones
+// Due relay.delivery rows of the sendable subscriptions ($4), except parked ones (WAL mode: see
+// sql/0007_wal_spill.sql). For per_key subscriptions ($5) only a (subscription, key)'s head (lowest
+// outbox_id, parked rows included) is claimable, and for on_dead_letter: block ones
 // ($6) not while an earlier unreplayed dead letter of that key exists.
 constexpr const char* kClaimDeliveries = R"(
   WITH due AS (
     SELECT d.id FROM relay.delivery d
      WHERE d.next_attempt_at <= now()
        AND (d.lease_until IS NULL OR d.lease_until < now())
+       AND d.behind_outbox_id IS NULL
        AND d.subscription = ANY($4::text[])
        AND (d.key IS NULL OR d.subscription <> ALL($5::text[]) OR NOT EXISTS (
              SELECT 1 FROM relay.delivery p
@@ -116,7 +118,7 @@ constexpr const char* kRenewDeliveries =
 // it left them (blocked): they don't count. -1 before any claim: every row counts.
 constexpr const char* kNextDue = R"(
   SELECT (extract(epoch FROM least(
-            (SELECT min(next_attempt_at) FROM relay.delivery WHERE lease_until IS NULL AND subscription = ANY($1::text[])
+            (SELECT min(next_attempt_at) FROM relay.delivery WHERE lease_until IS NULL AND behind_outbox_id IS NULL AND subscription = ANY($1::text[])
                 AND ($2::bigint < 0 OR next_attempt_at > now() - $2::bigint * interval '1 millisecond')),
             (SELECT min(deliver_after) FROM relay.outbox WHERE deliver_after > now())) - now()) * 1000)::bigint)";
 

@@ -74,19 +74,6 @@ constexpr const char* kPromoteNext = R"(
   UPDATE relay.delivery SET next_attempt_at = now()
    WHERE id = (SELECT id FROM relay.delivery WHERE subscription = $1 AND key = $2 ORDER BY outbox_id LIMIT 1)
      AND next_attempt_at > now() AND lease_owner IS NULL)";
-// The other half of the hand-over: a row just queued behind its key ($1) is due at once when no
-// earlier event of its (subscription, key) is pending any more. FOR KEY SHARE (only a DELETE
-// conflicts) makes the check wait for a predecessor whose removal is in progress and then skip it
-// if it is gone; and a predecessor removed after this lock is taken waits for this transaction, so
-// its promote_next sees this row. Either way the successor never waits for max_backoff.
-constexpr const char* kDueIfFirst = R"(
-  WITH pred AS (
-    SELECT 1 FROM relay.delivery p JOIN relay.delivery me
-        ON p.subscription = me.subscription AND p.key = me.key AND p.outbox_id < me.outbox_id
-     WHERE me.id = $1
-     FOR KEY SHARE OF p)
-  UPDATE relay.delivery SET next_attempt_at = now()
-   WHERE id = $1 AND next_attempt_at > now() AND NOT EXISTS (SELECT 1 FROM pred))";
 constexpr const char* kReleaseDeliveries =
     "UPDATE relay.delivery SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::bigint[]) "
     "AND lease_owner = $2";
@@ -147,7 +134,7 @@ PgOutcomeStore::PgOutcomeStore(std::string database_url, std::string owner, int 
     c.prepare("delivery_defer", kDeliveryDefer);
     c.prepare("delete_deliveries", kDeleteDeliveries);
     c.prepare("promote_next", kPromoteNext);
-    c.prepare("due_if_first", kDueIfFirst);
+    c.prepare("due_if_first", std::string(kDueIfFirst));
     c.prepare("release_deliveries", kReleaseDeliveries);
   });
 }

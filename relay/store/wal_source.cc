@@ -8,10 +8,12 @@
 
 #include "relay/common/backoff.h"
 #include "relay/common/database_url.h"
+#include "relay/common/fault_point.h"
 #include "relay/store/outbox_rows.h"
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
+#include "relay/store/wal_spill.h"
 #include "relay/store/wal/outbox_row.h"
 #include "relay/store/wal/pgoutput.h"
 #include "relay/store/wal/replication_connection.h"
@@ -23,11 +25,16 @@ using SteadyClock = std::chrono::steady_clock;
 
 // Rows read per catch-up page, at most: the page also waits for room among the held events.
 constexpr int kCatchUpPage = 1000;
+// Events moved to relay.delivery per spill transaction, at most.
+constexpr int kSpillBatch = 1000;
+// After a spill that moved nothing, the next one waits this long.
+constexpr Millis kSpillRetry{50};
 // How long one wait on the stream lasts at most, so lease renewal and status updates keep time.
 constexpr Millis kStreamWait{1000};
 
-// One statement, so one snapshot: which handed-out events still exist and what each is held for
-// ($1 outbox ids, $2 ordered, $3 blocking: rows with `found` true), and which of the events'
+// One statement, so one snapshot: which handed-out events still exist, what each is held for
+// ($1 outbox ids, $2 ordered, $3 blocking: rows with `found` true) and whether rows are parked
+// behind it (spilled by an earlier reader), and which of the events'
 // transactions ($4, 32-bit xids from the stream) that snapshot does not see yet (`found` false).
 // A transaction's commit reaches the WAL, and so the stream, a moment before other sessions can
 // see it; a row missing from a snapshot that sees its transaction is gone for good (delivered
@@ -36,9 +43,10 @@ constexpr Millis kStreamWait{1000};
 // began before the snapshot, so it is at most one epoch behind).
 std::string look_sql() {
   return R"(SELECT true AS found, o.id, )" + held_for_sql("$2", "$3", OutboxRowSource::kWal) +
-         R"( FROM relay.outbox o WHERE o.id = ANY($1::bigint[])
+         R"(, EXISTS (SELECT 1 FROM relay.delivery pk WHERE pk.behind_outbox_id = o.id)
+    FROM relay.outbox o WHERE o.id = ANY($1::bigint[])
   UNION ALL
-  SELECT false, x, NULL::text[]
+  SELECT false, x, NULL::text[], false
     FROM unnest($4::bigint[]) x,
          (SELECT s, pg_snapshot_xmax(s)::text::bigint >> 32 AS epoch,
                  pg_snapshot_xmax(s)::text::bigint & 4294967295 AS low
@@ -78,12 +86,19 @@ bool sleep_for(Millis d, std::stop_token stop) {
 
 PgWalSource::PgWalSource(std::string database_url, std::string owner,
                          const config::SourceConfig& source, std::vector<std::string> subscriptions,
-                         std::vector<std::string> ordered, std::vector<std::string> blocking)
+                         std::vector<std::string> ordered, std::vector<std::string> blocking,
+                         TopicRoutes routes)
     : database_url_(std::move(database_url)),
       owner_(std::move(owner)),
       config_(source.wal),
       ordered_(name_array(ordered)),
       blocking_(name_array(blocking)),
+      parks_([&] {
+        std::vector<std::string> both = ordered;
+        both.insert(both.end(), blocking.begin(), blocking.end());
+        return both;
+      }()),
+      routes_(std::move(routes)),
       deliveries_(database_url_, owner_, source.lease, std::move(subscriptions), std::move(ordered),
                   std::move(blocking), /*claims_outbox=*/false) {
   claim_conn_ = std::make_unique<PgConnection>(database_url_, [](pqxx::connection& c) {
@@ -94,6 +109,7 @@ PgWalSource::PgWalSource(std::string database_url, std::string owner,
       database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
   keeper_conn_ = std::make_unique<PgConnection>(
       database_url_, [](pqxx::connection& c) { c.prepare("wal_hold_lease", kHoldLease); });
+  release_conn_ = std::make_unique<PgConnection>(database_url_, [](pqxx::connection&) {});
   status_.slot = config_.slot;
 }
 
@@ -282,6 +298,8 @@ void PgWalSource::keep(std::stop_token stop) {
     }
     if (now - last_refresh >= config_.status_interval) {
       refresh_slot_state(*keeper_conn_);
+      // Rows parked behind an event that was cancelled meanwhile (rare): release them.
+      if (holding_) (void)release_orphans(*keeper_conn_);
       last_refresh = now;
     }
   }
@@ -333,6 +351,13 @@ PgWalSource::Outcome PgWalSource::lead(std::stop_token stop) {
     return Outcome::kLeaseLost;
   }
   start_term();
+  // Rows parked behind events whose outcome was recorded but whose release was not (relay stopped
+  // in between, or the release failed) go first: nothing of their keys is handed out before.
+  if (!release_orphans(*reader_conn_)) return Outcome::kUnavailable;
+  {
+    std::lock_guard lock(mu_);
+    unreleased_keys_.clear();
+  }
   auto c = reader_conn_->get();
   if (!c) return Outcome::kUnavailable;
   auto state = run_transaction(**c, [&](pqxx::work& txn) {
@@ -359,8 +384,24 @@ PgWalSource::Outcome PgWalSource::lead(std::stop_token stop) {
 bool PgWalSource::wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive) {
   std::unique_lock lock(mu_);
   while (static_cast<int>(held_.size()) >= config_.max_held_events) {
-    room_.wait_for(lock, stop, kStreamWait,
-                   [&] { return static_cast<int>(held_.size()) < config_.max_held_events; });
+    const auto spill_at = next_spill();
+    if (spill_at && *spill_at <= SteadyClock::now()) {
+      lock.unlock();
+      const long long moved = spill_waiting();
+      lock.lock();
+      // Nothing could move (rows not visible yet, or the events they wait behind just finished):
+      // look again shortly rather than at once.
+      if (moved == 0) room_.wait_for(lock, stop, kSpillRetry, [] { return false; });
+    } else {
+      // Wakes for room, and for the moment a key's events become due to spill.
+      auto wait = kStreamWait;
+      if (spill_at) {
+        wait = std::min(wait, std::chrono::ceil<Millis>(*spill_at - SteadyClock::now()));
+      }
+      room_.wait_for(lock, stop, wait, [&] {
+        return static_cast<int>(held_.size()) < config_.max_held_events;
+      });
+    }
     if (stop.stop_requested()) return false;
     lock.unlock();
     const bool alive = keep_alive();
@@ -638,6 +679,117 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
   return Outcome::kStopped;
 }
 
+// ---- spilling (the reader's side) ----------------------------------------------------------
+
+std::optional<SteadyClock::time_point> PgWalSource::next_spill() const {
+  std::optional<SteadyClock::time_point> at;
+  for (const auto& h : held_) {
+    if (!h.event.key || h.spilling) continue;
+    auto k = keys_in_flight_.find(*h.event.key);
+    if (k == keys_in_flight_.end() || k->second.ids.empty()) continue;
+    const auto due = k->second.since + config_.spill_after;
+    if (!at || due < *at) at = due;
+  }
+  return at;
+}
+
+long long PgWalSource::spill_waiting() {
+  std::vector<SpillItem> items;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = SteadyClock::now();
+    const auto wall_now = std::chrono::system_clock::now();
+    std::set<std::string> stays;  // keys whose (remaining) events stay in memory
+    for (auto& h : held_) {
+      if (static_cast<int>(items.size()) >= kSpillBatch) break;
+      if (!h.event.key || h.spilling) continue;
+      const std::string& key = *h.event.key;
+      if (stays.count(key) != 0) continue;
+      auto k = keys_in_flight_.find(key);
+      // relay.delivery has no deliver_after: an event scheduled for later stays in memory.
+      if (k == keys_in_flight_.end() || k->second.ids.empty() ||
+          now < k->second.since + config_.spill_after ||
+          (h.event.deliver_after && *h.event.deliver_after > wall_now)) {
+        stays.insert(key);
+        continue;
+      }
+      SpillItem item;
+      item.outbox_id = h.event.outbox_id;
+      item.key = key;
+      item.behind = k->second.ids.back();
+      for (auto& sub : routes_(h.event.topic)) {
+        item.parked.push_back(std::find(parks_.begin(), parks_.end(), sub) != parks_.end());
+        item.subscriptions.push_back(std::move(sub));
+      }
+      if (item.subscriptions.empty()) {  // dead-lettered as no_subscription by the pipeline
+        stays.insert(key);
+        continue;
+      }
+      h.spilling = true;
+      spilling_keys_.insert(key);
+      // Before the spill commits: the event's outcome may be recorded at any moment from now on.
+      parked_behind_.insert(item.behind);
+      items.push_back(std::move(item));
+    }
+  }
+  if (items.empty()) return 0;
+
+  std::vector<std::int64_t> moved;
+  auto c = reader_conn_->get();
+  auto spilled = c ? spill_events(**c, items) : Result<std::vector<std::int64_t>>(c.error());
+  if (spilled) {
+    moved = std::move(*spilled);
+  } else {
+    if (spilled.error().code == ErrorCode::kUnavailable) reader_conn_->reset();
+    log_.warn("cannot move waiting events to relay.delivery",
+              {{"error", spilled.error().message}});
+  }
+  const std::set<std::int64_t> gone(moved.begin(), moved.end());
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = held_.begin(); it != held_.end();) {
+      if (!it->spilling) {
+        ++it;
+        continue;
+      }
+      it->spilling = false;
+      if (gone.count(it->event.outbox_id) == 0) {
+        ++it;
+        continue;
+      }
+      // Moved, so it has its outcome: its transaction may be confirmed once the rest is done.
+      if (it->txn == 0) {
+        --catch_up_outstanding_;
+      } else {
+        progress_.event_done(it->txn);
+      }
+      it = held_.erase(it);
+    }
+    for (const auto& item : items) spilling_keys_.erase(item.key);
+    status_.spilled_events += static_cast<long long>(moved.size());
+  }
+  room_.notify_all();
+  if (!moved.empty()) {
+    log_.info("moved events waiting behind slow keys to relay.delivery",
+              {{"events", std::to_string(moved.size())}});
+    deliveries_.wake();  // parts of subscriptions without per-key order are due at once
+  }
+  return static_cast<long long>(moved.size());
+}
+
+Status PgWalSource::release_orphans(PgConnection& conn) {
+  auto c = conn.get();
+  if (!c) return c.error();
+  auto released = release_orphaned_parked(**c);
+  if (!released) {
+    if (released.error().code == ErrorCode::kUnavailable) conn.reset();
+    log_.warn("cannot release parked rows", {{"error", released.error().message}});
+    return released.error();
+  }
+  if (*released > 0) deliveries_.wake();
+  return {};
+}
+
 // ---- the claimer's side ---------------------------------------------------------------------
 
 Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, int /*held_items*/) {
@@ -645,17 +797,22 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
   {
     std::lock_guard lock(mu_);
     const std::uint64_t claim = ++claims_;
+    const auto now = SteadyClock::now();
     for (auto it = held_.begin(); it != held_.end() && static_cast<int>(batch.size()) < limit;) {
       if (it->event.key) {
         // A key whose earlier event from an earlier claim is still on its way waits for its
         // outcome (a retry then holds it through held_for); within one claim KeyOrder orders it.
-        auto k = keys_in_flight_.find(*it->event.key);
-        if (k != keys_in_flight_.end() && k->second.count > 0 && k->second.claim != claim) {
+        // So does a key being spilled, or one whose parked rows still wait for their release.
+        const std::string& key = *it->event.key;
+        auto k = keys_in_flight_.find(key);
+        if ((k != keys_in_flight_.end() && !k->second.ids.empty() && k->second.claim != claim) ||
+            spilling_keys_.count(key) != 0 || unreleased_keys_.count(key) != 0) {
           ++it;
           continue;
         }
-        auto& use = keys_in_flight_[*it->event.key];
-        ++use.count;
+        auto& use = keys_in_flight_[key];
+        if (use.ids.empty()) use.since = now;
+        use.ids.push_back(it->event.outbox_id);
         use.claim = claim;
       }
       in_flight_[it->event.outbox_id] = InFlight{it->txn, it->event.key};
@@ -674,14 +831,19 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
     if (h.xid != 0 && (xids.empty() || xids.back() != h.xid)) xids.push_back(h.xid);
   }
   std::set<std::uint32_t> running;  // transactions the last look's snapshot did not see yet
-  std::unordered_map<std::int64_t, std::vector<std::string>> present;
+  struct Present {
+    std::vector<std::string> held_for;
+    bool parked_behind = false;  // rows are parked behind it (spilled by an earlier reader)
+  };
+  std::unordered_map<std::int64_t, Present> present;
   auto look = [&](pqxx::nontransaction& txn, const std::vector<std::int64_t>& of_ids,
                   const std::vector<std::int64_t>& of_xids) {
     running.clear();
     for (const auto& r : txn.exec_prepared("wal_look", bigint_array(of_ids), ordered_, blocking_,
                                            bigint_array(of_xids))) {
       if (r[0].as<bool>()) {
-        present.insert_or_assign(r[1].as<std::int64_t>(), parse_name_array(r[2].as<std::string>()));
+        present.insert_or_assign(r[1].as<std::int64_t>(),
+                                 Present{parse_name_array(r[2].as<std::string>()), r[3].as<bool>()});
       } else {
         running.insert(static_cast<std::uint32_t>(r[1].as<std::int64_t>()));
       }
@@ -716,10 +878,7 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
     std::lock_guard lock(mu_);
     for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
       in_flight_.erase(it->event.outbox_id);
-      if (it->event.key) {
-        auto k = keys_in_flight_.find(*it->event.key);
-        if (k != keys_in_flight_.end() && --k->second.count <= 0) keys_in_flight_.erase(k);
-      }
+      if (it->event.key) key_done(*it->event.key, it->event.outbox_id);
       held_.push_front(std::move(*it));
     }
     return rows.error();
@@ -731,11 +890,15 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
     std::lock_guard lock(mu_);
     std::vector<Held> not_yet;  // committed, not visible yet: first in line again, in order
     std::set<std::string> keys_not_yet;  // a key's later events wait behind such an event
+    std::set<std::string> keys_parked;   // ... or behind one that rows are parked behind
+    bool recheck = false;
     for (auto& h : batch) {
       auto p = present.find(h.event.outbox_id);
       const bool invisible = p == present.end() && h.xid != 0 && running.count(h.xid) != 0;
-      if (invisible || (h.event.key && keys_not_yet.count(*h.event.key) != 0)) {
-        if (h.event.key) keys_not_yet.insert(*h.event.key);
+      if (invisible || (h.event.key && (keys_not_yet.count(*h.event.key) != 0 ||
+                                        keys_parked.count(*h.event.key) != 0))) {
+        if (invisible) recheck = true;
+        if (h.event.key && keys_parked.count(*h.event.key) == 0) keys_not_yet.insert(*h.event.key);
         not_yet.push_back(std::move(h));
         continue;
       }
@@ -745,20 +908,23 @@ Result<std::vector<model::ClaimedEvent>> PgWalSource::claim_outbox(int limit, in
         freed = true;
         continue;
       }
+      if (p->second.parked_behind) {
+        // Its outcome releases the rows parked behind it; the key's later events come after
+        // those, so they wait in memory until then.
+        parked_behind_.insert(h.event.outbox_id);
+        if (h.event.key) keys_parked.insert(*h.event.key);
+      }
       model::ClaimedEvent e;
       e.event = std::move(h.event);
-      e.held_for = std::move(p->second);
+      e.held_for = std::move(p->second.held_for);
       out.push_back(std::move(e));
     }
     for (auto it = not_yet.rbegin(); it != not_yet.rend(); ++it) {
       in_flight_.erase(it->event.outbox_id);
-      if (it->event.key) {
-        auto k = keys_in_flight_.find(*it->event.key);
-        if (k != keys_in_flight_.end() && --k->second.count <= 0) keys_in_flight_.erase(k);
-      }
+      if (it->event.key) key_done(*it->event.key, it->event.outbox_id);
       held_.push_front(std::move(*it));
     }
-    if (!not_yet.empty()) recheck_soon_ = true;
+    if (recheck) recheck_soon_ = true;
   }
   if (freed) {
     room_.notify_all();
@@ -775,25 +941,67 @@ void PgWalSource::finish_event(std::int64_t outbox_id, bool done) {
   } else if (done) {
     progress_.event_done(it->second.txn);
   }
-  if (it->second.key) {
-    auto k = keys_in_flight_.find(*it->second.key);
-    if (k != keys_in_flight_.end() && --k->second.count <= 0) keys_in_flight_.erase(k);
-  }
+  if (it->second.key) key_done(*it->second.key, outbox_id);
   in_flight_.erase(it);
+}
+
+void PgWalSource::key_done(const std::string& key, std::int64_t outbox_id) {
+  auto k = keys_in_flight_.find(key);
+  if (k == keys_in_flight_.end()) return;
+  auto& ids = k->second.ids;
+  ids.erase(std::remove(ids.begin(), ids.end(), outbox_id), ids.end());
+  if (ids.empty()) keys_in_flight_.erase(k);
 }
 
 void PgWalSource::recorded(const model::OutcomeBatch& batch) {
   if (batch.outbox.empty()) return;
-  bool wake = false;
+  // An aborted part (shutdown) left the row as it was: its transaction is not done.
+  auto is_done = [](const model::OutboxOutcome& o) {
+    return std::none_of(o.parts.begin(), o.parts.end(), [](const auto& p) {
+      return p.kind == model::PartOutcome::Kind::kAborted;
+    });
+  };
+  // Rows parked behind these events go next in their keys' order, before the keys' events still
+  // in memory may go (finish_event frees the keys below).
+  std::vector<std::int64_t> release;
+  std::vector<std::string> release_keys;
   {
     std::lock_guard lock(mu_);
     for (const auto& o : batch.outbox) {
-      // An aborted part (shutdown) left the row as it was: its transaction is not done.
-      const bool done = std::none_of(o.parts.begin(), o.parts.end(), [](const auto& p) {
-        return p.kind == model::PartOutcome::Kind::kAborted;
-      });
-      finish_event(o.outbox_id, done);
+      if (!is_done(o) || parked_behind_.erase(o.outbox_id) == 0) continue;
+      release.push_back(o.outbox_id);
+      auto f = in_flight_.find(o.outbox_id);
+      if (f != in_flight_.end() && f->second.key) release_keys.push_back(*f->second.key);
     }
+  }
+  // Until they are released, the keys' events in memory must not go: try again while the database
+  // is away (the recorder waits for it anyway). A relay that stops first leaves them to the next
+  // term's release of orphans, and the keys blocked until then.
+  for (int failures = 0; !release.empty();) {
+    auto c = release_conn_->get();
+    // The fault point (tests): as if the connection died before the statement.
+    auto released = !c ? Result<long long>(c.error())
+                    : fault_fires("wal.release_parked.lost")
+                        ? Result<long long>(Error{ErrorCode::kUnavailable, "fault point"})
+                        : release_parked(**c, release);
+    if (released) {
+      if (*released > 0) deliveries_.wake();
+      break;
+    }
+    if (released.error().code == ErrorCode::kUnavailable) release_conn_->reset();
+    if (++failures == 1) {
+      log_.warn("cannot release parked rows; trying again", {{"error", released.error().message}});
+    }
+    if (!sleep_for(database_retry(failures), reader_.get_stop_token())) {
+      std::lock_guard lock(mu_);
+      unreleased_keys_.insert(release_keys.begin(), release_keys.end());
+      break;
+    }
+  }
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& o : batch.outbox) finish_event(o.outbox_id, is_done(o));
     wake = !held_.empty();
   }
   room_.notify_all();

@@ -18,6 +18,12 @@
 // - Per-key order is commit order: an event waits in memory while an earlier event of its key from
 //   an earlier claim is in flight (at most one request's time); once that one is recorded, an
 //   event behind a retry is held for its subscription (held_for) and queues in relay.delivery.
+// - Memory is bounded by wal.max_held_events. When it is full and a key's event has been in flight
+//   for wal.spill_after (a slow or hanging consumer), that key's waiting events move to
+//   relay.delivery, parked behind the event in flight (store/wal_spill.h), and the stream goes on.
+//   The event's outcome releases them after it. A restarted reader learns of parked rows from the
+//   look (`parked`): it hands out the event they wait behind, and that key's later events only
+//   after its outcome. Otherwise a full memory pauses the stream (the pipeline is the bottleneck).
 // - One reader per slot: the reader holds a lease in relay.wal_reader and renews it every third of
 //   wal.takeover_after; another relay stands by and takes over when it runs out. A relay that
 //   cannot renew stops streaming before its lease ends.
@@ -37,6 +43,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -54,6 +61,8 @@ namespace relay::store {
 
 class PgConnection;
 using SteadyTime = std::chrono::steady_clock::duration;
+// The subscriptions whose topics match `topic` (what the pipeline's router fans an event out to).
+using TopicRoutes = std::function<std::vector<std::string>(const std::string& topic)>;
 
 namespace wal {
 class ReplicationConnection;
@@ -71,6 +80,7 @@ struct WalSourceStatus {
   long long catch_up_read = 0;        // rows read from the table in the current or last catch-up
   long long catch_up_rows_total = 0;  // rows read by every catch-up of this process
   long long catch_ups = 0;            // catch-ups started by this process
+  long long spilled_events = 0;       // moved from memory to relay.delivery by this process
   // How long ago the oldest transaction not yet confirmed committed (0 when none): what a restart
   // would replay, and how far behind this relay is. Only the relay reading the slot knows it.
   double lag_seconds = 0;
@@ -85,10 +95,10 @@ struct WalSourceStatus {
 class PgWalSource final : public model::WorkSource {
  public:
   // `owner` names this relay in relay.wal_reader and relay.delivery leases. `subscriptions`,
-  // `ordered`, `blocking`: as PgOutboxSource's.
+  // `ordered`, `blocking`: as PgOutboxSource's. `routes`: where a spilled event's parts go.
   PgWalSource(std::string database_url, std::string owner, const config::SourceConfig& source,
               std::vector<std::string> subscriptions, std::vector<std::string> ordered,
-              std::vector<std::string> blocking);
+              std::vector<std::string> blocking, TopicRoutes routes);
   ~PgWalSource() override;
   PgWalSource(const PgWalSource&) = delete;
   PgWalSource& operator=(const PgWalSource&) = delete;
@@ -124,6 +134,7 @@ class PgWalSource final : public model::WorkSource {
     Event event;
     wal::WalProgress::Txn txn = 0;  // 0: a catch-up row (not in the stream)
     std::uint32_t xid = 0;          // the inserting transaction (stream rows only)
+    bool spilling = false;          // being moved to relay.delivery: not to be handed out
   };
   struct InFlight {
     wal::WalProgress::Txn txn = 0;
@@ -157,8 +168,17 @@ class PgWalSource final : public model::WorkSource {
   void give_up_lease();
   // Reads the slot's row in pg_replication_slots into status_ (errors only leave it stale).
   void refresh_slot_state(PgConnection& conn);
-  // Waits until the held events have room (or stop); renews the lease meanwhile.
+  // Waits until the held events have room (or stop), spilling what waits behind slow keys; renews
+  // the lease meanwhile.
   bool wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive);
+  // When the oldest key in flight with events waiting behind it passes spill_after (nullopt: no
+  // such key). REQUIRES: mu_ held.
+  std::optional<std::chrono::steady_clock::time_point> next_spill() const;
+  // Moves the waiting events of keys in flight for spill_after to relay.delivery (reader thread);
+  // returns how many moved.
+  long long spill_waiting();
+  // Releases what is parked behind outbox rows that are gone (keeper and reader threads).
+  Status release_orphans(PgConnection& conn);
   void add_held(Held&& held);
   void finish_event(std::int64_t outbox_id, bool done);  // REQUIRES: mu_ held
   void set_role(const char* role);
@@ -169,11 +189,14 @@ class PgWalSource final : public model::WorkSource {
   const config::WalSourceConfig config_;
   const std::string ordered_;  // Postgres array literals
   const std::string blocking_;
+  const std::vector<std::string> parks_;  // ordered and blocking names: spilled parts park
+  const TopicRoutes routes_;
   const Logger log_{"wal"};
   PgOutboxSource deliveries_;                  // relay.delivery claims, LISTEN, wake-ups
   std::unique_ptr<PgConnection> claim_conn_;   // claimer thread: existence and held_for
   std::unique_ptr<PgConnection> reader_conn_;  // reader thread: lease, slot state
   std::unique_ptr<PgConnection> keeper_conn_;  // keeper thread: lease renewals, slot state
+  std::unique_ptr<PgConnection> release_conn_;  // recorder thread (recorded()): releases parked rows
   std::jthread keeper_;
   std::atomic<bool> holding_{false};                  // the reader is in a term
   std::atomic<bool> lease_lost_{false};               // the keeper found another owner
@@ -191,13 +214,23 @@ class PgWalSource final : public model::WorkSource {
   std::condition_variable_any room_;  // held events left, or in-flight ones settled
   std::list<Held> held_;              // guarded by mu_
   std::unordered_map<std::int64_t, InFlight> in_flight_;  // by outbox id; guarded by mu_
-  // Per key: events in flight and the claim that took them (a later claim waits).
+  // Per key: events in flight (outbox ids, in hand-out order), the claim that took them (a later
+  // claim waits) and since when the key has been in flight.
   struct KeyUse {
-    long long count = 0;
+    std::vector<std::int64_t> ids;
     std::uint64_t claim = 0;
+    std::chrono::steady_clock::time_point since;
   };
+  void key_done(const std::string& key, std::int64_t outbox_id);  // REQUIRES: mu_ held
   std::unordered_map<std::string, KeyUse> keys_in_flight_;  // guarded by mu_
   std::uint64_t claims_ = 0;                                // guarded by mu_
+  // Keys whose waiting events are being spilled now, and keys whose parked rows could not be
+  // released before relay began to stop (the next term releases orphans first): neither is
+  // handed out.
+  std::set<std::string> spilling_keys_;    // guarded by mu_
+  std::set<std::string> unreleased_keys_;  // guarded by mu_
+  // Events in flight that rows may be parked behind: their outcome releases them.
+  std::set<std::int64_t> parked_behind_;  // guarded by mu_
   // Some streamed rows were not visible yet when last claimed: claim again shortly.
   std::atomic<bool> recheck_soon_{false};
   long long catch_up_outstanding_ = 0;  // guarded by mu_

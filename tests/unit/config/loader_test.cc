@@ -682,17 +682,19 @@ TEST_CASE("source.mode is table or wal, and source.wal has defaults and bounds",
   CHECK(table.source.wal.publication == "relay_outbox");
   CHECK(table.source.wal.takeover_after == std::chrono::seconds(10));
   CHECK(table.source.wal.max_held_events == 10'000);
+  CHECK(table.source.wal.spill_after == std::chrono::seconds(1));
   CHECK(table.source.wal.status_interval == std::chrono::seconds(10));
 
   const auto wal =
       config_of(yaml({"source:", "  mode: wal", "  wal:", "    slot: s_1", "    publication: p2",
                       "    takeover_after: 3s", "    max_held_events: 500",
-                      "    status_interval: 250ms", kSub0, kSub1, kSub2, kSub3}));
+                      "    spill_after: 0ms", "    status_interval: 250ms", kSub0, kSub1, kSub2, kSub3}));
   CHECK(wal.source.mode == "wal");
   CHECK(wal.source.wal.slot == "s_1");
   CHECK(wal.source.wal.publication == "p2");
   CHECK(wal.source.wal.takeover_after == std::chrono::seconds(3));
   CHECK(wal.source.wal.max_held_events == 500);
+  CHECK(wal.source.wal.spill_after == std::chrono::milliseconds(0));
   CHECK(wal.source.wal.status_interval == std::chrono::milliseconds(250));
 
   check_error(only_error(yaml({"source: {mode: queue}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
@@ -706,6 +708,8 @@ TEST_CASE("source.mode is table or wal, and source.wal has defaults and bounds",
               1, 32, "source.wal.takeover_after", "must be between 1s and 10m");
   check_error(only_error(yaml({"source: {wal: {max_held_events: 5}}", kSub0, kSub1, kSub2, kSub3})),
               1, 33, "source.wal.max_held_events", "must be between 100 and 1000000");
+  check_error(only_error(yaml({"source: {wal: {spill_after: 2h}}", kSub0, kSub1, kSub2, kSub3})),
+              1, 29, "source.wal.spill_after", "must be between 0s and 1h");
   check_error(only_error(yaml({"source: {wal: {lag: 5}}", kSub0, kSub1, kSub2, kSub3})), 1, 16,
               "source.wal.lag", "unknown key");
 }
@@ -1252,6 +1256,7 @@ TEST_CASE("known_config_keys lists every accepted key path, sections included, i
                                    "source.wal.publication",
                                    "source.wal.takeover_after",
                                    "source.wal.max_held_events",
+                                   "source.wal.spill_after",
                                    "source.wal.status_interval",
                                    "subscriptions",
                                    "subscriptions[].name",
