@@ -131,9 +131,9 @@ std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
   return model::to_json(doc);
 }
 
-// Refreshes the database gauges (backlog, oldest due age, retries waiting, dead letters, outbox dead
-// tuples and the oldest snapshot's age) every few seconds on its own connection, so a slow query
-// never holds up the pipeline or a scrape.
+// Refreshes the database gauges (backlog, oldest due age, retries waiting, dead letters, outbox
+// dead tuples and the oldest snapshot's age) every few seconds on its own connection, so a slow
+// query never holds up the pipeline or a scrape.
 void poll_database_metrics(const std::string& url, Clock& clock, pipeline::DispatchStats& stats,
                            std::stop_token stop) {
   constexpr Millis kEvery{5000};

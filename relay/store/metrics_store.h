@@ -24,7 +24,7 @@ struct MetricsSnapshot {
     double oldest_due_age_seconds = 0;  // 0 when no row is due
   };
   std::vector<Topic> topics;  // at most `max_topics` + 1 entries (the rest summed as "_other")
-  std::map<std::string, std::int64_t> dead_letters;  // unreplayed, by subscription
+  std::map<std::string, std::int64_t> dead_letters;     // unreplayed, by subscription
   std::map<std::string, std::int64_t> retries_waiting;  // relay.delivery rows, by subscription
   // pg_stat_user_tables.n_dead_tup of relay.outbox (the statistics' estimate, refreshed by
   // PostgreSQL about once a second).

@@ -43,8 +43,8 @@ class ChromiumSession {
     if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0)
       throw std::runtime_error("pipe failed");
     std::vector<std::string> args = chromium_args(
-        profile_.path(), {"--remote-debugging-pipe", "--window-size=" + std::to_string(width) +
-                                                          "," + std::to_string(height)});
+        profile_.path(), {"--remote-debugging-pipe",
+                          "--window-size=" + std::to_string(width) + "," + std::to_string(height)});
     args[0] = program;
     args.push_back("about:blank");
     std::vector<char*> argv;
@@ -82,10 +82,11 @@ class ChromiumSession {
     log_path_ = log_path;
 
     const json target = call("Target.createTarget", {{"url", "about:blank"}});
-    const json attached = call("Target.attachToTarget",
-                               {{"targetId", target["targetId"]}, {"flatten", true}});
+    const json attached =
+        call("Target.attachToTarget", {{"targetId", target["targetId"]}, {"flatten", true}});
     session_ = attached["sessionId"];
-    for (const char* domain : {"Runtime.enable", "Log.enable", "Page.enable"}) call(domain, {}, true);
+    for (const char* domain : {"Runtime.enable", "Log.enable", "Page.enable"})
+      call(domain, {}, true);
     call("Emulation.setDeviceMetricsOverride",
          {{"width", width}, {"height", height}, {"deviceScaleFactor", 1}, {"mobile", false}}, true);
   }
@@ -121,10 +122,9 @@ class ChromiumSession {
 
   // The value of a JavaScript expression in the page (awaited if it is a promise).
   json evaluate(const std::string& expression) {
-    const json r = call("Runtime.evaluate", {{"expression", expression},
-                                             {"returnByValue", true},
-                                             {"awaitPromise", true}},
-                        true);
+    const json r =
+        call("Runtime.evaluate",
+             {{"expression", expression}, {"returnByValue", true}, {"awaitPromise", true}}, true);
     if (r.contains("exceptionDetails"))
       throw std::runtime_error("evaluate threw: " + r["exceptionDetails"].dump());
     return r["result"].value("value", json());

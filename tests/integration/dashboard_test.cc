@@ -58,7 +58,8 @@ class Prometheus {
           kNamespace, pod);
     const std::string config_path = dir_.write("prometheus.yml", config);
     process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        "prometheus", "--config.file=" + config_path, "--storage.tsdb.path=" + dir_.path() + "/data",
+        "prometheus", "--config.file=" + config_path,
+        "--storage.tsdb.path=" + dir_.path() + "/data",
         fmt::format("--web.listen-address=127.0.0.1:{}", port_), "--log.level=warn"});
     client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
     client_->set_connection_timeout(2);
@@ -102,10 +103,14 @@ class Prometheus {
 // The dashboard's variables as Grafana substitutes them (the subscription may be ".*", the "All"
 // value); the interval variables for a 1 s scrape interval.
 std::string substitute(std::string expr, const std::string& subscription = kSubscription) {
-  const std::vector<std::pair<std::string, std::string>> vars = {
-      {"$__rate_interval", "5s"}, {"$__interval", "1s"},        {"${namespace}", kNamespace},
-      {"$namespace", kNamespace}, {"${pod}", kPodRegex},        {"$pod", kPodRegex},
-      {"${subscription}", subscription},                        {"$subscription", subscription}};
+  const std::vector<std::pair<std::string, std::string>> vars = {{"$__rate_interval", "5s"},
+                                                                 {"$__interval", "1s"},
+                                                                 {"${namespace}", kNamespace},
+                                                                 {"$namespace", kNamespace},
+                                                                 {"${pod}", kPodRegex},
+                                                                 {"$pod", kPodRegex},
+                                                                 {"${subscription}", subscription},
+                                                                 {"$subscription", subscription}};
   for (const auto& [name, value] : vars) {
     for (size_t at = expr.find(name); at != std::string::npos; at = expr.find(name, at))
       expr.replace(at, name.size(), value);
@@ -135,11 +140,20 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -191,8 +205,7 @@ std::string panel_html(const json& panel, Prometheus& prom, double start, double
 }
 
 double unix_now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -250,7 +263,8 @@ TEST_CASE(
   cfg.extra = fmt::format(
       "ops:\n  listen: 127.0.0.1:{}\n"
       "inbox:\n  listen: 127.0.0.1:{}\n  sources:\n    - name: hooks\n      unsigned: true\n"
-      "    - name: signed\n      signing_secret: [\"whsec_c2VjcmV0LWEtMDEyMzQ1Njc4OWFiY2RlZg==\"]\n",
+      "    - name: signed\n      signing_secret: "
+      "[\"whsec_c2VjcmV0LWEtMDEyMzQ1Njc4OWFiY2RlZg==\"]\n",
       ops_port, inbox_port);
   RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
   const int wal_ops_port = FakeConsumer::unused_port();
@@ -286,7 +300,7 @@ TEST_CASE(
   // The inbox's three outcomes, once per batch of the flow below.
   auto post_inbox = [&](int batch) {
     CHECK(post("hooks", fmt::format("in-{}", batch)) / 100 == 2);
-    CHECK(post("hooks", fmt::format("in-{}", batch)) / 100 == 2);  // a duplicate
+    CHECK(post("hooks", fmt::format("in-{}", batch)) / 100 == 2);   // a duplicate
     CHECK(post("signed", fmt::format("in-{}", batch)) / 100 == 4);  // no signature: rejected
   };
   post_inbox(0);
@@ -392,8 +406,8 @@ TEST_CASE(
     std::set<std::string> values;
     for (const auto& s : result) values.insert(s["metric"].value(m[2].str(), ""));
     CHECK(values.count(name == std::string("namespace") ? kNamespace
-                       : name == std::string("pod") ? "relay-1"
-                                                    : kSubscription));
+                       : name == std::string("pod")     ? "relay-1"
+                                                        : kSubscription));
   }
 
   // The picture: every panel's range results since the flow began, drawn in Chromium.
@@ -409,17 +423,17 @@ TEST_CASE(
       ".legend i{display:inline-block;width:10px;height:3px;margin:0 5px 3px 0}"
       "</style></head><body><header>relay.json: each panel's query from a real Prometheus "
       "scraping relay (tests/integration/dashboard_test.cc; drawn by the test, not by Grafana). "
-      "namespace=" + kNamespace + " pod=" + kPodRegex + " subscription=All" +
-      "</header><main>";
+      "namespace=" +
+      kNamespace + " pod=" + kPodRegex + " subscription=All" + "</header><main>";
   for (const auto& panel : panels) page += panel_html(panel, prom, started, ended);
   page += "</main></body></html>";
   TempDir view("relay-dashboard-view.");
   const std::string html = view.write("dashboard.html", page);
   const std::string png = screenshot_dir() + "/dashboard.png";
   std::remove(png.c_str());
-  ChildProcess chromium(chromium_args(
-      view.path() + "/profile",
-      {"--window-size=1400,2000", "--screenshot=" + png, "file://" + html}));
+  ChildProcess chromium(
+      chromium_args(view.path() + "/profile",
+                    {"--window-size=1400,2000", "--screenshot=" + png, "file://" + html}));
   REQUIRE(chromium.wait_exit(60s) == 0);
   CHECK(read_file(png).size() > 10'000);
 }

@@ -33,7 +33,8 @@ std::string element_text(const std::string& dom, const std::string& tag, const s
   if (!std::regex_search(dom, m, open)) return "";
   const size_t from = m.position(0) + m.length(0);
   const size_t to = dom.find("</" + tag + ">", from);
-  const std::string inner = dom.substr(from, to == std::string::npos ? std::string::npos : to - from);
+  const std::string inner =
+      dom.substr(from, to == std::string::npos ? std::string::npos : to - from);
   return std::regex_replace(std::regex_replace(inner, std::regex("<[^>]*>"), " "),
                             std::regex("\\s+"), " ");
 }
@@ -82,12 +83,12 @@ TEST_CASE(
       60s));
   INFO(metrics);
 
-  ChromiumSession chromium(1280, 860);
+  ChromiumSession chromium(1280, 640);
   INFO(chromium.log());
   chromium.navigate(fmt::format("http://127.0.0.1:{}/", ops_port));
   // The page renders after its first poll of /status and /metrics.
-  REQUIRE(chromium.wait_for(R"(document.querySelector('tr[data-subscription="b"]') !== null)",
-                            60s));
+  REQUIRE(
+      chromium.wait_for(R"(document.querySelector('tr[data-subscription="b"]') !== null)", 60s));
   const std::string dom = chromium.evaluate("document.documentElement.outerHTML");
   INFO(dom);
 
@@ -105,14 +106,17 @@ TEST_CASE(
       element_text(dom, "tr", R"(data-subscription="billing" data-reason="non_retryable_status")");
   CHECK(reason == " billing non_retryable_status 4 ");
   CHECK(dom.find(R"(id="ready" class="badge ready")") != std::string::npos);
+  CHECK(dom.find(R"(<div id="problem" role="alert" class="">)") != std::string::npos);
   // No JavaScript exception, console error or warning, or refused load.
   CHECK(chromium.problems() == std::vector<std::string>{});
 
   // The screenshot, in real time while events flow: 300 events due over the next 16 s, the page
   // polling every 2 s; taken once the throughput chart has 8 samples.
   publish_flow(db, 300, 16'000);
-  REQUIRE(chromium.wait_for("Number(document.getElementById('sparkline').dataset.samples) >= 8",
-                            60s));
+  const bool sampled =
+      chromium.wait_for("Number(document.getElementById('sparkline').dataset.samples) >= 8", 60s);
+  CHECK(chromium.problems() == std::vector<std::string>{});
+  REQUIRE(sampled);
   CHECK(chromium.evaluate("document.querySelectorAll('#sparkline polyline').length") == 3);
   const std::string png = screenshot_dir() + "/status-page.png";
   std::remove(png.c_str());

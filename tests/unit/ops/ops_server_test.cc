@@ -114,10 +114,10 @@ TEST_CASE("other paths and methods get 404, unknown methods 400, all with empty 
   auto server = start(callbacks("", ""));
   for (const auto& [method, target, status] :
        {std::tuple{"GET", "/nope", 404}, std::tuple{"POST", "/", 404},
-        std::tuple{"GET", "/index.html", 404},
-        std::tuple{"POST", "/healthz", 404}, std::tuple{"PUT", "/metrics", 404},
-        std::tuple{"DELETE", "/status", 404}, std::tuple{"OPTIONS", "/readyz", 404},
-        std::tuple{"BREW", "/healthz", 400}, std::tuple{"get", "/healthz", 400}}) {
+        std::tuple{"GET", "/index.html", 404}, std::tuple{"POST", "/healthz", 404},
+        std::tuple{"PUT", "/metrics", 404}, std::tuple{"DELETE", "/status", 404},
+        std::tuple{"OPTIONS", "/readyz", 404}, std::tuple{"BREW", "/healthz", 400},
+        std::tuple{"get", "/healthz", 400}}) {
     INFO(method << " " << target);
     const HttpResponse r = server->handle(request(method, target));
     CHECK(r.status == status);
