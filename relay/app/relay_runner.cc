@@ -132,9 +132,9 @@ std::string status_json(const pipeline::Pipeline* d, bool schema_ok) {
   return model::to_json(doc);
 }
 
-// Refreshes the database gauges (backlog, oldest due age, dead letters, outbox dead tuples and the
-// oldest snapshot's age) every few seconds on its own connection, so a slow query never holds up
-// the pipeline or a scrape.
+// Refreshes the database gauges (backlog, oldest due age, retries waiting, dead letters, outbox
+// dead tuples and the oldest snapshot's age) every few seconds on its own connection, so a slow
+// query never holds up the pipeline or a scrape.
 void poll_database_metrics(const std::string& url, Clock& clock, pipeline::DispatchStats& stats,
                            std::stop_token stop) {
   constexpr Millis kEvery{5000};
@@ -149,6 +149,7 @@ void poll_database_metrics(const std::string& url, Clock& clock, pipeline::Dispa
                           .oldest_age_seconds = t.oldest_due_age_seconds});
       stats.set_backlog(topics);
       stats.set_dead_letters(snap->dead_letters);
+      stats.set_retries_waiting(snap->retries_waiting);
       stats.set_vacuum(snap->outbox_dead_tuples, snap->oldest_snapshot_age_seconds);
     } else {
       stats.database_error("metrics");

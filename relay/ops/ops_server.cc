@@ -3,6 +3,8 @@
 #include <array>
 #include <string_view>
 
+#include "relay/ops/status_page.h"
+
 namespace relay::ops {
 namespace {
 
@@ -36,6 +38,25 @@ bool is_known_method(std::string_view method) {
   return false;
 }
 
+// The status page may load nothing but itself: its inline style and script, and fetch() of /status
+// and /metrics on the same origin. No external script, style, font, image or frame, so an
+// air-gapped host shows it whole and an injected reference could not phone out. 'unsafe-inline'
+// is what a self-contained page needs; the page writes data only through textContent.
+constexpr const char* kStatusPagePolicy =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'";
+
+http::HttpResponse status_page() {
+  return {.status = 200,
+          .headers = {{"Content-Type", "text/html; charset=utf-8"},
+                      {"Content-Security-Policy", kStatusPagePolicy},
+                      {"X-Content-Type-Options", "nosniff"},
+                      {"Referrer-Policy", "no-referrer"},
+                      {"Cache-Control", "no-store"}},
+          .body = std::string(status_page_html())};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<OpsServer>> OpsServer::start(const std::string& listen,
@@ -58,6 +79,7 @@ http::HttpResponse OpsServer::handle(const http::HttpRequest& request) const {
   if (!is_known_method(request.method)) return {.status = 400};
   if (request.method != "GET" && request.method != "HEAD") return {.status = 404};
   const std::string_view path = request.path();
+  if (path == "/") return status_page();
   if (path == "/healthz") {
     const std::string why = callbacks_.health ? callbacks_.health() : "";
     return text(why.empty() ? 200 : 503, why.empty() ? "ok" : why);

@@ -1,6 +1,7 @@
 #pragma once
 // OpsServer: relay's operations listener (ops.listen): GET /healthz, /readyz, /status and /metrics,
-// served by relay's one HTTP server (relay/http). It only calls the callbacks it is given, so it
+// and the status page at / (status_page.h, which reads /status and /metrics), served by relay's
+// one HTTP server (relay/http). It only calls the callbacks it is given, so it
 // depends on no other component. Thread-safe: the callbacks run on the server's worker threads.
 
 #include <functional>

@@ -77,6 +77,11 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
                         .Name("relay_dead_letters")
                         .Help("Unreplayed rows in relay.dead_letter")
                         .Register(registry)),
+      retries_waiting_(BuildGauge()
+                           .Name("relay_retries_waiting")
+                           .Help("Rows in relay.delivery: events that failed and wait for their "
+                                 "next attempt")
+                           .Register(registry)),
       database_errors_(BuildCounter()
                            .Name("relay_database_errors_total")
                            .Help("Database calls that failed because the database was unavailable")
@@ -146,6 +151,7 @@ DispatchStats::DispatchStats(prometheus::Registry& registry,
       dead_letters_created_.Add(
           {{"subscription", name}, {"reason", std::string(model::name_of(r))}});
     s.dead_letters = &dead_letters_.Add({{"subscription", name}});
+    s.retries_waiting = &retries_waiting_.Add({{"subscription", name}});
     for (int i = 0; i < 3; ++i)
       s.batches[i] = &batches_.Add({{"subscription", name}, {"closed_by", kBatchCloses[i]}});
     subs_.emplace(name, s);
@@ -294,6 +300,14 @@ void DispatchStats::set_dead_letters(const std::map<std::string, std::int64_t>& 
   for (auto& [name, s] : subs_) {
     auto it = by_subscription.find(name);
     s.dead_letters->Set(it == by_subscription.end() ? 0 : static_cast<double>(it->second));
+  }
+}
+
+void DispatchStats::set_retries_waiting(
+    const std::map<std::string, std::int64_t>& by_subscription) {
+  for (auto& [name, s] : subs_) {
+    auto it = by_subscription.find(name);
+    s.retries_waiting->Set(it == by_subscription.end() ? 0 : static_cast<double>(it->second));
   }
 }
 

@@ -67,6 +67,8 @@ class DispatchStats {
   // Replaces the per-topic backlog gauges: topics no longer present read 0.
   void set_backlog(const std::vector<TopicBacklogSample>& topics);
   void set_dead_letters(const std::map<std::string, std::int64_t>& by_subscription);
+  // relay_retries_waiting: relay.delivery rows (failed, waiting for their next attempt).
+  void set_retries_waiting(const std::map<std::string, std::int64_t>& by_subscription);
   // relay_outbox_dead_tuples and relay_oldest_snapshot_age_seconds (store::MetricsSnapshot).
   void set_vacuum(std::int64_t outbox_dead_tuples, double oldest_snapshot_age_seconds);
 
@@ -82,6 +84,7 @@ class DispatchStats {
     prometheus::Counter* tls_handshake = nullptr;
     prometheus::Gauge* breaker_state = nullptr;
     prometheus::Gauge* dead_letters = nullptr;
+    prometheus::Gauge* retries_waiting = nullptr;
     prometheus::Counter* batches[3] = {};  // by BatchClose
   };
   Sub* find(const std::string& subscription);
@@ -98,6 +101,7 @@ class DispatchStats {
   prometheus::Family<prometheus::Counter>& breaker_transitions_;
   prometheus::Family<prometheus::Counter>& dead_letters_created_;
   prometheus::Family<prometheus::Gauge>& dead_letters_;
+  prometheus::Family<prometheus::Gauge>& retries_waiting_;
   prometheus::Family<prometheus::Counter>& database_errors_;
   prometheus::Counter& database_reconnects_;
   prometheus::Gauge& ready_;

@@ -18,6 +18,9 @@ constexpr const char* kDeadLetters = R"(
   SELECT subscription, count(*) FROM relay.dead_letter WHERE replayed_at IS NULL
    GROUP BY subscription)";
 
+constexpr const char* kRetries = R"(
+  SELECT subscription, count(*) FROM relay.delivery GROUP BY subscription)";
+
 // One row: the outbox's dead tuples, and the age of the oldest snapshot or xid holder (see
 // MetricsSnapshot).
 constexpr const char* kVacuum = R"(
@@ -66,6 +69,8 @@ Result<MetricsSnapshot> PgMetricsReader::read(size_t max_topics) {
     if (any_other) snap.topics.push_back(std::move(other));
     for (const auto& row : txn.exec(kDeadLetters))
       snap.dead_letters[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    for (const auto& row : txn.exec(kRetries))
+      snap.retries_waiting[row[0].as<std::string>()] = row[1].as<std::int64_t>();
     const auto vacuum = txn.exec1(kVacuum);
     snap.outbox_dead_tuples = vacuum[0].as<std::int64_t>();
     snap.oldest_snapshot_age_seconds = std::max(0.0, vacuum[1].as<double>());

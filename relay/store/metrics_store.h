@@ -1,6 +1,7 @@
 #pragma once
 // PgMetricsReader: the small periodic query behind relay's database gauges (outbox backlog and
-// oldest due age per topic, unreplayed dead letters per subscription, the outbox's dead tuples and
+// oldest due age per topic, retries waiting and unreplayed dead letters per subscription, the
+// outbox's dead tuples and
 // the age of the oldest snapshot that keeps vacuum from removing them). Keeps one connection and
 // reopens it after kUnavailable. Not thread-safe: one owner thread.
 
@@ -23,7 +24,8 @@ struct MetricsSnapshot {
     double oldest_due_age_seconds = 0;  // 0 when no row is due
   };
   std::vector<Topic> topics;  // at most `max_topics` + 1 entries (the rest summed as "_other")
-  std::map<std::string, std::int64_t> dead_letters;  // unreplayed, by subscription
+  std::map<std::string, std::int64_t> dead_letters;     // unreplayed, by subscription
+  std::map<std::string, std::int64_t> retries_waiting;  // relay.delivery rows, by subscription
   // pg_stat_user_tables.n_dead_tup of relay.outbox (the statistics' estimate, refreshed by
   // PostgreSQL about once a second).
   std::int64_t outbox_dead_tuples = 0;

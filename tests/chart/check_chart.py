@@ -17,8 +17,10 @@ chart (CTest chart_check):
     shutdown_timeout + margin, the ConfigMap's relay.yaml has that shutdown_timeout and
     ops.listen on the same port, every secret reaches relay through secretKeyRef, the config
     checksum annotation matches the ConfigMap, the Service selects the pods and the
-    ServiceMonitor selects the Service, and the PrometheusRule's spec is
-    files/relay-alerts.rules.yml verbatim.
+    ServiceMonitor selects the Service, the PrometheusRule's spec is
+    files/relay-alerts.rules.yml verbatim, and the dashboard ConfigMap (dashboards.enabled) holds
+    dashboards/relay.json verbatim with the Grafana sidecar's label and the variables and
+    datasource the dashboard's panels rely on.
   - Values that must be rejected (relay.config.shutdown_timeout, relay.config.ops.listen) make
     rendering fail with the chart's message.
   - Every rendered relay.yaml validates against schema/relay.schema.json (if python3-jsonschema
@@ -801,8 +803,10 @@ def check_rendered(chart, values, rendered, docs, relay, label, repo):
     port = relay_v["opsPort"]
 
     # ConfigMap: relay.yaml with the chart-owned keys.
-    cms = by_kind.get("ConfigMap", [])
-    expect(len(cms) == 1, f"{label}: expected one ConfigMap, got {len(cms)}")
+    all_cms = by_kind.get("ConfigMap", [])
+    dash_cms = [c for c in all_cms if "relay.json" in (c.get("data") or {})]
+    cms = [c for c in all_cms if c not in dash_cms]
+    expect(len(cms) == 1, f"{label}: expected one relay.yaml ConfigMap, got {len(cms)}")
     cm = cms[0]
     cfg_text = cm["data"]["relay.yaml"]
     cfg = yaml.safe_load(cfg_text)
@@ -910,6 +914,23 @@ def check_rendered(chart, values, rendered, docs, relay, label, repo):
         for k, val in v["serviceMonitor"]["labels"].items():
             expect(sm["metadata"]["labels"].get(k) == val, f"{label}: serviceMonitor.labels.{k} missing")
 
+    # Grafana dashboard ConfigMap = dashboards/relay.json, with the sidecar's label.
+    dv = v["dashboards"]
+    expect(len(dash_cms) == (1 if dv["enabled"] else 0), f"{label}: {len(dash_cms)} dashboard ConfigMaps rendered")
+    for dcm in dash_cms:
+        with open(os.path.join(chart, "dashboards", "relay.json"), encoding="utf-8") as f:
+            want = json.load(f)
+        expect(json.loads(dcm["data"]["relay.json"]) == want,
+               f"{label}: the dashboard ConfigMap's relay.json differs from dashboards/relay.json")
+        for k, val in dv["labels"].items():
+            expect(dcm["metadata"]["labels"].get(k) == val, f"{label}: dashboards.labels.{k} missing")
+        expect(dcm["metadata"]["labels"].get("grafana_dashboard") == "1" or "grafana_dashboard" not in dv["labels"],
+               f"{label}: the dashboard ConfigMap lacks grafana_dashboard: \"1\"")
+        expect((dcm["metadata"].get("annotations") or {}) == dv["annotations"], f"{label}: dashboards.annotations")
+        expect(dcm["metadata"].get("namespace", "") == dv["namespace"], f"{label}: dashboards.namespace")
+        expect(dcm["metadata"]["name"] != cms[0]["metadata"]["name"], f"{label}: two ConfigMaps share a name")
+        check_dashboard(want, f"{label}: dashboards/relay.json")
+
     # PrometheusRule = the rules file.
     prs = by_kind.get("PrometheusRule", [])
     expect(len(prs) == (1 if v["prometheusRule"]["enabled"] else 0), f"{label}: {len(prs)} PrometheusRules rendered")
@@ -919,6 +940,22 @@ def check_rendered(chart, values, rendered, docs, relay, label, repo):
 
     notes = rendered.get("NOTES.txt", "")
     expect(notes.strip() and "{{" not in notes, f"{label}: NOTES.txt is empty or unrendered")
+
+
+def check_dashboard(dash, where):
+    """The parts of the Grafana model the chart relies on (the queries themselves are run against a
+    real Prometheus by tests/integration/dashboard_test.cc)."""
+    names = {t["name"]: t for t in dash["templating"]["list"]}
+    expect(names.get("datasource", {}).get("type") == "datasource", f"{where}: no datasource variable")
+    for name in ("namespace", "pod", "subscription"):
+        expect(names.get(name, {}).get("type") == "query", f"{where}: no {name} variable")
+    ids = [p["id"] for p in dash["panels"]]
+    expect(len(ids) == len(set(ids)), f"{where}: panel ids repeat")
+    for p in dash["panels"]:
+        if p["type"] == "row":
+            continue
+        expect(p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, f"{where}: panel {p['title']!r} datasource")
+        expect(p["targets"] and all(t.get("expr") for t in p["targets"]), f"{where}: panel {p['title']!r} has no query")
 
 
 def check_env(container, v, label, who):

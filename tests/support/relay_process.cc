@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -59,15 +60,24 @@ struct ExecImage {
   }
 };
 
-// Forks and execs `image` in a new process group with stdout+stderr appended to `log_path`.
-pid_t spawn(ExecImage& image, const std::string& log_path) {
+// Forks and execs `image` in a new process group with stdout appended to `log_path` and stderr
+// to `err_path` (the same file when empty).
+pid_t spawn(ExecImage& image, const std::string& log_path, const std::string& err_path = {}) {
   const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     throw std::runtime_error("cannot open " + log_path + ": " + std::strerror(errno));
   }
+  const int err_fd =
+      err_path.empty() ? log_fd
+                       : ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (err_fd < 0) {
+    ::close(log_fd);
+    throw std::runtime_error("cannot open " + err_path + ": " + std::strerror(errno));
+  }
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) {
     ::close(log_fd);
+    if (err_fd != log_fd) ::close(err_fd);
     throw std::runtime_error(std::string("cannot open /dev/null: ") + std::strerror(errno));
   }
   const pid_t parent = ::getpid();
@@ -82,7 +92,7 @@ pid_t spawn(ExecImage& image, const std::string& log_path) {
     }
     ::dup2(null_fd, STDIN_FILENO);
     ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
+    ::dup2(err_fd, STDERR_FILENO);
     // Leave the child nothing of ours (listening sockets, DB connections) beyond 0-2.
     if (::close_range(3, UINT_MAX, 0) != 0) {
       for (int fd = 3; fd < 65536; ++fd) {
@@ -96,6 +106,7 @@ pid_t spawn(ExecImage& image, const std::string& log_path) {
   }
   const int fork_errno = errno;
   ::close(log_fd);
+  if (err_fd != log_fd) ::close(err_fd);
   ::close(null_fd);
   if (pid < 0) {
     throw std::runtime_error(std::string("fork failed: ") + std::strerror(fork_errno));
@@ -230,5 +241,79 @@ int RelayProcess::run_cli(const std::vector<std::string>& args, std::string* out
   }
   return code;
 }
+
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr && *path != '\0' ? path : "/usr/local/bin:/usr/bin:/bin";
+  dirs += ":/usr/sbin:/sbin";
+  size_t at = 0;
+  while (at <= dirs.size()) {
+    const size_t end = std::min(dirs.find(':', at), dirs.size());
+    const std::string candidate = dirs.substr(at, end - at) + "/" + name;
+    if (end > at && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    at = end + 1;
+  }
+  return "";
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> argv, const EnvVars& env) {
+  if (argv.empty()) throw std::runtime_error("ChildProcess: no program");
+  if (argv[0].find('/') == std::string::npos) {
+    const std::string path = find_program(argv[0]);
+    if (path.empty()) throw std::runtime_error("ChildProcess: " + argv[0] + " is not in PATH");
+    argv[0] = path;
+  }
+  out_path_ = dir_.path() + "/stdout";
+  err_path_ = dir_.path() + "/stderr";
+  ExecImage image(std::move(argv), env);
+  pid_ = spawn(image, out_path_, err_path_);
+}
+
+ChildProcess::~ChildProcess() { kill9(); }
+
+bool ChildProcess::reap(bool block) {
+  if (exit_code_) return true;
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid_) {
+    exit_code_ = decode_status(status);
+    return true;
+  }
+  if (r < 0) {
+    exit_code_ = -1;
+    return true;
+  }
+  return false;
+}
+
+void ChildProcess::signal(int sig) {
+  if (!exit_code_) ::kill(pid_, sig);
+}
+
+void ChildProcess::kill9() {
+  if (pid_ <= 0 || exit_code_) return;
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  reap(/*block=*/true);
+}
+
+std::optional<int> ChildProcess::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!reap(/*block=*/false)) {
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    // Re-check the child's exit status until the deadline.
+    std::this_thread::sleep_for(kPollEvery);  // ok-sleep
+  }
+  return exit_code_;
+}
+
+bool ChildProcess::running() { return !reap(/*block=*/false); }
+
+std::string ChildProcess::out() const { return read_file(out_path_); }
+
+std::string ChildProcess::err() const { return read_file(err_path_); }
 
 }  // namespace relay::testing

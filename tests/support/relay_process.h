@@ -77,4 +77,41 @@ class RelayProcess {
   std::optional<int> exit_code_;
 };
 
+// The full path of `name` found in $PATH (then /usr/sbin, /sbin), or "" if it is not there.
+std::string find_program(const std::string& name);
+
+// ChildProcess: any other program a test runs beside relay (prometheus, chromium), started the
+// same way: its own process group, stdin /dev/null, no descriptor but 0-2, SIGKILLed if the test
+// process dies. stdout and stderr go to two files in a temp dir. Not thread-safe; one owner.
+// The destructor SIGKILLs the process group and reaps the child if it still runs.
+class ChildProcess {
+ public:
+  // Starts argv[0] (a path, or a name looked up with find_program) with `argv`, the test's
+  // environment plus `env`. Throws std::runtime_error if the program is not found or fork fails.
+  explicit ChildProcess(std::vector<std::string> argv, const EnvVars& env = {});
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Sends `sig` to the process (not its group). No-op once it has been reaped.
+  void signal(int sig);
+  // SIGKILLs the whole process group and reaps the child.
+  void kill9();
+  // Exit code (128 + signal if a signal ended it), or nullopt if it still runs at the deadline.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  bool running();
+  std::string out() const;  // what it wrote to stdout so far
+  std::string err() const;  // what it wrote to stderr so far
+
+ private:
+  bool reap(bool block);
+
+  TempDir dir_{"relay-child."};
+  std::string out_path_;
+  std::string err_path_;
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+};
+
 }  // namespace relay::testing

@@ -113,10 +113,11 @@ TEST_CASE("status is JSON and metrics the Prometheus text format, or 404 without
 TEST_CASE("other paths and methods get 404, unknown methods 400, all with empty bodies", "[ops]") {
   auto server = start(callbacks("", ""));
   for (const auto& [method, target, status] :
-       {std::tuple{"GET", "/", 404}, std::tuple{"GET", "/nope", 404},
-        std::tuple{"POST", "/healthz", 404}, std::tuple{"PUT", "/metrics", 404},
-        std::tuple{"DELETE", "/status", 404}, std::tuple{"OPTIONS", "/readyz", 404},
-        std::tuple{"BREW", "/healthz", 400}, std::tuple{"get", "/healthz", 400}}) {
+       {std::tuple{"GET", "/nope", 404}, std::tuple{"POST", "/", 404},
+        std::tuple{"GET", "/index.html", 404}, std::tuple{"POST", "/healthz", 404},
+        std::tuple{"PUT", "/metrics", 404}, std::tuple{"DELETE", "/status", 404},
+        std::tuple{"OPTIONS", "/readyz", 404}, std::tuple{"BREW", "/healthz", 400},
+        std::tuple{"get", "/healthz", 400}}) {
     INFO(method << " " << target);
     const HttpResponse r = server->handle(request(method, target));
     CHECK(r.status == status);
@@ -124,6 +125,44 @@ TEST_CASE("other paths and methods get 404, unknown methods 400, all with empty 
   }
   // HEAD is GET without the body (the server drops it).
   CHECK(server->handle(request("HEAD", "/healthz")).status == 200);
+}
+
+const std::string* header(const HttpResponse& r, const std::string& name) {
+  for (const auto& [n, v] : r.headers) {
+    if (n == name) return &v;
+  }
+  return nullptr;
+}
+
+TEST_CASE("GET / is the self-contained status page, whose policy forbids any external load",
+          "[ops]") {
+  auto server = start(callbacks("", ""));
+  const HttpResponse r = server->handle(request("GET", "/"));
+  REQUIRE(r.status == 200);
+  CHECK(*content_type(r) == "text/html; charset=utf-8");
+  CHECK(r.body.rfind("<!doctype html>", 0) == 0);
+  CHECK(r.body.find("</html>") != std::string::npos);
+  // It reads the two documents it shows, by relative path (same origin).
+  CHECK(r.body.find(R"(get("status"))") != std::string::npos);
+  CHECK(r.body.find(R"(get("metrics"))") != std::string::npos);
+  const std::string* csp = header(r, "Content-Security-Policy");
+  REQUIRE(csp != nullptr);
+  CHECK(csp->find("default-src 'none'") != std::string::npos);
+  CHECK(csp->find("connect-src 'self'") != std::string::npos);
+  CHECK(csp->find("http") == std::string::npos);  // no host is allowed anywhere
+  REQUIRE(header(r, "X-Content-Type-Options") != nullptr);
+  // Nothing to fetch from elsewhere: no URL but the SVG namespace name, no src=, no url(), no
+  // @import.
+  std::string body = r.body;
+  const std::string svg_ns = "http://www.w3.org/2000/svg";
+  for (auto at = body.find(svg_ns); at != std::string::npos; at = body.find(svg_ns))
+    body.erase(at, svg_ns.size());
+  for (const char* banned : {"http://", "https://", "//cdn", "src=", "url(", "@import"}) {
+    INFO(banned);
+    CHECK(body.find(banned) == std::string::npos);
+  }
+  CHECK(server->handle(request("GET", "/?refresh=1")).status == 200);
+  CHECK(server->handle(request("HEAD", "/")).status == 200);
 }
 
 TEST_CASE("the ops server answers over loopback and names a bad address", "[ops]") {
