@@ -13,6 +13,7 @@
 #include "relay/store/pg_arrays.h"
 #include "relay/store/pg_connection.h"
 #include "relay/store/transaction.h"
+#include "relay/store/wal_spill.h"
 #include "relay/store/wakeup.h"
 
 namespace relay::store {
@@ -325,12 +326,19 @@ Result<std::vector<model::ClaimedDelivery>> PgOutboxSource::claim_deliveries(
 }
 
 Status PgOutboxSource::renew_leases() {
-  return with_connection([&](pqxx::connection& c) {
-    return run_transaction(c, [&](pqxx::work& txn) {
+  return with_connection([&](pqxx::connection& c) -> Status {
+    auto renewed = run_transaction(c, [&](pqxx::work& txn) {
       const auto ms = static_cast<long long>(lease_.count());
       if (claims_outbox_) txn.exec_prepared("renew_outbox", owner_, ms);
       txn.exec_prepared("renew_deliveries", owner_, ms);
     });
+    if (!renewed || !claims_outbox_) return renewed;
+    // Rows a WAL-mode relay parked (store/wal_spill.h) before this database went back to the table
+    // source: released once the event they wait behind is delivered, or they would wait forever.
+    auto released = release_orphaned_parked(c);
+    if (!released) return released.error();
+    if (*released > 0) wake();
+    return {};
   });
 }
 
