@@ -114,6 +114,22 @@ void check_orders(const FakeConsumer& consumer, bool successful, int hot_last = 
   CHECK(others == static_cast<size_t>(kOtherEvents));
 }
 
+// With relay (in spill_config) running: publishes the hot key's event 0, waits until it hangs at the
+// consumer, publishes the rest, and waits until the other keys' events, committed after the hot
+// key's 300, have all arrived. Returns what did not happen, or "" when the hot key's waiting events
+// were moved out (parked) and the stream went on.
+std::string spill_behind_hanging_event(TestDatabase& db, const FakeConsumer& consumer) {
+  if (!wait_until([&] { return caught_up(db); }, 60s)) return "relay did not catch up";
+  db.exec("SELECT relay.publish('hot.e', 'hot', '{\"i\": 0}'::jsonb)");
+  if (!wait_until([&] { return consumer.requests().size() == 1; }, 30s))
+    return "event 0 did not reach the consumer";
+  publish_rest(db);
+  if (!wait_until([&] { return others_received(consumer) == kOtherEvents; }, 60s))
+    return "the other keys' events did not all arrive while event 0 hung";
+  if (parked_rows(db) == 0) return "no row is parked";
+  return "";
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -129,17 +145,11 @@ TEST_CASE(
   OpenAtExit open_at_exit{gate};
   RelayProcess relay(to_yaml(spill_config(db, consumer.url())), {},
                      {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
-  db.exec("SELECT relay.publish('hot.e', 'hot', '{\"i\": 0}'::jsonb)");
-  REQUIRE(wait_until([&] { return consumer.requests().size() == 1; }, 30s));
-  publish_rest(db);
-
   // The other keys' events were read past the hot key's 300 (three times what memory holds) while
   // its first event still hangs: the hot key's waiting events were moved out.
-  const bool went_on = wait_until([&] { return others_received(consumer) == kOtherEvents; }, 60s);
+  const std::string missed = spill_behind_hanging_event(db, consumer);
   INFO(relay.log());
-  REQUIRE(went_on);
-  CHECK(parked_rows(db) > 0);
+  REQUIRE(missed == "");
   CHECK(hot_received_after_first(consumer) == 0);
 
   gate.open();
@@ -166,12 +176,7 @@ TEST_CASE(
   OpenAtExit open_at_exit{gate};
   RelayProcess relay(to_yaml(spill_config(db, consumer.url())), {},
                      {{"DATABASE_URL", db.url()}});
-  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
-  db.exec("SELECT relay.publish('hot.e', 'hot', '{\"i\": 0}'::jsonb)");
-  REQUIRE(wait_until([&] { return consumer.requests().size() == 1; }, 30s));
-  publish_rest(db);
-  REQUIRE(wait_until([&] { return others_received(consumer) == kOtherEvents; }, 60s));
-  CHECK(parked_rows(db) > 0);
+  REQUIRE(spill_behind_hanging_event(db, consumer) == "");
 
   gate.open();  // the hanging attempt fails: event 0 is retried from relay.delivery
   REQUIRE(wait_until([&] { return all_done(db); }, 60s));
@@ -199,12 +204,7 @@ TEST_CASE(
   std::set<std::string> before_kill;
   {
     RelayProcess relay(yaml, {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
-    db.exec("SELECT relay.publish('hot.e', 'hot', '{\"i\": 0}'::jsonb)");
-    REQUIRE(wait_until([&] { return consumer.requests().size() == 1; }, 30s));
-    publish_rest(db);
-    REQUIRE(wait_until([&] { return others_received(consumer) == kOtherEvents; }, 60s));
-    REQUIRE(parked_rows(db) > 0);
+    REQUIRE(spill_behind_hanging_event(db, consumer) == "");
     relay.kill9();  // event 0 is in flight, the moved events are parked behind its row
     const auto received = consumer.received_ids();
     before_kill.insert(received.begin(), received.end());
@@ -238,12 +238,7 @@ TEST_CASE(
   OpenAtExit open_at_exit{gate};
   RelayProcess relay(to_yaml(spill_config(db, consumer.url())), {},
                      {{"DATABASE_URL", db.url()}, {"RELAY_FAULTS", "wal.release_parked.lost@1"}});
-  REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
-  db.exec("SELECT relay.publish('hot.e', 'hot', '{\"i\": 0}'::jsonb)");
-  REQUIRE(wait_until([&] { return consumer.requests().size() == 1; }, 30s));
-  publish_rest(db);
-  REQUIRE(wait_until([&] { return others_received(consumer) == kOtherEvents; }, 60s));
-  REQUIRE(parked_rows(db) > 0);
+  REQUIRE(spill_behind_hanging_event(db, consumer) == "");
   // Fewer than max_held_events: these stay in memory behind event 0.
   publish_more_hot(db, kHotEvents + 50);
   REQUIRE(wait_until(
@@ -270,12 +265,7 @@ TEST_CASE("wal: rows parked when relay switches back to the table source are sti
   auto cfg = spill_config(db, consumer.url());
   {
     RelayProcess relay(to_yaml(cfg), {}, {{"DATABASE_URL", db.url()}});
-    REQUIRE(wait_until([&] { return caught_up(db); }, 60s));
-    db.exec("SELECT relay.publish('hot.e', 'hot', '{\"i\": 0}'::jsonb)");
-    REQUIRE(wait_until([&] { return consumer.requests().size() == 1; }, 30s));
-    publish_rest(db);
-    REQUIRE(wait_until([&] { return others_received(consumer) == kOtherEvents; }, 60s));
-    REQUIRE(parked_rows(db) > 0);
+    REQUIRE(spill_behind_hanging_event(db, consumer) == "");
     relay.kill9();
   }
   gate.open();
