@@ -31,6 +31,26 @@ int decode_status(int status) {
   return -1;
 }
 
+// Collects the child's exit status into `exit_code` (once): true when it has exited, or is not our
+// child any more (ECHILD: -1, nothing left to wait for).
+bool reap_child(pid_t pid, bool block, std::optional<int>& exit_code) {
+  if (exit_code) return true;
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid, &status, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid) {
+    exit_code = decode_status(status);
+    return true;
+  }
+  if (r < 0) {
+    exit_code = -1;
+    return true;
+  }
+  return false;
+}
+
 // argv/envp storage built before fork(): the child only calls async-signal-safe functions.
 struct ExecImage {
   std::vector<std::string> args;
@@ -149,23 +169,7 @@ RelayProcess::~RelayProcess() {
 }
 
 bool RelayProcess::reap(bool block) {
-  if (exit_code_) {
-    return true;
-  }
-  int status = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r == pid_) {
-    exit_code_ = decode_status(status);
-    return true;
-  }
-  if (r < 0) {
-    exit_code_ = -1;  // not our child any more (ECHILD): nothing left to wait for
-    return true;
-  }
-  return false;
+  return reap_child(pid_, block, exit_code_);
 }
 
 void RelayProcess::signal(int sig) {
@@ -272,21 +276,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv, const EnvVars& env) {
 ChildProcess::~ChildProcess() { kill9(); }
 
 bool ChildProcess::reap(bool block) {
-  if (exit_code_) return true;
-  int status = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r == pid_) {
-    exit_code_ = decode_status(status);
-    return true;
-  }
-  if (r < 0) {
-    exit_code_ = -1;
-    return true;
-  }
-  return false;
+  return reap_child(pid_, block, exit_code_);
 }
 
 void ChildProcess::signal(int sig) {
