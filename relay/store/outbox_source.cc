@@ -443,6 +443,7 @@ Result<bool> PgOutboxSource::wait_for_work(Millis timeout) {
       c.get_notifs();  // anything that arrived during earlier statements
       if (notified_) {
         notified_ = false;
+        ++notifications_;
         return true;
       }
       pollfd fds[2] = {{c.sock(), POLLIN, 0}, {kick_fd, POLLIN, 0}};
@@ -458,6 +459,7 @@ Result<bool> PgOutboxSource::wait_for_work(Millis timeout) {
       // get_notifs() throws broken_connection if the server went away.
       if (n > 0 && fds[0].revents != 0 && c.get_notifs() == 0) stray_input = true;
       const bool woke = notified_ || kicked;
+      if (notified_) ++notifications_;
       notified_ = false;
       return woke;
     } catch (const std::exception& e) {

@@ -78,6 +78,8 @@ class PgOutboxSource final : public model::WorkSource {
   void wake() override;
 
   const std::string& owner() const { return owner_; }
+  // How many times wait_for_work() has returned for a NOTIFY (not a wake()) so far. Claimer thread.
+  std::uint64_t notifications() const { return notifications_; }
   // This relay's claim floor (tests and diagnostics).
   const ClaimFloor& claim_floor() const { return floor_; }
 
@@ -97,6 +99,7 @@ class PgOutboxSource final : public model::WorkSource {
   std::unique_ptr<PgConnection> conn_;
   std::unique_ptr<OutboxListener> listener_;
   bool notified_ = false;
+  std::uint64_t notifications_ = 0;
   ClaimFloor floor_;
   std::optional<long long> floor_sequence_;  // oid of relay.outbox's id sequence, once read
   // When the last successful claim_deliveries started (taken just before its statement).

@@ -29,6 +29,9 @@ constexpr int kCatchUpPage = 1000;
 constexpr int kSpillBatch = 1000;
 // After a spill that moved nothing, the next one waits this long.
 constexpr Millis kSpillRetry{50};
+// A claim of relay.delivery that found nothing due is not repeated for this long, unless something
+// may have made a row due (see the header); a row that falls due by the clock waits at most this.
+constexpr Millis kDeliveriesRecheck{5};
 // How long one wait on the stream lasts at most, so lease renewal and status updates keep time.
 constexpr Millis kStreamWait{1000};
 
@@ -772,6 +775,7 @@ long long PgWalSource::spill_waiting() {
   if (!moved.empty()) {
     log_.info("moved events waiting behind slow keys to relay.delivery",
               {{"events", std::to_string(moved.size())}});
+    deliveries_dirty_ = true;
     deliveries_.wake();  // parts of subscriptions without per-key order are due at once
   }
   return static_cast<long long>(moved.size());
@@ -786,7 +790,10 @@ Status PgWalSource::release_orphans(PgConnection& conn) {
     log_.warn("cannot release parked rows", {{"error", released.error().message}});
     return released.error();
   }
-  if (*released > 0) deliveries_.wake();
+  if (*released > 0) {
+    deliveries_dirty_ = true;
+    deliveries_.wake();
+  }
   return {};
 }
 
@@ -954,6 +961,15 @@ void PgWalSource::key_done(const std::string& key, std::int64_t outbox_id) {
 }
 
 void PgWalSource::recorded(const model::OutcomeBatch& batch) {
+  // What this relay wrote to relay.delivery may be due (a retry, an event queued behind its key, the
+  // successor of a finished row).
+  bool wrote_deliveries = !batch.deliveries.empty();
+  for (const auto& o : batch.outbox) {
+    for (const auto& p : o.parts) {
+      wrote_deliveries = wrote_deliveries || p.kind != model::PartOutcome::Kind::kDelivered;
+    }
+  }
+  if (wrote_deliveries) deliveries_dirty_ = true;
   if (batch.outbox.empty()) return;
   // An aborted part (shutdown) left the row as it was: its transaction is not done.
   auto is_done = [](const model::OutboxOutcome& o) {
@@ -985,7 +1001,10 @@ void PgWalSource::recorded(const model::OutcomeBatch& batch) {
                         ? Result<long long>(Error{ErrorCode::kUnavailable, "fault point"})
                         : release_parked(**c, release);
     if (released) {
-      if (*released > 0) deliveries_.wake();
+      if (*released > 0) {
+        deliveries_dirty_ = true;
+        deliveries_.wake();
+      }
       break;
     }
     if (released.error().code == ErrorCode::kUnavailable) release_conn_->reset();
@@ -1010,7 +1029,21 @@ void PgWalSource::recorded(const model::OutcomeBatch& batch) {
 
 Result<std::vector<model::ClaimedDelivery>> PgWalSource::claim_deliveries(
     int limit, const std::vector<std::string>& subscriptions) {
-  return deliveries_.claim_deliveries(limit, subscriptions);
+  const auto now = SteadyClock::now();
+  const std::uint64_t notifications = deliveries_.notifications();
+  const bool dirty = deliveries_dirty_.exchange(false) || notifications != notifications_seen_ ||
+                     subscriptions != last_sendable_;
+  if (!dirty && now < skip_deliveries_until_) return std::vector<model::ClaimedDelivery>{};
+  notifications_seen_ = notifications;
+  last_sendable_ = subscriptions;
+  auto claimed = deliveries_.claim_deliveries(limit, subscriptions);
+  if (claimed && static_cast<int>(claimed->size()) < limit) {
+    skip_deliveries_until_ = now + kDeliveriesRecheck;
+  } else {
+    skip_deliveries_until_ = {};
+    if (!claimed) deliveries_dirty_ = true;
+  }
+  return claimed;
 }
 
 Status PgWalSource::renew_leases() { return deliveries_.renew_leases(); }
@@ -1034,6 +1067,11 @@ Status PgWalSource::unpark() { return {}; }
 
 Result<std::optional<Millis>> PgWalSource::time_until_next_due() {
   auto next = deliveries_.time_until_next_due();
+  // A row due while claims of relay.delivery are skipped is claimed when the skipping ends.
+  const auto now = SteadyClock::now();
+  if (next && *next && now < skip_deliveries_until_) {
+    **next = std::max(**next, std::chrono::ceil<Millis>(skip_deliveries_until_ - now));
+  }
   if (next && recheck_soon_.exchange(false)) {
     *next = *next ? std::min(**next, kRecheckVisibility) : kRecheckVisibility;
   }

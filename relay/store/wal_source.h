@@ -32,7 +32,11 @@
 //   rows that snapshot sees in id order, and starts streaming (from the slot's start, which is
 //   exactly that snapshot) only once each of them has an outcome. relay.wal_reader.caught_up
 //   records that; a relay that stops before it starts the catch-up over with a new slot.
-// Retries (relay.delivery) are claimed as in table mode, by the active relay and standbys alike.
+// Retries (relay.delivery) are claimed as in table mode, by the active relay and standbys alike,
+// except that a claim that found no due row is not repeated for kDeliveriesRecheck unless
+// something may have made one due: this relay recorded or moved rows there, a NOTIFY (dlq replay),
+// or a breaker let a subscription send again. In steady streaming the claimer goes round once per
+// event and per busy poll; without this each round cost a claim statement.
 // Thread safety: as model::WorkSource; recorded() and status() may be called from any thread.
 
 #include <atomic>
@@ -233,6 +237,13 @@ class PgWalSource final : public model::WorkSource {
   std::set<std::int64_t> parked_behind_;  // guarded by mu_
   // Some streamed rows were not visible yet when last claimed: claim again shortly.
   std::atomic<bool> recheck_soon_{false};
+  // Something may have made a relay.delivery row due since the last claim of them.
+  std::atomic<bool> deliveries_dirty_{true};
+  // Claimer thread only: until when a claim of relay.delivery may be skipped, and what the last
+  // one was asked with.
+  std::chrono::steady_clock::time_point skip_deliveries_until_{};
+  std::uint64_t notifications_seen_ = 0;
+  std::vector<std::string> last_sendable_;
   long long catch_up_outstanding_ = 0;  // guarded by mu_
   wal::WalProgress progress_;           // guarded by mu_
   WalSourceStatus status_;              // guarded by mu_
