@@ -9,6 +9,8 @@
 --     WAL per 100 rows, against 1 FPI and 31 kB for a plain table);
 --   * the wake-up trigger, once per INSERT statement, i.e. once per relay.publish call (a PL/pgSQL
 --     call and a query on relay.parked).
+-- Each change's effect, measured with tests/bench --mode publish-cost (--cost-setup takes one
+-- away), is in the README ("What publishing costs your app").
 -- This file replaces those three; relay.outbox's columns, their order and every other index,
 -- CHECK and default stay as they were.
 
@@ -59,30 +61,25 @@ RETURNS uuid LANGUAGE sql VOLATILE AS $$
   RETURNING event_id
 $$;
 
--- Wake-up (doorbell, 0002): once per transaction, at its COMMIT, instead of once per INSERT
--- statement. A deferred constraint trigger queues a small event per row (no PL/pgSQL call while
--- the app works); at commit the first firing checks relay.parked and notifies, and marks the
--- transaction with a transaction-local setting, so the other firings return at once. Checking at
--- commit rather than after each statement also narrows the race with a relay that parks meanwhile
--- (relay claims once more after parking; see relay/pipeline/claimer.cc). The mark and the queued
--- events share their (sub)transaction's fate: a rolled-back savepoint drops both. An app that runs
--- SET CONSTRAINTS ALL IMMEDIATE gets the check after each statement, as before.
-CREATE OR REPLACE FUNCTION relay.notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF current_setting('relay.outbox_doorbell', true) = 'checked' THEN
-    RETURN NULL;
-  END IF;
-  PERFORM set_config('relay.outbox_doorbell', 'checked', true);
-  IF EXISTS (SELECT 1 FROM relay.parked WHERE until > now()) THEN
-    PERFORM pg_notify('relay_outbox', '');
-  END IF;
-  RETURN NULL;
-END
-$$;
+-- Wake-up (doorbell, 0002): checked once per transaction, at its COMMIT, instead of after every
+-- INSERT statement (i.e. after every relay.publish call). A deferred constraint trigger fires at
+-- commit; its WHEN clause lets only a transaction's first row queue it, by marking the
+-- transaction with a transaction-local setting (built-in functions only: no PL/pgSQL call and no
+-- query while the app works, and no queued event per row). Checking at commit rather than after
+-- a statement also narrows the race with a relay that parks meanwhile (relay claims once more
+-- after parking; see relay/pipeline/claimer.cc). The mark and the queued event share their
+-- (sub)transaction's fate: a rolled-back savepoint drops both, and the next row queues it again.
+-- An app that runs SET CONSTRAINTS ALL IMMEDIATE gets the check after its first inserting
+-- statement. The trigger function is 0002's.
 DROP TRIGGER outbox_wakeup ON relay.outbox;
 CREATE CONSTRAINT TRIGGER outbox_wakeup AFTER INSERT ON relay.outbox
   DEFERRABLE INITIALLY DEFERRED
-  FOR EACH ROW EXECUTE FUNCTION relay.notify_outbox();
+  FOR EACH ROW
+  -- (After its first transaction a session reads '' here, not NULL: a placeholder setting, once
+  -- made, stays defined.)
+  WHEN (current_setting('relay.outbox_doorbell', true) IS DISTINCT FROM 'queued'
+        AND set_config('relay.outbox_doorbell', 'queued', true) = 'queued')
+  EXECUTE FUNCTION relay.notify_outbox();
 
 -- The argument checks both publish_many forms share (created before them, called at run time).
 -- Raises invalid_parameter_value (22023) naming what is wrong.

@@ -3,7 +3,7 @@
 //   relay_bench --database-url URL --relay PATH/TO/relay --mode
 //   throughput|batch|steady|idle|app-cost|publish-cost|raw-http|long-transaction|all
 //               [--long-transaction] [--long-transaction-rounds R] [--source table|wal]
-//               [--cost-rounds R] [--cost-seconds S] [--cost-rows N]
+//               [--cost-rounds R] [--cost-seconds S] [--cost-rows N] [--cost-setup SQL]
 //               [--events N] [--keys K] [--batch B] [--rate R] [--seconds S] [--idle-seconds S]
 //               [--app-seconds S] [--app-threads T] [--lanes L] [--relay-batch B] [--timeout S]
 //               [--format F] [--batch-max-events N] [--batch-max-bytes N] [--batch-linger D]
@@ -118,6 +118,9 @@ struct Options {
   int cost_rounds = 5;
   int cost_seconds = 3;
   int cost_rows = 100;
+  // publish-cost: SQL run after migrating, before measuring (an experiment knob: take one cost
+  // away, e.g. "DROP TRIGGER outbox_wakeup ON relay.outbox").
+  std::string cost_setup;
 };
 
 const char* const kUsage = R"(usage: relay_bench --database-url URL --relay PATH [options]
@@ -129,6 +132,8 @@ const char* const kUsage = R"(usage: relay_bench --database-url URL --relay PATH
   --cost-rounds R          publish-cost: interleaved rounds                         (5)
   --cost-seconds S         publish-cost: seconds per statement per round             (3)
   --cost-rows N            publish-cost: rows per transaction                       (100)
+  --cost-setup SQL         publish-cost: run SQL after migrating (an experiment: take one
+                           cost away and compare)                                   (none)
   --long-transaction       = --mode long-transaction: drain --events N with relay paused
                            during the inserts, once without and then R times with a
                            REPEATABLE READ transaction open elsewhere whose snapshot
@@ -197,6 +202,7 @@ Options parse_options(int argc, char** argv) {
       {"--cost-rounds", [&](const std::string& v) { o.cost_rounds = std::stoi(v); }},
       {"--cost-seconds", [&](const std::string& v) { o.cost_seconds = std::stoi(v); }},
       {"--cost-rows", [&](const std::string& v) { o.cost_rows = std::stoi(v); }},
+      {"--cost-setup", [&](const std::string& v) { o.cost_setup = v; }},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -1530,7 +1536,7 @@ class Bench {
         "jsonb_build_object('seq', $1::bigint + i, 'pad', repeat('x', 72))";
     const std::string rows = fmt::format(" FROM generate_series(1, {}) AS i", n);
     const std::string key = "'k' || (($1::bigint + i) % 1000)";
-    const std::vector<std::pair<std::string, std::string>> statements = {
+    std::vector<std::pair<std::string, std::string>> statements = {
         {"plain table INSERT",
          "INSERT INTO bench_plain (topic, key, payload) SELECT 'bench.e', " + key +
              ", convert_to(" + payload + "::text, 'UTF8')" + rows},
@@ -1561,7 +1567,19 @@ class Bench {
         tx.exec(
             "CREATE TABLE bench_plain (id bigserial PRIMARY KEY, topic text NOT NULL, key text, "
             "payload bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())");
+        if (!o_.cost_setup.empty()) {
+          tx.exec(o_.cost_setup);
+          s.add("--cost-setup", o_.cost_setup);
+        }
         backend = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
+        // A schema from before relay.publish_many (a `relay` built before sql/0006): measure the
+        // other three.
+        if (!tx.exec("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'publish_many' AND "
+                     "pronamespace = 'relay'::regnamespace)")[0][0]
+                 .as<bool>()) {
+          statements.pop_back();
+          s.add("relay.publish_many", "not in this schema (relay migrate applied no 0006)");
+        }
         // Not ours (another machine, another user): no CPU figures.
         if (!proc_cpu_seconds(backend)) backend = -1;
       }
