@@ -10,12 +10,12 @@
 //               [--sink-keep-alive-timeout S] [--work-dir DIR]
 //
 // publish-cost measures the app's side alone: no relay, no sink (see publish_cost()).
-// Each other mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an in-process
-// HTTP sink that records every request's Idempotency-Key with a steady_clock receipt time, and runs
-// relay as a child process pointed at that sink. The load generator lives in this process too, so
-// commit times and receipt times come from the same steady_clock. Waits on remote work are
-// condition waits with deadlines; the only timed sleeps are the load generator's pacing (steady
-// mode) and the idle period that idle mode exists to measure.
+// Each other mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an
+// in-process HTTP sink that records every request's Idempotency-Key with a steady_clock receipt
+// time, and runs relay as a child process pointed at that sink. The load generator lives in this
+// process too, so commit times and receipt times come from the same steady_clock. Waits on remote
+// work are condition waits with deadlines; the only timed sleeps are the load generator's pacing
+// (steady mode) and the idle period that idle mode exists to measure.
 //
 // Everything competes for the same cores: relay, PostgreSQL, the sink and the load generator. The
 // summary shows each one's CPU so that the numbers can be read with that in mind.
@@ -240,9 +240,9 @@ Options parse_options(int argc, char** argv) {
       std::exit(2);
     }
   }
-  const std::vector<std::string> modes = {"throughput",   "batch",    "steady",
-                                          "idle",         "app-cost", "publish-cost",
-                                          "raw-http",     "long-transaction", "all"};
+  const std::vector<std::string> modes = {
+      "throughput",   "batch",    "steady",           "idle", "app-cost",
+      "publish-cost", "raw-http", "long-transaction", "all"};
   if (std::find(modes.begin(), modes.end(), o.mode) == modes.end()) {
     std::cerr << "relay_bench: unknown mode " << o.mode << "\n\n" << kUsage;
     std::exit(2);
@@ -1532,14 +1532,12 @@ class Bench {
   void publish_cost(Section& s) {
     const int n = o_.cost_rows;
     // ~100-byte JSON payloads, 1,000 keys, the same rows in every statement.
-    const std::string payload =
-        "jsonb_build_object('seq', $1::bigint + i, 'pad', repeat('x', 72))";
+    const std::string payload = "jsonb_build_object('seq', $1::bigint + i, 'pad', repeat('x', 72))";
     const std::string rows = fmt::format(" FROM generate_series(1, {}) AS i", n);
     const std::string key = "'k' || (($1::bigint + i) % 1000)";
     std::vector<std::pair<std::string, std::string>> statements = {
-        {"plain table INSERT",
-         "INSERT INTO bench_plain (topic, key, payload) SELECT 'bench.e', " + key +
-             ", convert_to(" + payload + "::text, 'UTF8')" + rows},
+        {"plain table INSERT", "INSERT INTO bench_plain (topic, key, payload) SELECT 'bench.e', " +
+                                   key + ", convert_to(" + payload + "::text, 'UTF8')" + rows},
         {"INSERT INTO relay.outbox",
          "INSERT INTO relay.outbox (topic, key, payload) SELECT 'bench.e', " + key +
              ", convert_to(" + payload + "::text, 'UTF8')" + rows},

@@ -94,13 +94,13 @@ TEST_CASE("default event ids are UUIDv7: version 7, variant 10, unique, time-ord
   db.exec(
       "INSERT INTO relay.outbox (topic, key, payload) "
       "SELECT 't', 'k' || (i % 10), '\\x00'::bytea FROM generate_series(1, 5000) i");
-  db.exec("SELECT relay.publish('t', 'k' || (i % 10), '{}'::jsonb) FROM generate_series(1, 5000) i");
+  db.exec(
+      "SELECT relay.publish('t', 'k' || (i % 10), '{}'::jsonb) FROM generate_series(1, 5000) i");
   db.exec(
       "SELECT relay.publish_many('t', NULL, array_agg(jsonb_build_object('i', i))) "
       "FROM generate_series(1, 5000) i");
   check_uuidv7(db, "SELECT event_id AS id, id AS ord FROM relay.outbox", 15000);
-  check_uuidv7(db,
-               "SELECT relay.uuidv7() AS id, i AS ord FROM generate_series(1, 20000) i", 20000);
+  check_uuidv7(db, "SELECT relay.uuidv7() AS id, i AS ord FROM generate_series(1, 20000) i", 20000);
 }
 
 TEST_CASE("the app's own event id still wins over the generated one, and stays unique",
@@ -111,19 +111,24 @@ TEST_CASE("the app's own event id still wins over the generated one, and stays u
   CHECK(db.value("SELECT relay.publish('t', 'k', '{}'::jsonb, p_event_id => '" + mine +
                  "')::text") == mine);
   // publish_many: given ids are used, a NULL element gets a generated one.
-  const auto ids = parse_id_array(db.value(
-      "SELECT relay.publish_many('t', ARRAY['a', 'b'], ARRAY['{}', '{}']::jsonb[], "
-      "p_event_ids => ARRAY[NULL, '" + other + "']::uuid[])::text"));
+  const auto ids = parse_id_array(
+      db.value("SELECT relay.publish_many('t', ARRAY['a', 'b'], ARRAY['{}', '{}']::jsonb[], "
+               "p_event_ids => ARRAY[NULL, '" +
+               other + "']::uuid[])::text"));
   REQUIRE(ids.size() == 2);
   CHECK(ids[0].substr(14, 1) == "7");
   CHECK(ids[1] == other);
   CHECK(outbox_ids(db) == std::vector<std::string>{mine, ids[0], other});
   // A second event under an id that exists is refused, by either form.
-  CHECK_THAT(error_of(db, "SELECT relay.publish('t', 'k', '\\x01'::bytea, 'text/plain', "
-                          "p_event_id => '" + mine + "')"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish('t', 'k', '\\x01'::bytea, 'text/plain', "
+                      "p_event_id => '" +
+                          mine + "')"),
              Catch::Contains("duplicate key"));
-  CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', NULL, ARRAY['{}']::jsonb[], "
-                          "p_event_ids => ARRAY['" + other + "']::uuid[])"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish_many('t', NULL, ARRAY['{}']::jsonb[], "
+                      "p_event_ids => ARRAY['" +
+                          other + "']::uuid[])"),
              Catch::Contains("duplicate key"));
   CHECK(db.count("relay.outbox") == 3);
 }
@@ -132,10 +137,11 @@ TEST_CASE("publish_many returns the event ids in input order and stores the even
           "[integration][publish]") {
   auto db = TestDatabase::create();
   // Interleaved keys, a NULL key among them; then with keys => NULL (every event unkeyed).
-  const auto ids = parse_id_array(db.value(
-      "SELECT relay.publish_many('order.step', ARRAY['a', 'b', NULL, 'a', 'b', 'a'], "
-      "ARRAY['{\"n\": 0}', '{\"n\": 1}', '{\"n\": 2}', '{\"n\": 3}', '{\"n\": 4}', "
-      "'{\"n\": 5}']::jsonb[], ARRAY[NULL, '{\"h\": \"1\"}', NULL, NULL, NULL, NULL]::jsonb[])::text"));
+  const auto ids = parse_id_array(
+      db.value("SELECT relay.publish_many('order.step', ARRAY['a', 'b', NULL, 'a', 'b', 'a'], "
+               "ARRAY['{\"n\": 0}', '{\"n\": 1}', '{\"n\": 2}', '{\"n\": 3}', '{\"n\": 4}', "
+               "'{\"n\": 5}']::jsonb[], ARRAY[NULL, '{\"h\": \"1\"}', NULL, NULL, NULL, "
+               "NULL]::jsonb[])::text"));
   const auto unkeyed = parse_id_array(db.value(
       "SELECT relay.publish_many('order.step', NULL, ARRAY['{\"n\": 6}', '{\"n\": 7}']::jsonb[])"
       "::text"));
@@ -169,39 +175,46 @@ TEST_CASE("publish_many's bytea form stores the bytes with their content type, i
       "'application/x-protobuf', p_expires_at => now() + interval '1 hour')::text"));
   REQUIRE(ids.size() == 2);
   CHECK(outbox_ids(db) == ids);
-  CHECK(db.rows("SELECT encode(payload, 'hex'), content_type, headers::text, expires_at IS NOT NULL "
-                "FROM relay.outbox ORDER BY id") ==
-        std::vector<std::vector<std::string>>{{"0001", "application/x-protobuf", "{}", "t"},
-                                              {"ff", "application/x-protobuf", "{}", "t"}});
+  CHECK(
+      db.rows("SELECT encode(payload, 'hex'), content_type, headers::text, expires_at IS NOT NULL "
+              "FROM relay.outbox ORDER BY id") ==
+      std::vector<std::vector<std::string>>{{"0001", "application/x-protobuf", "{}", "t"},
+                                            {"ff", "application/x-protobuf", "{}", "t"}});
   // No content type: application/octet-stream, as relay.publish's bytea form.
   db.exec("SELECT relay.publish_many('t', NULL, ARRAY['\\x02']::bytea[], NULL)");
   CHECK(db.value("SELECT content_type FROM relay.outbox ORDER BY id DESC LIMIT 1") ==
         "application/octet-stream");
 }
 
-TEST_CASE("publish_many refuses mismatched or malformed arrays with a clear error, inserting nothing",
-          "[integration][publish]") {
+TEST_CASE(
+    "publish_many refuses mismatched or malformed arrays with a clear error, inserting nothing",
+    "[integration][publish]") {
   auto db = TestDatabase::create();
-  CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', ARRAY['a', 'b', 'c'], "
-                          "ARRAY['{}', '{}']::jsonb[])"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish_many('t', ARRAY['a', 'b', 'c'], "
+                      "ARRAY['{}', '{}']::jsonb[])"),
              Catch::Contains("relay.publish_many: 3 keys for 2 payloads"));
   CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', ARRAY['a'], ARRAY['{}', '{}']::jsonb[])"),
              Catch::Contains("relay.publish_many: 1 keys for 2 payloads"));
-  CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', NULL, ARRAY['{}', '{}']::jsonb[], "
-                          "ARRAY['{}']::jsonb[])"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish_many('t', NULL, ARRAY['{}', '{}']::jsonb[], "
+                      "ARRAY['{}']::jsonb[])"),
              Catch::Contains("relay.publish_many: 1 headers for 2 payloads"));
-  CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', NULL, ARRAY['{}']::jsonb[], "
-                          "p_event_ids => ARRAY[relay.uuidv7(), relay.uuidv7()])"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish_many('t', NULL, ARRAY['{}']::jsonb[], "
+                      "p_event_ids => ARRAY[relay.uuidv7(), relay.uuidv7()])"),
              Catch::Contains("relay.publish_many: 2 event_ids for 1 payloads"));
   CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', ARRAY['a'], '{}'::jsonb[])"),
              Catch::Contains("relay.publish_many: 1 keys for 0 payloads"));
-  CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', ARRAY['a', 'b'], "
-                          "ARRAY['\\x01']::bytea[], 'text/plain')"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish_many('t', ARRAY['a', 'b'], "
+                      "ARRAY['\\x01']::bytea[], 'text/plain')"),
              Catch::Contains("relay.publish_many: 2 keys for 1 payloads"));
   CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', NULL, ARRAY['{}', NULL]::jsonb[])"),
              Catch::Contains("relay.publish_many: payloads[2] is NULL"));
-  CHECK_THAT(error_of(db, "SELECT relay.publish_many('t', NULL, "
-                          "ARRAY[ARRAY['{}', '{}'], ARRAY['{}', '{}']]::jsonb[])"),
+  CHECK_THAT(error_of(db,
+                      "SELECT relay.publish_many('t', NULL, "
+                      "ARRAY[ARRAY['{}', '{}'], ARRAY['{}', '{}']]::jsonb[])"),
              Catch::Contains("relay.publish_many: arrays must be one-dimensional"));
   // The SQLSTATE an app can test for: invalid_parameter_value.
   pqxx::connection c(db.url());
@@ -215,7 +228,8 @@ TEST_CASE("publish_many refuses mismatched or malformed arrays with a clear erro
   CHECK(db.count("relay.outbox") == 0);
 }
 
-TEST_CASE("events published in a transaction that rolls back do not exist", "[integration][publish]") {
+TEST_CASE("events published in a transaction that rolls back do not exist",
+          "[integration][publish]") {
   auto db = TestDatabase::create();
   db.exec(
       "BEGIN; "
@@ -233,10 +247,11 @@ TEST_CASE("events published in a transaction that rolls back do not exist", "[in
       "COMMIT");
   CHECK(db.rows("SELECT key FROM relay.outbox") == std::vector<std::vector<std::string>>{{"kept"}});
   // A failed publish_many inside a transaction leaves nothing of its own behind either.
-  CHECK_THAT(error_of(db, "BEGIN; "
-                          "SELECT relay.publish('t', 'x', '{}'::jsonb); "
-                          "SELECT relay.publish_many('t', ARRAY['x'], ARRAY['{}', '{}']::jsonb[]); "
-                          "COMMIT"),
+  CHECK_THAT(error_of(db,
+                      "BEGIN; "
+                      "SELECT relay.publish('t', 'x', '{}'::jsonb); "
+                      "SELECT relay.publish_many('t', ARRAY['x'], ARRAY['{}', '{}']::jsonb[]); "
+                      "COMMIT"),
              Catch::Contains("1 keys for 2 payloads"));
   db.exec("ROLLBACK");  // the failed statement left the transaction open, aborted
   CHECK(db.count("relay.outbox") == 1);
@@ -314,8 +329,10 @@ TEST_CASE("a parked relay is woken by events committed after it parked, not by i
       {"BEGIN; SELECT relay.publish('t', 'a', '{}'::jsonb); "
        "SELECT relay.publish('t', 'b', '{}'::jsonb); COMMIT",
        2},
-      {"SELECT relay.publish_many('t', ARRAY['a', 'b', NULL], ARRAY['{}', '{}', '{}']::jsonb[])", 3},
-      {"INSERT INTO relay.outbox (topic, key, payload) VALUES ('t', 'a', '\\x00'), ('t', 'c', '\\x00')",
+      {"SELECT relay.publish_many('t', ARRAY['a', 'b', NULL], ARRAY['{}', '{}', '{}']::jsonb[])",
+       3},
+      {"INSERT INTO relay.outbox (topic, key, payload) VALUES ('t', 'a', '\\x00'), ('t', 'c', "
+       "'\\x00')",
        2},
       {"SELECT relay.publish('t', 'a', '{}'::jsonb)", 1}};
   size_t total = 1;
@@ -323,7 +340,8 @@ TEST_CASE("a parked relay is woken by events committed after it parked, not by i
     INFO(sql);
     const bool parked = wait_parked(since);
     INFO("parked: " << db.value("SELECT string_agg(owner || ' until ' || until::text, '; ') FROM "
-                                "relay.parked") << "; since " << since);
+                                "relay.parked")
+                    << "; since " << since);
     REQUIRE(parked);
     since = db.value("SELECT now()::text");
     const auto committed = std::chrono::steady_clock::now();
@@ -345,8 +363,9 @@ TEST_CASE("a database at schema version 5 upgrades with relay migrate and keeps 
                         m.version, m.name));
   }
   // Rows written by the version-5 functions (random v4 ids).
-  db.exec("SELECT relay.publish('old', 'k' || i, jsonb_build_object('i', i)) "
-          "FROM generate_series(1, 50) i");
+  db.exec(
+      "SELECT relay.publish('old', 'k' || i, jsonb_build_object('i', i)) "
+      "FROM generate_series(1, 50) i");
   const auto before = db.rows(
       "SELECT o.id::text, o.event_id::text, o.key, encode(o.payload, 'hex') FROM relay.outbox o "
       "ORDER BY o.id");
@@ -360,8 +379,8 @@ TEST_CASE("a database at schema version 5 upgrades with relay migrate and keeps 
   CHECK_THAT(output, Catch::Contains("applied 0006_cheap_publish.sql"));
 
   CHECK(db.rows("SELECT o.id::text, o.event_id::text, o.key, encode(o.payload, 'hex') "
-                "FROM relay.outbox o WHERE o.id <= " + before.back()[0] + " ORDER BY o.id") ==
-        before);
+                "FROM relay.outbox o WHERE o.id <= " +
+                before.back()[0] + " ORDER BY o.id") == before);
   // New events get v7 ids and later outbox ids; the columns relay's WAL source decodes are as
   // they were.
   const std::string id = db.value("SELECT relay.publish('new', 'k', '{}'::jsonb)::text");
