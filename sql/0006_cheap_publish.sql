@@ -71,7 +71,7 @@ $$;
 -- (sub)transaction's fate: a rolled-back savepoint drops both, and the next row queues it again.
 -- An app that runs SET CONSTRAINTS ALL IMMEDIATE gets the check after its first inserting
 -- statement. The trigger function is 0002's.
-DROP TRIGGER outbox_wakeup ON relay.outbox;
+DROP TRIGGER IF EXISTS outbox_wakeup ON relay.outbox;  -- an operator may have dropped it
 CREATE CONSTRAINT TRIGGER outbox_wakeup AFTER INSERT ON relay.outbox
   DEFERRABLE INITIALLY DEFERRED
   FOR EACH ROW
