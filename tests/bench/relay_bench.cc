@@ -1,19 +1,21 @@
 // relay_bench: the end-to-end benchmark a developer runs by hand (tests/bench/README.md).
 //
 //   relay_bench --database-url URL --relay PATH/TO/relay --mode
-//   throughput|batch|steady|idle|app-cost|raw-http|long-transaction|all
+//   throughput|batch|steady|idle|app-cost|publish-cost|raw-http|long-transaction|all
 //               [--long-transaction] [--long-transaction-rounds R] [--source table|wal]
+//               [--cost-rounds R] [--cost-seconds S] [--cost-rows N] [--cost-setup SQL]
 //               [--events N] [--keys K] [--batch B] [--rate R] [--seconds S] [--idle-seconds S]
 //               [--app-seconds S] [--app-threads T] [--lanes L] [--relay-batch B] [--timeout S]
 //               [--format F] [--batch-max-events N] [--batch-max-bytes N] [--batch-linger D]
 //               [--sink-keep-alive-timeout S] [--work-dir DIR]
 //
-// Each mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an in-process
-// HTTP sink that records every request's Idempotency-Key with a steady_clock receipt time, and runs
-// relay as a child process pointed at that sink. The load generator lives in this process too, so
-// commit times and receipt times come from the same steady_clock. Waits on remote work are
-// condition waits with deadlines; the only timed sleeps are the load generator's pacing (steady
-// mode) and the idle period that idle mode exists to measure.
+// publish-cost measures the app's side alone: no relay, no sink (see publish_cost()).
+// Each other mode (except raw-http) gets a fresh database, runs `relay migrate`, starts an
+// in-process HTTP sink that records every request's Idempotency-Key with a steady_clock receipt
+// time, and runs relay as a child process pointed at that sink. The load generator lives in this
+// process too, so commit times and receipt times come from the same steady_clock. Waits on remote
+// work are condition waits with deadlines; the only timed sleeps are the load generator's pacing
+// (steady mode) and the idle period that idle mode exists to measure.
 //
 // Everything competes for the same cores: relay, PostgreSQL, the sink and the load generator. The
 // summary shows each one's CPU so that the numbers can be read with that in mind.
@@ -112,14 +114,26 @@ struct Options {
   int long_transaction_rounds = 2;
   // source.mode written into relay's config: table | wal.
   std::string source = "table";
+  // publish-cost mode: interleaved rounds, seconds per statement per round, rows per transaction.
+  int cost_rounds = 5;
+  int cost_seconds = 3;
+  int cost_rows = 100;
+  // publish-cost: SQL run after migrating, before measuring (an experiment knob: take one cost
+  // away, e.g. "DROP TRIGGER outbox_wakeup ON relay.outbox").
+  std::string cost_setup;
 };
 
 const char* const kUsage = R"(usage: relay_bench --database-url URL --relay PATH [options]
 
-  --mode M                 throughput | batch | steady | idle | app-cost | raw-http |
-                           long-transaction | all
+  --mode M                 throughput | batch | steady | idle | app-cost | publish-cost |
+                           raw-http | long-transaction | all
                            (default all; batch = throughput with a batch subscription;
-                           long-transaction is not part of all)
+                           long-transaction and publish-cost are not part of all)
+  --cost-rounds R          publish-cost: interleaved rounds                         (5)
+  --cost-seconds S         publish-cost: seconds per statement per round             (3)
+  --cost-rows N            publish-cost: rows per transaction                       (100)
+  --cost-setup SQL         publish-cost: run SQL after migrating (an experiment: take one
+                           cost away and compare)                                   (none)
   --long-transaction       = --mode long-transaction: drain --events N with relay paused
                            during the inserts, once without and then R times with a
                            REPEATABLE READ transaction open elsewhere whose snapshot
@@ -185,6 +199,10 @@ Options parse_options(int argc, char** argv) {
       {"--long-transaction-rounds",
        [&](const std::string& v) { o.long_transaction_rounds = std::stoi(v); }},
       {"--source", [&](const std::string& v) { o.source = v; }},
+      {"--cost-rounds", [&](const std::string& v) { o.cost_rounds = std::stoi(v); }},
+      {"--cost-seconds", [&](const std::string& v) { o.cost_seconds = std::stoi(v); }},
+      {"--cost-rows", [&](const std::string& v) { o.cost_rows = std::stoi(v); }},
+      {"--cost-setup", [&](const std::string& v) { o.cost_setup = v; }},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -222,8 +240,9 @@ Options parse_options(int argc, char** argv) {
       std::exit(2);
     }
   }
-  const std::vector<std::string> modes = {"throughput", "batch",    "steady",           "idle",
-                                          "app-cost",   "raw-http", "long-transaction", "all"};
+  const std::vector<std::string> modes = {
+      "throughput",   "batch",    "steady",           "idle", "app-cost",
+      "publish-cost", "raw-http", "long-transaction", "all"};
   if (std::find(modes.begin(), modes.end(), o.mode) == modes.end()) {
     std::cerr << "relay_bench: unknown mode " << o.mode << "\n\n" << kUsage;
     std::exit(2);
@@ -232,14 +251,15 @@ Options parse_options(int argc, char** argv) {
     std::cerr << "relay_bench: --database-url is required\n\n" << kUsage;
     std::exit(2);
   }
-  if (o.relay.empty() && o.mode != "raw-http") {
+  if (o.relay.empty() && o.mode != "raw-http") {  // publish-cost runs `relay migrate`
     std::cerr << "relay_bench: --relay is required\n\n" << kUsage;
     std::exit(2);
   }
   if (o.events < 1 || o.keys < 1 || o.batch < 1 || o.rate < 1 || o.seconds < 1 ||
       o.idle_seconds < 0 || o.app_seconds < 1 || o.app_threads < 1 || o.lanes < 1 ||
       o.relay_batch < 1 || o.timeout < 1 || o.batch_max_events < 0 || o.batch_max_bytes < 1 ||
-      o.outbox_fillfactor < 0 || o.outbox_fillfactor > 100 || o.long_transaction_rounds < 1) {
+      o.outbox_fillfactor < 0 || o.outbox_fillfactor > 100 || o.long_transaction_rounds < 1 ||
+      o.cost_rounds < 1 || o.cost_seconds < 1 || o.cost_rows < 1) {
     std::cerr << "relay_bench: numeric options must be positive\n";
     std::exit(2);
   }
@@ -920,6 +940,8 @@ class Bench {
           app_cost(s);
         else if (m == "long-transaction")
           long_transaction(s);
+        else if (m == "publish-cost")
+          publish_cost(s);
         if (m == "raw-http" && relay_events_per_s_ && raw_requests_per_s_) {
           s.add("relay / raw HTTP", fmt::format("{:.2f} ({:.0f} events/s vs {:.0f} requests/s)",
                                                 *relay_events_per_s_ / *raw_requests_per_s_,
@@ -970,6 +992,15 @@ class Bench {
 
   Env setup(const std::string& mode, size_t expected) {
     Env env;
+    make_database(env, mode);
+    env.sink = std::make_unique<Sink>(sink_threads(), expected, o_.sink_keep_alive_timeout,
+                                      o_.sink_backlog);
+    start_relay(env, mode);
+    return env;
+  }
+
+  // A fresh database relay_bench_<n>, migrated by `relay migrate` (and --outbox-fillfactor).
+  void make_database(Env& env, const std::string& mode) {
     env.db_name = fmt::format("relay_bench_{}", ++db_counter_);
     env.db_url = url_with_database(o_.database_url, env.db_name);
     {
@@ -994,9 +1025,10 @@ class Bench {
       pqxx::nontransaction tx(c);
       tx.exec(fmt::format("ALTER TABLE relay.outbox SET (fillfactor = {})", o_.outbox_fillfactor));
     }
-    env.sink = std::make_unique<Sink>(sink_threads(), expected, o_.sink_keep_alive_timeout,
-                                      o_.sink_backlog);
+  }
 
+  // relay run against env's database and sink, and the load generator's connection.
+  void start_relay(Env& env, const std::string& mode) {
     const std::string config = fmt::format("{}/{}.yaml", o_.work_dir, mode);
     {
       std::ofstream f(config);
@@ -1027,7 +1059,6 @@ class Bench {
     env.conn = std::make_unique<pqxx::connection>(env.db_url);
     env.conn->prepare("one", kPublishOne);
     env.conn->prepare("batch", o_.insert == "bulk" ? kInsertBatch : kPublishBatch);
-    return env;
   }
 
   // Stops relay (SIGTERM, deadline), the sink, and drops the database. Adds what it saw to `s`.
@@ -1489,6 +1520,141 @@ class Bench {
       for (const auto& e : each) joined += (joined.empty() ? "" : ", ") + e;
       s.add(fmt::format("lone events after {} s idle", o_.idle_gap_seconds), joined);
     });
+  }
+
+  // ---- publish cost ----
+  // What publishing costs the app, relay not running: one connection commits transactions of
+  // --cost-rows rows each, flat out, for --cost-seconds, with each of four statements in turn, for
+  // --cost-rounds rounds (the order rotates each round). Interleaving spreads a shared machine's
+  // noise and the tables' growth over all four alike; each round's ratio to the plain table
+  // compares statements measured seconds apart. Also the WAL each writes per row and the server
+  // backend's CPU per row (from /proc, when the server is local).
+  void publish_cost(Section& s) {
+    const int n = o_.cost_rows;
+    // ~100-byte JSON payloads, 1,000 keys, the same rows in every statement.
+    const std::string payload = "jsonb_build_object('seq', $1::bigint + i, 'pad', repeat('x', 72))";
+    const std::string rows = fmt::format(" FROM generate_series(1, {}) AS i", n);
+    const std::string key = "'k' || (($1::bigint + i) % 1000)";
+    std::vector<std::pair<std::string, std::string>> statements = {
+        {"plain table INSERT", "INSERT INTO bench_plain (topic, key, payload) SELECT 'bench.e', " +
+                                   key + ", convert_to(" + payload + "::text, 'UTF8')" + rows},
+        {"INSERT INTO relay.outbox",
+         "INSERT INTO relay.outbox (topic, key, payload) SELECT 'bench.e', " + key +
+             ", convert_to(" + payload + "::text, 'UTF8')" + rows},
+        {"relay.publish per row",
+         "SELECT count(relay.publish('bench.e', " + key + ", " + payload + "))" + rows},
+        {"relay.publish_many",
+         // The arrays an app would pass, built here from the same rows (in generate_series
+         // order; an ORDER BY in each array_agg would add two sorts the app does not pay).
+         "SELECT cardinality(relay.publish_many('bench.e', array_agg(" + key + "), array_agg(" +
+             payload + ")))" + rows},
+    };
+    s.add("workload",
+          fmt::format("one connection, {} rows per transaction (autocommit statement), ~100-byte "
+                      "JSON payloads, 1,000 keys; {} rounds x {} s per statement, order rotated "
+                      "each round; relay not running",
+                      n, o_.cost_rounds, o_.cost_seconds));
+    s.add("plain table",
+          "bench_plain (id bigserial primary key, topic text, key text, payload bytea, "
+          "created_at timestamptz default now())");
+    Env env;
+    make_database(env, "publish-cost");
+    try {
+      pqxx::connection c(env.db_url);
+      pid_t backend = -1;
+      {
+        pqxx::nontransaction tx(c);
+        tx.exec(
+            "CREATE TABLE bench_plain (id bigserial PRIMARY KEY, topic text NOT NULL, key text, "
+            "payload bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())");
+        if (!o_.cost_setup.empty()) {
+          tx.exec(o_.cost_setup);
+          s.add("--cost-setup", o_.cost_setup);
+        }
+        backend = tx.exec("SELECT pg_backend_pid()")[0][0].as<int>();
+        // A schema from before relay.publish_many (a `relay` built before sql/0006): measure the
+        // other three.
+        if (!tx.exec("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'publish_many' AND "
+                     "pronamespace = 'relay'::regnamespace)")[0][0]
+                 .as<bool>()) {
+          statements.pop_back();
+          s.add("relay.publish_many", "not in this schema (relay migrate applied no 0006)");
+        }
+        // Not ours (another machine, another user): no CPU figures.
+        if (!proc_cpu_seconds(backend)) backend = -1;
+      }
+      for (size_t k = 0; k < statements.size(); ++k)
+        c.prepare("cost" + std::to_string(k), statements[k].second);
+      auto wal_lsn = [&] {
+        pqxx::nontransaction tx(c);
+        return tx.exec("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")[0][0].as<double>();
+      };
+      struct Run {
+        double rows_per_s = 0, wal_per_row = 0;
+        std::optional<double> cpu_us_per_row;
+      };
+      std::vector<std::vector<Run>> runs(statements.size());  // [statement][round]
+      long long seq = 0;
+      // One untimed round warms caches and plans.
+      for (int round = -1; round < o_.cost_rounds; ++round) {
+        for (size_t j = 0; j < statements.size(); ++j) {
+          const size_t k = (j + static_cast<size_t>(std::max(round, 0))) % statements.size();
+          const std::string name = "cost" + std::to_string(k);
+          const double wal0 = wal_lsn();
+          const auto cpu0 = backend > 0 ? proc_cpu_seconds(backend) : std::nullopt;
+          const Ns t0 = now_ns();
+          const Ns end = t0 + (round < 0 ? 1 : o_.cost_seconds) * 1'000'000'000LL;
+          long txns = 0;
+          while (now_ns() < end) {
+            pqxx::nontransaction tx(c);  // autocommit: one statement, one transaction
+            tx.exec_prepared(name, seq);
+            seq += n;
+            ++txns;
+          }
+          const Ns t1 = now_ns();
+          const auto cpu1 = backend > 0 ? proc_cpu_seconds(backend) : std::nullopt;
+          const double wal1 = wal_lsn();
+          if (round < 0) continue;
+          const double total = static_cast<double>(txns) * n;
+          Run r;
+          r.rows_per_s = total / ns_to_s(static_cast<double>(t1 - t0));
+          r.wal_per_row = (wal1 - wal0) / total;
+          if (cpu0 && cpu1) r.cpu_us_per_row = (*cpu1 - *cpu0) * 1e6 / total;
+          runs[k].push_back(r);
+        }
+      }
+      auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        const size_t m = v.size() / 2;
+        return v.size() % 2 == 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+      };
+      for (size_t k = 0; k < statements.size(); ++k) {
+        std::vector<double> rate, ratio, wal, cpu;
+        for (size_t r = 0; r < runs[k].size(); ++r) {
+          rate.push_back(runs[k][r].rows_per_s);
+          ratio.push_back(runs[0][r].rows_per_s / runs[k][r].rows_per_s);
+          wal.push_back(runs[k][r].wal_per_row);
+          if (runs[k][r].cpu_us_per_row) cpu.push_back(*runs[k][r].cpu_us_per_row);
+        }
+        const auto [lo, hi] = std::minmax_element(rate.begin(), rate.end());
+        s.add(statements[k].first,
+              fmt::format("{:>7.0f} rows/s ({:.0f}-{:.0f})  cost per row {:.2f}x plain "
+                          "(rounds {:.2f}-{:.2f})  WAL {:.0f} B/row{}",
+                          median(rate), *lo, *hi, median(ratio),
+                          *std::min_element(ratio.begin(), ratio.end()),
+                          *std::max_element(ratio.begin(), ratio.end()), median(wal),
+                          cpu.empty() ? std::string()
+                                      : fmt::format("  backend CPU {:.1f} us/row", median(cpu))));
+      }
+      s.add("how to read it",
+            "rows/s: median over rounds (min-max); cost per row: median of each round's plain "
+            "rate / this rate; issue 19's targets: relay.publish <= 1.5x, outbox INSERT <= 1.3x, "
+            "publish_many <= the outbox INSERT");
+    } catch (const std::exception&) {
+      teardown(env, s);
+      throw;
+    }
+    teardown(env, s);
   }
 
   // ---- app cost ----
