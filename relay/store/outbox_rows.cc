@@ -31,6 +31,7 @@ void plan_for_queue_tables(pqxx::connection& c) {
   pqxx::nontransaction tx(c);
   tx.exec("SET enable_seqscan = off");
   tx.exec("SET enable_bitmapscan = off");
+  tx.exec("SET plan_cache_mode = force_generic_plan");
 }
 
 std::string held_for_sql(std::string_view ordered, std::string_view blocking,
