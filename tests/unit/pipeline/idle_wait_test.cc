@@ -124,6 +124,9 @@ TEST_CASE("a held-back subscription's due retry goes when its breaker may probe 
   const auto after = std::chrono::duration_cast<Millis>(probe - first);
   INFO("retry sent " << after.count() << " ms after the failure that opened the breaker");
   CHECK(after >= 1s);
-  CHECK(after <= 1s + 10ms);
+  // Far before the 10s poll. The clock moves in 1ms steps while the pipeline's threads react, and
+  // on a loaded machine they may react a few steps late (1014ms was seen under a full ctest run),
+  // so the bound is not a few ms.
+  CHECK(after <= 1s + 500ms);
   CHECK(h.shutdown().has_value());
 }
