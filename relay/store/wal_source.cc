@@ -685,6 +685,16 @@ PgWalSource::Outcome PgWalSource::stream(std::stop_token stop) {
 // ---- spilling (the reader's side) ----------------------------------------------------------
 
 std::optional<SteadyClock::time_point> PgWalSource::next_spill() const {
+  // The reader asks after every event it adds to a full memory (a drain: every event), so first
+  // the cheap bound from the keys in flight (at most max_in_flight); only once the oldest of them
+  // passes spill_after is it worth scanning the held events for one that waits behind it.
+  std::optional<SteadyClock::time_point> earliest;
+  for (const auto& [key, use] : keys_in_flight_) {
+    if (use.ids.empty()) continue;
+    const auto due = use.since + config_.spill_after;
+    if (!earliest || due < *earliest) earliest = due;
+  }
+  if (!earliest || *earliest > SteadyClock::now()) return earliest;
   std::optional<SteadyClock::time_point> at;
   for (const auto& h : held_) {
     if (!h.event.key || h.spilling) continue;

@@ -176,7 +176,8 @@ class PgWalSource final : public model::WorkSource {
   // the lease meanwhile.
   bool wait_for_room(std::stop_token stop, const std::function<bool()>& keep_alive);
   // When the oldest key in flight with events waiting behind it passes spill_after (nullopt: no
-  // such key). REQUIRES: mu_ held.
+  // such key), or an earlier time (then ask again) while no key in flight has passed it yet.
+  // REQUIRES: mu_ held.
   std::optional<std::chrono::steady_clock::time_point> next_spill() const;
   // Moves the waiting events of keys in flight for spill_after to relay.delivery (reader thread);
   // returns how many moved.
