@@ -29,9 +29,12 @@ constexpr int kCatchUpPage = 1000;
 constexpr int kSpillBatch = 1000;
 // After a spill that moved nothing, the next one waits this long.
 constexpr Millis kSpillRetry{50};
-// A claim of relay.delivery that found nothing due is not repeated for this long, unless something
-// may have made a row due (see the header); a row that falls due by the clock waits at most this.
+// A claim of relay.delivery that found nothing more due is not repeated before the next row falls
+// due by the clock (asked once, right after that claim), unless something may have made a row due
+// (see the header). At least kDeliveriesRecheck, at most kDeliveriesIdleRecheck: what nothing here
+// hears of (another relay's lease running out) waits at most that long.
 constexpr Millis kDeliveriesRecheck{5};
+constexpr Millis kDeliveriesIdleRecheck{1000};
 // How long one wait on the stream lasts at most, so lease renewal and status updates keep time.
 constexpr Millis kStreamWait{1000};
 
@@ -1048,7 +1051,14 @@ Result<std::vector<model::ClaimedDelivery>> PgWalSource::claim_deliveries(
   last_sendable_ = subscriptions;
   auto claimed = deliveries_.claim_deliveries(limit, subscriptions);
   if (claimed && static_cast<int>(claimed->size()) < limit) {
-    skip_deliveries_until_ = now + kDeliveriesRecheck;
+    // In steady streaming, with no retries waiting, this turns ~200 empty claims a second (one
+    // per kDeliveriesRecheck) into about one claim and one next-due query a second.
+    Millis skip = kDeliveriesRecheck;
+    if (auto next = deliveries_.time_until_next_due(); next) {
+      skip = *next ? std::clamp(**next, kDeliveriesRecheck, kDeliveriesIdleRecheck)
+                   : kDeliveriesIdleRecheck;
+    }
+    skip_deliveries_until_ = now + skip;
   } else {
     skip_deliveries_until_ = {};
     if (!claimed) deliveries_dirty_ = true;

@@ -33,10 +33,11 @@
 //   exactly that snapshot) only once each of them has an outcome. relay.wal_reader.caught_up
 //   records that; a relay that stops before it starts the catch-up over with a new slot.
 // Retries (relay.delivery) are claimed as in table mode, by the active relay and standbys alike,
-// except that a claim that found no due row is not repeated for kDeliveriesRecheck unless
-// something may have made one due: this relay recorded or moved rows there, a NOTIFY (dlq replay),
-// or a breaker let a subscription send again. In steady streaming the claimer goes round once per
-// event and per busy poll; without this each round cost a claim statement.
+// except that a claim that found no more due rows is not repeated before the next row falls due
+// by the clock (5 ms to 1 s away) unless something may have made one due: this relay recorded or
+// moved rows there, a NOTIFY (dlq replay, released leases), or a breaker let a subscription send
+// again. In steady streaming the claimer goes round once per event and per busy poll; without
+// this each round cost a claim statement.
 // Thread safety: as model::WorkSource; recorded() and status() may be called from any thread.
 
 #include <atomic>
