@@ -80,6 +80,7 @@ std::size_t HttpResponseParser::take_line(std::string_view data, std::size_t lim
   line_.append(data.data(), take);
   line_done = nl != std::string_view::npos;
   if (line_done) {
+    line_bytes_ = line_.size();
     line_.pop_back();  // '\n'
     if (!line_.empty() && line_.back() == '\r') line_.pop_back();
   }
@@ -120,9 +121,10 @@ std::size_t HttpResponseParser::feed(std::string_view data) {
           return used;
         }
         used += took;
-        if (step_ == Step::kStatusLine || step_ == Step::kHeaderLine) head_bytes_ += took;
-        if (step_ == Step::kTrailer) trailer_bytes_ += took;
         if (!done) break;
+        // Counted once the line is complete: `limit` covers the buffered part of the line too.
+        if (step_ == Step::kStatusLine || step_ == Step::kHeaderLine) head_bytes_ += line_bytes_;
+        if (step_ == Step::kTrailer) trailer_bytes_ += line_bytes_;
         std::string line = std::move(line_);
         line_.clear();
         switch (step_) {

@@ -108,7 +108,8 @@ class HttpResponseParser {
   BodyFraming framing_ = BodyFraming::kNone;
   bool started_ = false;
   std::string line_;             // the line being read, without its line end once complete
-  std::size_t head_bytes_ = 0;   // status + header line bytes of every response so far
+  std::size_t line_bytes_ = 0;   // the last complete line's length with its line end
+  std::size_t head_bytes_ = 0;   // complete status + header lines of every response so far
   std::size_t trailer_bytes_ = 0;
   int header_lines_ = 0;
   std::uint64_t remaining_ = 0;  // kFixedBody / kChunkData

@@ -264,6 +264,20 @@ TEST_CASE("response parser: the head is bounded in bytes and in lines", "[delive
   CHECK(r.error == "response head larger than 65536 bytes");
   CHECK(r.used <= HttpResponseParser::kMaxHeadBytes);
 
+  // Exactly at the bound (the empty line ending the head included), and one byte over, in one
+  // read and in many.
+  const std::string start = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: ";
+  const std::string fits = start + std::string(HttpResponseParser::kMaxHeadBytes - start.size() - 4,
+                                               'a') + "\r\n\r\n";
+  REQUIRE(fits.size() == HttpResponseParser::kMaxHeadBytes);
+  const std::string over = start + "a" + fits.substr(start.size());
+  std::vector<std::size_t> cuts;
+  for (std::size_t i = 1000; i < fits.size(); i += 1000) cuts.push_back(i);
+  CHECK(parse(fits).state == State::kComplete);
+  CHECK(parse(fits, cuts).state == State::kComplete);
+  CHECK(parse(over).error == "response head larger than 65536 bytes");
+  CHECK(parse(over, cuts).error == "response head larger than 65536 bytes");
+
   // Interim responses count towards the same budget.
   std::string interims;
   while (interims.size() < HttpResponseParser::kMaxHeadBytes) {
