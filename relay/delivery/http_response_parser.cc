@@ -138,8 +138,10 @@ std::size_t HttpResponseParser::feed(std::string_view data) {
             on_chunk_size_line(line);
             break;
           case Step::kChunkEnd:
-            if (!line.empty()) fail("bad chunk end: bytes after the chunk data");
-            else step_ = Step::kChunkSize;
+            if (!line.empty())
+              fail("bad chunk end: bytes after the chunk data");
+            else
+              step_ = Step::kChunkSize;
             break;
           case Step::kTrailer:
             on_trailer_line(line);

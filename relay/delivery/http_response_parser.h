@@ -29,7 +29,7 @@ struct ResponseHead {
   bool http_1_0 = false;  // an HTTP/1.0 response (the connection is not reused)
   // "Connection: close" (any letter case, in a token list), or an HTTP/1.0 response.
   bool connection_close = false;
-  std::optional<std::string> retry_after;      // the first Retry-After value, OWS trimmed
+  std::optional<std::string> retry_after;       // the first Retry-After value, OWS trimmed
   std::optional<std::uint64_t> content_length;  // when framing is kContentLength
   bool chunked = false;                         // Transfer-Encoding ends in chunked
 };
@@ -107,9 +107,9 @@ class HttpResponseParser {
   ResponseHead head_;
   BodyFraming framing_ = BodyFraming::kNone;
   bool started_ = false;
-  std::string line_;             // the line being read, without its line end once complete
-  std::size_t line_bytes_ = 0;   // the last complete line's length with its line end
-  std::size_t head_bytes_ = 0;   // complete status + header lines of every response so far
+  std::string line_;            // the line being read, without its line end once complete
+  std::size_t line_bytes_ = 0;  // the last complete line's length with its line end
+  std::size_t head_bytes_ = 0;  // complete status + header lines of every response so far
   std::size_t trailer_bytes_ = 0;
   int header_lines_ = 0;
   std::uint64_t remaining_ = 0;  // kFixedBody / kChunkData

@@ -1,6 +1,7 @@
 #include "relay/delivery/plain_http_sender.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,7 +13,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fmt/format.h>
 #include <utility>
 
 #include "relay/common/version.h"
@@ -57,9 +57,9 @@ Result<std::unique_ptr<PlainHttpSender>> PlainHttpSender::create(
   auto signers = check_subscription_and_make_signers(sub);
   if (!signers) return signers.error();
   if (sub.endpoint.tls) {
-    return Error{ErrorCode::kInvalidArgument,
-                 fmt::format("subscription \"{}\": endpoint: https:// needs the TLS sender",
-                             sub.name)};
+    return Error{
+        ErrorCode::kInvalidArgument,
+        fmt::format("subscription \"{}\": endpoint: https:// needs the TLS sender", sub.name)};
   }
   return std::unique_ptr<PlainHttpSender>(new PlainHttpSender(sub, clock, std::move(*signers)));
 }
@@ -135,8 +135,8 @@ std::optional<DeliveryOutcome> PlainHttpSender::connect() {
 
   bool timed_out = false;
   for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            a->ai_protocol);
+    const int fd =
+        ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
     {
       // stop() sets the flag under mu_: either it sees this descriptor, or this sees the flag.

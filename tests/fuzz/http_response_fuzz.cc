@@ -87,8 +87,8 @@ void check(std::string_view in, std::size_t split, bool eof) {
   if (whole.state == State::kError) FUZZ_CHECK(!whole.error.empty());
   if (whole.state == State::kBody || whole.state == State::kComplete) {
     FUZZ_CHECK(whole.head.status >= 200 && whole.head.status <= 999);
-    FUZZ_CHECK(!whole.head.retry_after || whole.head.retry_after->size() <
-                                              HttpResponseParser::kMaxHeadBytes);
+    FUZZ_CHECK(!whole.head.retry_after ||
+               whole.head.retry_after->size() < HttpResponseParser::kMaxHeadBytes);
   }
   if (whole.state == State::kComplete) {
     FUZZ_CHECK(whole.used > 0 && whole.used <= in.size());

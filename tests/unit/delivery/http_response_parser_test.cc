@@ -53,9 +53,9 @@ Parsed parse(std::string_view in, const std::vector<std::size_t>& cuts = {}, boo
 bool same(const Parsed& a, const Parsed& b) {
   return a.state == b.state && a.error == b.error && a.head.status == b.head.status &&
          a.head.connection_close == b.head.connection_close &&
-         a.head.retry_after == b.head.retry_after && a.head.content_length == b.head.content_length &&
-         a.head.chunked == b.head.chunked && a.framing == b.framing && a.body == b.body &&
-         a.used == b.used;
+         a.head.retry_after == b.head.retry_after &&
+         a.head.content_length == b.head.content_length && a.head.chunked == b.head.chunked &&
+         a.framing == b.framing && a.body == b.body && a.used == b.used;
 }
 
 }  // namespace
@@ -111,8 +111,7 @@ TEST_CASE("response parser: Transfer-Encoding overrides Content-Length", "[deliv
   CHECK(r.body == "ok");
 }
 
-TEST_CASE("response parser: a body without length runs until the connection closes",
-          "[delivery]") {
+TEST_CASE("response parser: a body without length runs until the connection closes", "[delivery]") {
   const std::string in = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of this";
   const auto open = parse(in);
   CHECK(open.state == State::kBody);
@@ -267,8 +266,8 @@ TEST_CASE("response parser: the head is bounded in bytes and in lines", "[delive
   // Exactly at the bound (the empty line ending the head included), and one byte over, in one
   // read and in many.
   const std::string start = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: ";
-  const std::string fits = start + std::string(HttpResponseParser::kMaxHeadBytes - start.size() - 4,
-                                               'a') + "\r\n\r\n";
+  const std::string fits =
+      start + std::string(HttpResponseParser::kMaxHeadBytes - start.size() - 4, 'a') + "\r\n\r\n";
   REQUIRE(fits.size() == HttpResponseParser::kMaxHeadBytes);
   const std::string over = start + "a" + fits.substr(start.size());
   std::vector<std::size_t> cuts;
@@ -302,6 +301,7 @@ TEST_CASE("response parser: a connection closed early is an error", "[delivery]"
   CHECK(short_body.state == State::kError);
   CHECK(short_body.started);
   CHECK(short_body.body == "hel");
-  const auto chunk = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe", {}, true);
+  const auto chunk =
+      parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe", {}, true);
   CHECK(chunk.state == State::kError);
 }

@@ -3,7 +3,6 @@
 // joined by LoopbackServer's destructor. TLS-only cases use HttplibSender; cases for what only
 // PlainHttpSender does are in plain_http_sender_test.cc.
 #include "relay/delivery/httplib_sender.h"
-#include "relay/delivery/plain_http_sender.h"
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -18,6 +17,8 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+
+#include "relay/delivery/plain_http_sender.h"
 
 using namespace std::chrono_literals;
 using relay::Clock;
@@ -146,8 +147,8 @@ std::unique_ptr<Sender> make_sender(const SubscriptionConfig& sub, Clock& clock)
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("a 200 is delivered and the consumer sees the contract headers and body", "[delivery]",
-                   HttplibSender, PlainHttpSender) {
+TEMPLATE_TEST_CASE("a 200 is delivered and the consumer sees the contract headers and body",
+                   "[delivery]", HttplibSender, PlainHttpSender) {
   std::mutex mu;
   httplib::Request seen;
   LoopbackServer server([&](httplib::Server& s) {
@@ -247,8 +248,8 @@ TEMPLATE_TEST_CASE("a 400 is final and keeps only max_response_bytes of a large 
   }
 }
 
-TEMPLATE_TEST_CASE("a 302 is retryable and not followed", "[delivery]",
-                   HttplibSender, PlainHttpSender) {
+TEMPLATE_TEST_CASE("a 302 is retryable and not followed", "[delivery]", HttplibSender,
+                   PlainHttpSender) {
   std::atomic<int> followed{0};
   LoopbackServer server([&](httplib::Server& s) {
     s.Post("/", [](const httplib::Request&, httplib::Response& res) {
@@ -274,11 +275,11 @@ TEMPLATE_TEST_CASE("a 302 is retryable and not followed", "[delivery]",
   CHECK(followed.load() == 0);
 }
 
-TEMPLATE_TEST_CASE("connection refused is retryable with no status", "[delivery]",
-                   HttplibSender, PlainHttpSender) {
+TEMPLATE_TEST_CASE("connection refused is retryable with no status", "[delivery]", HttplibSender,
+                   PlainHttpSender) {
   ManualClock clock;
-  auto sender =
-      make_sender<TestType>(subscription("http://127.0.0.1:" + std::to_string(closed_port()) + "/"), clock);
+  auto sender = make_sender<TestType>(
+      subscription("http://127.0.0.1:" + std::to_string(closed_port()) + "/"), clock);
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -358,16 +359,16 @@ TEST_CASE("create accepts http(s) endpoints with and without port and path", "[d
     INFO("endpoint \"" << good << "\"");
     CHECK(HttplibSender::create(subscription(good), clock).has_value());
   }
-  for (const char* good : {"http://example.com", "HTTP://example.com/", "http://example.com:8080",
-                           "http://127.0.0.1:9/hooks/in?x=1&y=%20", "http://[::1]:8080/h",
-                           "http://a-b.example_c/x"}) {
+  for (const char* good :
+       {"http://example.com", "HTTP://example.com/", "http://example.com:8080",
+        "http://127.0.0.1:9/hooks/in?x=1&y=%20", "http://[::1]:8080/h", "http://a-b.example_c/x"}) {
     INFO("endpoint \"" << good << "\"");
     CHECK(PlainHttpSender::create(subscription(good), clock).has_value());
   }
 }
 
-TEMPLATE_TEST_CASE("create rejects a whsec_ secret that is not base64", "[delivery]",
-                   HttplibSender, PlainHttpSender) {
+TEMPLATE_TEST_CASE("create rejects a whsec_ secret that is not base64", "[delivery]", HttplibSender,
+                   PlainHttpSender) {
   ManualClock clock;
   auto sub = subscription("http://example.com/");
   sub.signing_secrets = {"whsec_!!!"};

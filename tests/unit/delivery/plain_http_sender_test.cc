@@ -208,12 +208,15 @@ TEST_CASE("plain sender: the request is one POST with Host, Accept, User-Agent a
                       std::to_string(server.port()) + "\r\n",
                   0) == 0);
   CHECK_THAT(req, Catch::Contains("\r\nAccept: */*\r\n"));
-  CHECK_THAT(req, Catch::Contains(std::string("\r\nUser-Agent: relay/") + relay::kVersion + "\r\n"));
+  CHECK_THAT(req,
+             Catch::Contains(std::string("\r\nUser-Agent: relay/") + relay::kVersion + "\r\n"));
   CHECK_THAT(req, Catch::Contains("\r\nContent-Type: application/json\r\n"));
   CHECK_THAT(req, Catch::Contains("\r\nContent-Length: 12\r\n"));
   CHECK_THAT(req, Catch::Contains("\r\nIdempotency-Key: " + sample_event().event_id + "\r\n"));
   CHECK_THAT(req, !Catch::Contains("Expect"));
-  CHECK(req.substr(req.size() - 16) == "\r\n\r\n" R"({"order":17})");
+  CHECK(req.substr(req.size() - 16) ==
+        "\r\n\r\n"
+        R"({"order":17})");
 }
 
 TEST_CASE("plain sender: requests reuse one keep-alive connection", "[delivery]") {
@@ -275,8 +278,7 @@ TEST_CASE("plain sender: a reused connection closed without a response is retrie
   CHECK(sender->connections_opened() == 2);
 }
 
-TEST_CASE("plain sender: a new connection closed without a response is the outcome",
-          "[delivery]") {
+TEST_CASE("plain sender: a new connection closed without a response is the outcome", "[delivery]") {
   RawServer server([](RawServer& s, int fd, int) { s.read_request(fd); });
   REQUIRE(server.running());
   ManualClock clock;
@@ -319,9 +321,9 @@ TEST_CASE("plain sender: one deadline for the whole request, however the consume
 
 TEST_CASE("plain sender: a chunked response is read, cut to max_response_bytes, and kept alive",
           "[delivery]") {
-  RawServer server(answer_all(
-      "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "a\r\nbad reques\r\n12;ext=1\r\nt: missing field x\r\n0\r\nTrailer: y\r\n\r\n"));
+  RawServer server(
+      answer_all("HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "a\r\nbad reques\r\n12;ext=1\r\nt: missing field x\r\n0\r\nTrailer: y\r\n\r\n"));
   REQUIRE(server.running());
   ManualClock clock;
   auto sender = make_sender(subscription(server.url()), clock);  // max_response_bytes 16
@@ -341,9 +343,9 @@ TEST_CASE("plain sender: a body beyond the drain bound closes the connection, st
   const std::size_t length = 16 + PlainHttpSender::kDrainBytes + 256 * 1024;
   RawServer server([length](RawServer& s, int fd, int) {
     while (s.read_request(fd)) {
-      if (!RawServer::write_all(fd, "HTTP/1.1 422 Unprocessable\r\nContent-Length: " +
-                                        std::to_string(length) + "\r\n\r\n" +
-                                        std::string(length, 'b'))) {
+      if (!RawServer::write_all(
+              fd, "HTTP/1.1 422 Unprocessable\r\nContent-Length: " + std::to_string(length) +
+                      "\r\n\r\n" + std::string(length, 'b'))) {
         return;
       }
     }
@@ -364,9 +366,9 @@ TEST_CASE("plain sender: a body beyond the drain bound closes the connection, st
 
 TEST_CASE("plain sender: Connection: close and read-until-close responses end the connection",
           "[delivery]") {
-  const std::string response = GENERATE(
-      std::string("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"),
-      std::string("HTTP/1.1 200 OK\r\n\r\nok"), std::string("HTTP/1.0 200 OK\r\n\r\nok"));
+  const std::string response =
+      GENERATE(std::string("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"),
+               std::string("HTTP/1.1 200 OK\r\n\r\nok"), std::string("HTTP/1.0 200 OK\r\n\r\nok"));
   INFO(response);
   // Says it closes; does close after a while, but only once the sender has moved on.
   RawServer server([&response](RawServer& s, int fd, int) {
@@ -403,9 +405,9 @@ TEST_CASE("plain sender: a malformed response is retryable and closes the connec
 }
 
 TEST_CASE("plain sender: interim 100 Continue is skipped and Retry-After read", "[delivery]") {
-  RawServer server(answer_all(
-      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many\r\nretry-after: 9\r\n"
-      "Content-Length: 0\r\n\r\n"));
+  RawServer server(
+      answer_all("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many\r\nretry-after: 9\r\n"
+                 "Content-Length: 0\r\n\r\n"));
   REQUIRE(server.running());
   ManualClock clock;
   auto sender = make_sender(subscription(server.url()), clock);
