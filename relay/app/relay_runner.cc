@@ -18,7 +18,7 @@
 #include "relay/common/database_url.h"
 #include "relay/common/log.h"
 #include "relay/common/version.h"
-#include "relay/delivery/httplib_sender.h"
+#include "relay/delivery/http_sender_factory.h"
 #include "relay/http/http_server.h"
 #include "relay/inbox/inbox_retention.h"
 #include "relay/inbox/inbox_service.h"
@@ -314,9 +314,7 @@ int run_relay(const config::Config& config, const std::string& database_url) {
       config, owner, clock, *work_source, outcome_sink,
       [&clock](
           const config::SubscriptionConfig& sub) -> Result<std::unique_ptr<delivery::HttpSender>> {
-        auto s = delivery::HttplibSender::create(sub, clock);
-        if (!s) return s.error();
-        return std::unique_ptr<delivery::HttpSender>(std::move(*s));
+        return delivery::make_http_sender(sub, clock);
       },
       stats);
   if (!outbox_pipeline) {

@@ -5,7 +5,9 @@
 #include <array>
 #include <cctype>
 #include <cstdint>
+#include <utility>
 
+#include "relay/common/duration.h"
 #include "relay/common/time_format.h"
 
 namespace relay::delivery {
@@ -54,6 +56,38 @@ const char* to_string(DeliveryOutcome::Kind kind) {
       return "final";
   }
   return "unknown";
+}
+
+DeliveryOutcome retryable_failure(std::string error) {
+  DeliveryOutcome outcome;
+  outcome.kind = DeliveryOutcome::Kind::kRetryable;
+  outcome.status = 0;
+  outcome.error = std::move(error);
+  return outcome;
+}
+
+DeliveryOutcome transport_failure(TransportFailure failure, Millis timeout,
+                                  Millis connect_timeout) {
+  switch (failure) {
+    case TransportFailure::kConnect:
+      return retryable_failure("connection refused or host unreachable");
+    case TransportFailure::kConnectTimeout:
+      return retryable_failure(
+          fmt::format("connect timeout after {}", format_duration(connect_timeout)));
+    case TransportFailure::kReadTimeout:
+      return retryable_failure(
+          fmt::format("timeout: no response within {}", format_duration(timeout)));
+    case TransportFailure::kReadClosed:
+      return retryable_failure("connection closed or reset before a complete response");
+    case TransportFailure::kWriteTimeout:
+      return retryable_failure(
+          fmt::format("timeout while sending the request ({})", format_duration(timeout)));
+    case TransportFailure::kWriteClosed:
+      return retryable_failure("connection closed or reset while sending the request");
+    case TransportFailure::kCanceled:
+      return retryable_failure("request canceled");
+  }
+  return retryable_failure("http client error");
 }
 
 DeliveryOutcome::Kind classify_status(int status) {

@@ -19,6 +19,24 @@ DeliveryOutcome::Kind classify_status(int status);
 std::optional<Millis> parse_retry_after(std::string_view value,
                                         std::chrono::system_clock::time_point now);
 
+// How a request failed without an HTTP response (both senders map their errors onto these).
+enum class TransportFailure {
+  kConnect,         // refused, unreachable, or the host did not resolve
+  kConnectTimeout,  // no connection within connect_timeout
+  kReadTimeout,     // no complete response within timeout
+  kReadClosed,      // the peer closed or reset the connection before a complete response
+  kWriteTimeout,    // the request could not be written within timeout
+  kWriteClosed,     // the peer closed or reset the connection while the request was written
+  kCanceled,        // stop() aborted the request
+};
+
+// A kRetryable outcome with status 0 and the error text for `failure`, e.g. "connection refused or
+// host unreachable", "timeout: no response within 5s".
+DeliveryOutcome transport_failure(TransportFailure failure, Millis timeout, Millis connect_timeout);
+
+// A kRetryable outcome with status 0 and `error` as its text.
+DeliveryOutcome retryable_failure(std::string error);
+
 // What is known about a request to an https:// endpoint that TLS made fail, in plain values.
 struct TlsFailure {
   enum class Stage {

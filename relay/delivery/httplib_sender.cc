@@ -18,6 +18,7 @@
 
 #include "relay/common/log.h"
 #include "relay/delivery/classify.h"
+#include "relay/delivery/http_sender_factory.h"
 #include "relay/delivery/request_builder.h"
 
 namespace relay::delivery {
@@ -53,36 +54,27 @@ void trace_message(int write_p, int, int content_type, const void* buf, size_t l
   }
 }
 
-DeliveryOutcome retryable(std::string error) {
-  DeliveryOutcome outcome;
-  outcome.kind = DeliveryOutcome::Kind::kRetryable;
-  outcome.status = 0;
-  outcome.error = std::move(error);
-  return outcome;
-}
-
 // httplib reports a read timeout and a peer that closed or reset the connection both as
 // Error::Read (Write likewise), so the time the request took tells them apart.
 DeliveryOutcome transport_failure(httplib::Error err, Clock::Duration elapsed, Millis timeout,
                                   Millis connect_timeout) {
   const bool timed_out = elapsed >= timeout * 9 / 10;
+  const auto failure = [&](TransportFailure f) {
+    return delivery::transport_failure(f, timeout, connect_timeout);
+  };
   switch (err) {
     case httplib::Error::Connection:
-      return retryable("connection refused or host unreachable");
+      return failure(TransportFailure::kConnect);
     case httplib::Error::ConnectionTimeout:
-      return retryable(fmt::format("connect timeout after {}", format_duration(connect_timeout)));
+      return failure(TransportFailure::kConnectTimeout);
     case httplib::Error::Read:
-      return retryable(timed_out
-                           ? fmt::format("timeout: no response within {}", format_duration(timeout))
-                           : "connection closed or reset before a complete response");
+      return failure(timed_out ? TransportFailure::kReadTimeout : TransportFailure::kReadClosed);
     case httplib::Error::Write:
-      return retryable(timed_out ? fmt::format("timeout while sending the request ({})",
-                                               format_duration(timeout))
-                                 : "connection closed or reset while sending the request");
+      return failure(timed_out ? TransportFailure::kWriteTimeout : TransportFailure::kWriteClosed);
     case httplib::Error::Canceled:
-      return retryable("request canceled");
+      return failure(TransportFailure::kCanceled);
     default:
-      return retryable("http client error: " + httplib::to_string(err));
+      return retryable_failure("http client error: " + httplib::to_string(err));
   }
 }
 
@@ -230,23 +222,10 @@ Status configure_tls(const config::SubscriptionConfig& sub, const std::string& h
 
 Result<std::unique_ptr<HttplibSender>> HttplibSender::create(const config::SubscriptionConfig& sub,
                                                              Clock& clock) {
-  // The config loader parsed the endpoint (common/endpoint.h); only a config built in code can
-  // lack one.
+  auto checked = check_subscription_and_make_signers(sub);
+  if (!checked) return checked.error();
+  std::vector<Signer> signers = std::move(*checked);
   const Endpoint& endpoint = sub.endpoint;
-  if (endpoint.host.empty()) {
-    return Error{ErrorCode::kInvalidArgument,
-                 fmt::format("subscription \"{}\": endpoint is not set", sub.name)};
-  }
-  std::vector<Signer> signers;
-  for (std::size_t i = 0; i < sub.signing_secrets.size(); ++i) {
-    auto created = Signer::create(sub.signing_secrets[i]);
-    if (!created) {
-      return Error{ErrorCode::kInvalidArgument,
-                   fmt::format("subscription \"{}\": signing_secret[{}]: {}", sub.name, i,
-                               created.error().message)};
-    }
-    signers.push_back(std::move(*created));
-  }
   std::unique_ptr<httplib::ClientImpl> client;
   httplib::SSLClient* tls = nullptr;
   std::unique_ptr<HandshakeTrace> trace;
@@ -397,7 +376,7 @@ DeliveryOutcome HttplibSender::post(OutgoingRequest out) {
     throw;  // fatal by policy (STYLE.md §4)
   } catch (const std::exception& e) {
     // cpp-httplib is not documented to throw here; this is the library-edge net.
-    return retryable(std::string("http client exception: ") + e.what());
+    return retryable_failure(std::string("http client exception: ") + e.what());
   }
 }
 

@@ -1,5 +1,7 @@
-// HttplibSender against real cpp-httplib servers on 127.0.0.1 (port 0). Every server a test starts
-// is stopped and joined by LoopbackServer's destructor.
+// Both HTTP senders, HttplibSender and PlainHttpSender, against real cpp-httplib servers on
+// 127.0.0.1 (port 0): the same cases, the same outcomes. Every server a test starts is stopped and
+// joined by LoopbackServer's destructor. TLS-only cases use HttplibSender; cases for what only
+// PlainHttpSender does are in plain_http_sender_test.cc.
 #include "relay/delivery/httplib_sender.h"
 
 #include <arpa/inet.h>
@@ -14,6 +16,9 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+
+#include "relay/delivery/plain_http_sender.h"
 
 using namespace std::chrono_literals;
 using relay::Clock;
@@ -25,6 +30,7 @@ using relay::SystemClock;
 using relay::config::SubscriptionConfig;
 using relay::delivery::DeliveryOutcome;
 using relay::delivery::HttplibSender;
+using relay::delivery::PlainHttpSender;
 using relay::delivery::Signer;
 using Kind = relay::delivery::DeliveryOutcome::Kind;
 
@@ -132,15 +138,17 @@ Event sample_event() {
   return e;
 }
 
-std::unique_ptr<HttplibSender> make_sender(const SubscriptionConfig& sub, Clock& clock) {
-  auto sender = HttplibSender::create(sub, clock);
+template <typename Sender>
+std::unique_ptr<Sender> make_sender(const SubscriptionConfig& sub, Clock& clock) {
+  auto sender = Sender::create(sub, clock);
   if (!sender) FAIL("create failed: " << sender.error().message);
   return std::move(*sender);
 }
 
 }  // namespace
 
-TEST_CASE("a 200 is delivered and the consumer sees the contract headers and body", "[delivery]") {
+TEMPLATE_TEST_CASE("a 200 is delivered and the consumer sees the contract headers and body",
+                   "[delivery]", HttplibSender, PlainHttpSender) {
   std::mutex mu;
   httplib::Request seen;
   LoopbackServer server([&](httplib::Server& s) {
@@ -154,7 +162,7 @@ TEST_CASE("a 200 is delivered and the consumer sees the contract headers and bod
   ManualClock clock;  // wall time 1700000000
   auto sub = subscription(server.url("/hooks?tenant=acme"));
   sub.signing_secrets = {"raw-secret"};
-  auto sender = make_sender(sub, clock);
+  auto sender = make_sender<TestType>(sub, clock);
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -173,7 +181,8 @@ TEST_CASE("a 200 is delivered and the consumer sees the contract headers and bod
   CHECK(seen.get_header_value("relay-attempt") == "1");
 }
 
-TEST_CASE("a 503 with Retry-After is retryable after that many seconds", "[delivery]") {
+TEMPLATE_TEST_CASE("a 503 with Retry-After is retryable after that many seconds", "[delivery]",
+                   HttplibSender, PlainHttpSender) {
   LoopbackServer server([](httplib::Server& s) {
     s.Post("/", [](const httplib::Request&, httplib::Response& res) {
       res.status = 503;
@@ -182,7 +191,7 @@ TEST_CASE("a 503 with Retry-After is retryable after that many seconds", "[deliv
   });
   REQUIRE(server.running());
   ManualClock clock;
-  auto sender = make_sender(subscription(server.url()), clock);
+  auto sender = make_sender<TestType>(subscription(server.url()), clock);
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -193,7 +202,8 @@ TEST_CASE("a 503 with Retry-After is retryable after that many seconds", "[deliv
   CHECK(*outcome.retry_after == 7s);
 }
 
-TEST_CASE("a Retry-After is reported as sent (the retry policy caps it)", "[delivery]") {
+TEMPLATE_TEST_CASE("a Retry-After is reported as sent (the retry policy caps it)", "[delivery]",
+                   HttplibSender, PlainHttpSender) {
   LoopbackServer server([](httplib::Server& s) {
     s.Post("/", [](const httplib::Request&, httplib::Response& res) {
       res.status = 429;
@@ -202,7 +212,7 @@ TEST_CASE("a Retry-After is reported as sent (the retry policy caps it)", "[deli
   });
   REQUIRE(server.running());
   ManualClock clock;
-  auto sender = make_sender(subscription(server.url()), clock);  // max_backoff 60s
+  auto sender = make_sender<TestType>(subscription(server.url()), clock);  // max_backoff 60s
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -211,7 +221,8 @@ TEST_CASE("a Retry-After is reported as sent (the retry policy caps it)", "[deli
   CHECK(*outcome.retry_after == 86400s);
 }
 
-TEST_CASE("a 400 is final and keeps only max_response_bytes of a large body", "[delivery]") {
+TEMPLATE_TEST_CASE("a 400 is final and keeps only max_response_bytes of a large body", "[delivery]",
+                   HttplibSender, PlainHttpSender) {
   const std::string body = "bad request: " + std::string(200'000, 'x');
   LoopbackServer server([&](httplib::Server& s) {
     s.Post("/", [&](const httplib::Request&, httplib::Response& res) {
@@ -221,7 +232,7 @@ TEST_CASE("a 400 is final and keeps only max_response_bytes of a large body", "[
   });
   REQUIRE(server.running());
   ManualClock clock;
-  auto sender = make_sender(subscription(server.url()), clock);  // max_response_bytes 16
+  auto sender = make_sender<TestType>(subscription(server.url()), clock);  // max_response_bytes 16
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -232,9 +243,13 @@ TEST_CASE("a 400 is final and keeps only max_response_bytes of a large body", "[
   CHECK_FALSE(outcome.retry_after.has_value());
   // The rest of the body was drained, so the keep-alive connection is still usable.
   CHECK(sender->send(sample_event(), 2).status == 400);
+  if constexpr (std::is_same_v<TestType, PlainHttpSender>) {
+    CHECK(sender->connections_opened() == 1);
+  }
 }
 
-TEST_CASE("a 302 is retryable and not followed", "[delivery]") {
+TEMPLATE_TEST_CASE("a 302 is retryable and not followed", "[delivery]", HttplibSender,
+                   PlainHttpSender) {
   std::atomic<int> followed{0};
   LoopbackServer server([&](httplib::Server& s) {
     s.Post("/", [](const httplib::Request&, httplib::Response& res) {
@@ -251,7 +266,7 @@ TEST_CASE("a 302 is retryable and not followed", "[delivery]") {
   });
   REQUIRE(server.running());
   ManualClock clock;
-  auto sender = make_sender(subscription(server.url()), clock);
+  auto sender = make_sender<TestType>(subscription(server.url()), clock);
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -260,10 +275,11 @@ TEST_CASE("a 302 is retryable and not followed", "[delivery]") {
   CHECK(followed.load() == 0);
 }
 
-TEST_CASE("connection refused is retryable with no status", "[delivery]") {
+TEMPLATE_TEST_CASE("connection refused is retryable with no status", "[delivery]", HttplibSender,
+                   PlainHttpSender) {
   ManualClock clock;
-  auto sender =
-      make_sender(subscription("http://127.0.0.1:" + std::to_string(closed_port()) + "/"), clock);
+  auto sender = make_sender<TestType>(
+      subscription("http://127.0.0.1:" + std::to_string(closed_port()) + "/"), clock);
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -272,7 +288,8 @@ TEST_CASE("connection refused is retryable with no status", "[delivery]") {
   CHECK_THAT(outcome.error, Catch::Contains("connection"));
 }
 
-TEST_CASE("a consumer slower than the timeout gives a retryable timeout", "[delivery]") {
+TEMPLATE_TEST_CASE("a consumer slower than the timeout gives a retryable timeout", "[delivery]",
+                   HttplibSender, PlainHttpSender) {
   Gate gate;
   LoopbackServer server([&](httplib::Server& s) {
     s.Post("/", [&](const httplib::Request&, httplib::Response& res) {
@@ -285,7 +302,7 @@ TEST_CASE("a consumer slower than the timeout gives a retryable timeout", "[deli
   SystemClock clock;  // the sender tells a timeout from a reset by elapsed time: needs real time
   auto sub = subscription(server.url());
   sub.timeout = 200ms;
-  auto sender = make_sender(sub, clock);
+  auto sender = make_sender<TestType>(sub, clock);
 
   const auto outcome = sender->send(sample_event(), 1);
 
@@ -294,7 +311,8 @@ TEST_CASE("a consumer slower than the timeout gives a retryable timeout", "[deli
   CHECK_THAT(outcome.error, Catch::Contains("timeout"));
 }
 
-TEST_CASE("stop() aborts an in-flight send, which returns retryable", "[delivery]") {
+TEMPLATE_TEST_CASE("stop() aborts an in-flight send, which returns retryable", "[delivery]",
+                   HttplibSender, PlainHttpSender) {
   Gate gate;
   LoopbackServer server([&](httplib::Server& s) {
     s.Post("/", [&](const httplib::Request&, httplib::Response& res) {
@@ -307,7 +325,7 @@ TEST_CASE("stop() aborts an in-flight send, which returns retryable", "[delivery
   SystemClock clock;
   auto sub = subscription(server.url());
   sub.timeout = 60s;  // the test would hang for a minute if stop() did nothing
-  auto sender = make_sender(sub, clock);
+  auto sender = make_sender<TestType>(sub, clock);
   DeliveryOutcome outcome;
   std::thread sending([&] { outcome = sender->send(sample_event(), 1); });
 
@@ -320,12 +338,13 @@ TEST_CASE("stop() aborts an in-flight send, which returns retryable", "[delivery
   CHECK(outcome.status == 0);
 }
 
-TEST_CASE("create refuses a subscription without an endpoint, naming it", "[delivery]") {
+TEMPLATE_TEST_CASE("create refuses a subscription without an endpoint, naming it", "[delivery]",
+                   HttplibSender, PlainHttpSender) {
   // The loader parses endpoints (tests/unit/common/endpoint_test.cc); only code can leave it unset.
   ManualClock clock;
   SubscriptionConfig sub;
   sub.name = "billing";
-  const auto sender = HttplibSender::create(sub, clock);
+  const auto sender = TestType::create(sub, clock);
   REQUIRE_FALSE(sender.has_value());
   CHECK(sender.error().code == ErrorCode::kInvalidArgument);
   CHECK(sender.error().message == "subscription \"billing\": endpoint is not set");
@@ -340,13 +359,20 @@ TEST_CASE("create accepts http(s) endpoints with and without port and path", "[d
     INFO("endpoint \"" << good << "\"");
     CHECK(HttplibSender::create(subscription(good), clock).has_value());
   }
+  for (const char* good :
+       {"http://example.com", "HTTP://example.com/", "http://example.com:8080",
+        "http://127.0.0.1:9/hooks/in?x=1&y=%20", "http://[::1]:8080/h", "http://a-b.example_c/x"}) {
+    INFO("endpoint \"" << good << "\"");
+    CHECK(PlainHttpSender::create(subscription(good), clock).has_value());
+  }
 }
 
-TEST_CASE("create rejects a whsec_ secret that is not base64", "[delivery]") {
+TEMPLATE_TEST_CASE("create rejects a whsec_ secret that is not base64", "[delivery]", HttplibSender,
+                   PlainHttpSender) {
   ManualClock clock;
   auto sub = subscription("http://example.com/");
   sub.signing_secrets = {"whsec_!!!"};
-  const auto sender = HttplibSender::create(sub, clock);
+  const auto sender = TestType::create(sub, clock);
   REQUIRE_FALSE(sender.has_value());
   CHECK(sender.error().code == ErrorCode::kInvalidArgument);
   CHECK_THAT(sender.error().message, Catch::Contains("billing"));
