@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "relay/common/log.h"
+#include "relay/common/version.h"
 #include "relay/delivery/classify.h"
 #include "relay/delivery/http_sender_factory.h"
 #include "relay/delivery/request_builder.h"
@@ -332,6 +333,7 @@ DeliveryOutcome HttplibSender::post(OutgoingRequest out) {
     req.path = path_;
     for (auto& [name, value] : out.headers) req.headers.emplace(std::move(name), std::move(value));
     req.headers.emplace("Content-Type", std::move(out.content_type));
+    req.headers.emplace("User-Agent", std::string("relay/") + kVersion);  // as PlainHttpSender's
     req.body = std::move(out.body);
 
     // Keep the head of the body for the dead letter and drain the rest: returning false would

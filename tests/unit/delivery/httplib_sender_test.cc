@@ -2,6 +2,7 @@
 // 127.0.0.1 (port 0): the same cases, the same outcomes. Every server a test starts is stopped and
 // joined by LoopbackServer's destructor. TLS-only cases use HttplibSender; cases for what only
 // PlainHttpSender does are in plain_http_sender_test.cc.
+#include "relay/common/version.h"
 #include "relay/delivery/httplib_sender.h"
 
 #include <arpa/inet.h>
@@ -179,6 +180,7 @@ TEMPLATE_TEST_CASE("a 200 is delivered and the consumer sees the contract header
         Signer::create("raw-secret")->sign(sample_event().event_id, 1700000000, R"({"order":17})"));
   CHECK(seen.get_header_value("ce-type") == "order.paid");
   CHECK(seen.get_header_value("relay-attempt") == "1");
+  CHECK(seen.get_header_value("User-Agent") == std::string("relay/") + relay::kVersion);
 }
 
 TEMPLATE_TEST_CASE("a 503 with Retry-After is retryable after that many seconds", "[delivery]",
