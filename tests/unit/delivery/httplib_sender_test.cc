@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "relay/delivery/plain_http_sender.h"
+#include "tests/unit/delivery/sender_test_helpers.h"
 
 using namespace std::chrono_literals;
 using relay::Clock;
@@ -33,6 +34,8 @@ using relay::delivery::DeliveryOutcome;
 using relay::delivery::HttplibSender;
 using relay::delivery::PlainHttpSender;
 using relay::delivery::Signer;
+using relay::delivery::testing::sample_event;
+using relay::delivery::testing::subscription;
 using Kind = relay::delivery::DeliveryOutcome::Kind;
 
 namespace {
@@ -118,26 +121,6 @@ int closed_port() {
   return ntohs(addr.sin_port);
 }
 
-SubscriptionConfig subscription(const std::string& endpoint) {
-  SubscriptionConfig sub;
-  sub.name = "billing";
-  sub.topics = {"order.*"};
-  sub.endpoint = relay::parse_endpoint(endpoint).value();
-  sub.timeout = 5s;
-  sub.connect_timeout = 2s;
-  sub.retry.max_backoff = 60s;
-  sub.max_response_bytes = 16;
-  return sub;
-}
-
-Event sample_event() {
-  Event e;
-  e.event_id = "0b9e7a8c-6c3f-4d1e-9a57-3f0c2b1d4e5f";
-  e.topic = "order.paid";
-  e.key = "order-17";
-  e.payload = R"({"order":17})";
-  return e;
-}
 
 template <typename Sender>
 std::unique_ptr<Sender> make_sender(const SubscriptionConfig& sub, Clock& clock) {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -24,6 +25,8 @@
 #include "relay/common/version.h"
 #include "relay/delivery/http_sender_factory.h"
 #include "relay/delivery/httplib_sender.h"
+#include "tests/support/wait.h"
+#include "tests/unit/delivery/sender_test_helpers.h"
 
 using namespace std::chrono_literals;
 using relay::ErrorCode;
@@ -34,6 +37,9 @@ using relay::delivery::DeliveryOutcome;
 using relay::delivery::HttplibSender;
 using relay::delivery::make_http_sender;
 using relay::delivery::PlainHttpSender;
+using relay::delivery::testing::sample_event;
+using relay::delivery::testing::subscription;
+using relay::testing::wait_until;
 using Kind = relay::delivery::DeliveryOutcome::Kind;
 
 namespace {
@@ -59,7 +65,11 @@ class RawServer {
     thread_ = std::thread([this] { run(); });
   }
   ~RawServer() {
-    stopping_ = true;
+    {
+      std::lock_guard lock(stop_mu_);
+      stopping_ = true;
+    }
+    stop_cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     if (listen_fd_ >= 0) ::close(listen_fd_);
   }
@@ -72,6 +82,12 @@ class RawServer {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
   bool stopping() const { return stopping_; }
+  // Paces a handler that trickles bytes: waits up to `pace`, and returns at once (true) when the
+  // server is stopping.
+  bool wait_stopping(std::chrono::milliseconds pace) {
+    std::unique_lock lock(stop_mu_);
+    return stop_cv_.wait_for(lock, pace, [&] { return stopping_.load(); });
+  }
   int connections() const { return connections_; }
   int requests() const { return requests_; }
   int closed() const { return closed_; }  // connections the server has closed
@@ -134,6 +150,8 @@ class RawServer {
   int listen_fd_ = -1;
   int port_ = -1;
   std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
   std::atomic<int> connections_{0};
   std::atomic<int> requests_{0};
   std::atomic<int> closed_{0};
@@ -151,37 +169,6 @@ RawServer::Handler answer_all(std::string response) {
       if (!RawServer::write_all(fd, response)) return;
     }
   };
-}
-
-// Waits (bounded) for `cond`; true if it held in time.
-bool wait_for(const std::function<bool()>& cond, std::chrono::seconds limit = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
-
-SubscriptionConfig subscription(const std::string& endpoint) {
-  SubscriptionConfig sub;
-  sub.name = "billing";
-  sub.topics = {"order.*"};
-  sub.endpoint = relay::parse_endpoint(endpoint).value();
-  sub.timeout = 5s;
-  sub.connect_timeout = 2s;
-  sub.retry.max_backoff = 60s;
-  sub.max_response_bytes = 16;
-  return sub;
-}
-
-Event sample_event() {
-  Event e;
-  e.event_id = "0b9e7a8c-6c3f-4d1e-9a57-3f0c2b1d4e5f";
-  e.topic = "order.paid";
-  e.key = "order-17";
-  e.payload = R"({"order":17})";
-  return e;
 }
 
 std::unique_ptr<PlainHttpSender> make_sender(const SubscriptionConfig& sub, ManualClock& clock) {
@@ -243,7 +230,7 @@ TEST_CASE("plain sender: a keep-alive connection the consumer closed while idle 
   auto sender = make_sender(subscription(server.url()), clock);
 
   CHECK(sender->send(sample_event(), 1).kind == Kind::kDelivered);
-  REQUIRE(wait_for([&] { return server.closed() == 1; }));
+  REQUIRE(wait_until([&] { return server.closed() == 1; }, 60s));
   const auto outcome = sender->send(sample_event(), 2);
 
   CHECK(outcome.kind == Kind::kDelivered);
@@ -299,7 +286,8 @@ TEST_CASE("plain sender: one deadline for the whole request, however the consume
   RawServer server([](RawServer& s, int fd, int) {
     if (!s.read_request(fd)) return;
     if (!RawServer::write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")) return;
-    while (!s.stopping() && RawServer::write_all(fd, "x")) std::this_thread::sleep_for(100ms);
+    while (RawServer::write_all(fd, "x") && !s.wait_stopping(100ms)) {
+    }
   });
   REQUIRE(server.running());
   ManualClock clock;
