@@ -14,20 +14,14 @@ target_include_directories(relay_fuzz_common PUBLIC ${RELAY_ROOT})
 target_compile_options(relay_fuzz_common PRIVATE -fsanitize=fuzzer-no-link)
 target_link_libraries(relay_fuzz_common PUBLIC fmt::fmt Threads::Threads)
 
-add_executable(text_helpers_fuzz text_helpers_fuzz.cc)
-target_compile_options(text_helpers_fuzz PRIVATE -fsanitize=fuzzer)
-target_link_options(text_helpers_fuzz PRIVATE -fsanitize=fuzzer)
-target_link_libraries(text_helpers_fuzz PRIVATE relay_fuzz_common)
+relay_fuzz_target(text_helpers relay_fuzz_common)
 
 add_library(relay_fuzz_model STATIC ${RELAY_ROOT}/relay/model/status_document.cc
   ${RELAY_ROOT}/relay/model/modes.cc)
 target_compile_options(relay_fuzz_model PRIVATE -fsanitize=fuzzer-no-link)
 target_link_libraries(relay_fuzz_model PUBLIC relay_fuzz_common nlohmann_json::nlohmann_json)
 
-add_executable(status_document_fuzz status_document_fuzz.cc)
-target_compile_options(status_document_fuzz PRIVATE -fsanitize=fuzzer)
-target_link_options(status_document_fuzz PRIVATE -fsanitize=fuzzer)
-target_link_libraries(status_document_fuzz PRIVATE relay_fuzz_model)
+relay_fuzz_target(status_document relay_fuzz_model)
 
 # The inbox's signature schemes (relay/inbox/*_verifier.cc) with what they use: Standard Webhooks'
 # signer, base64, durations, header names; OpenSSL for the HMAC, nlohmann for the JSON bodies.
@@ -45,7 +39,4 @@ target_compile_options(relay_fuzz_inbox PRIVATE -fsanitize=fuzzer-no-link)
 target_link_libraries(relay_fuzz_inbox PUBLIC relay_fuzz_common OpenSSL::Crypto
   nlohmann_json::nlohmann_json)
 
-add_executable(webhook_signature_fuzz webhook_signature_fuzz.cc)
-target_compile_options(webhook_signature_fuzz PRIVATE -fsanitize=fuzzer)
-target_link_options(webhook_signature_fuzz PRIVATE -fsanitize=fuzzer)
-target_link_libraries(webhook_signature_fuzz PRIVATE relay_fuzz_inbox)
+relay_fuzz_target(webhook_signature relay_fuzz_inbox)
