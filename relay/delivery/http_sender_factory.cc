@@ -30,6 +30,14 @@ Result<std::vector<Signer>> check_subscription_and_make_signers(
   return signers;
 }
 
+RequestContext request_context(const config::SubscriptionConfig& sub,
+                               std::span<const Signer> signers) {
+  return RequestContext{.subscription = sub.name,
+                        .format = sub.format,
+                        .signers = signers,
+                        .subscription_headers = sub.headers};
+}
+
 Result<std::unique_ptr<HttpSender>> make_http_sender(const config::SubscriptionConfig& sub,
                                                      Clock& clock) {
   if (sub.endpoint.tls) {

@@ -8,6 +8,7 @@
 #include "relay/common/clock.h"
 #include "relay/common/result.h"
 #include "relay/config/config.h"
+#include "relay/delivery/request_builder.h"
 #include "relay/delivery/sender.h"
 #include "relay/delivery/signer.h"
 
@@ -23,5 +24,10 @@ Result<std::unique_ptr<HttpSender>> make_http_sender(const config::SubscriptionC
 // <why>" for a bad secret (never quoting it). Returns one Signer per signing secret, in order.
 Result<std::vector<Signer>> check_subscription_and_make_signers(
     const config::SubscriptionConfig& sub);
+
+// What the request builder needs of a subscription. A sender makes it once, in its constructor:
+// `signers` must outlive it (the sender's own vector).
+RequestContext request_context(const config::SubscriptionConfig& sub,
+                               std::span<const Signer> signers);
 
 }  // namespace relay::delivery

@@ -263,25 +263,19 @@ HttplibSender::HttplibSender(const config::SubscriptionConfig& sub, Clock& clock
       trace_(std::move(trace)),
       client_(std::move(client)),
       tls_(tls),
-      signers_(std::move(signers)) {}
+      signers_(std::move(signers)),
+      context_(request_context(sub, signers_)) {}
 
 HttplibSender::~HttplibSender() = default;
 
 void HttplibSender::stop() { client_->stop(); }
 
-RequestContext HttplibSender::context() const {
-  return RequestContext{.subscription = sub_.name,
-                        .format = sub_.format,
-                        .signers = signers_,
-                        .subscription_headers = sub_.headers};
-}
-
 DeliveryOutcome HttplibSender::send(const Event& event, int attempt) {
-  return post(build_request(event, attempt, clock_.wall_now(), context()));
+  return post(build_request(event, attempt, clock_.wall_now(), context_));
 }
 
 DeliveryOutcome HttplibSender::send_batch(std::span<const BatchItem> items) {
-  return post(build_batch_request(items, clock_.wall_now(), context()));
+  return post(build_batch_request(items, clock_.wall_now(), context_));
 }
 
 std::optional<DeliveryOutcome> HttplibSender::tls_failure(httplib::Error err) const {

@@ -51,7 +51,6 @@ class HttplibSender final : public HttpSender {
   struct HandshakeTrace;
 
  private:
-  RequestContext context() const;
   DeliveryOutcome post(OutgoingRequest request);
   // The outcome for a failed send on a TLS connection, or nullopt if TLS was not the cause.
   std::optional<DeliveryOutcome> tls_failure(httplib::Error err) const;
@@ -70,6 +69,8 @@ class HttplibSender final : public HttpSender {
   std::unique_ptr<httplib::ClientImpl> client_;
   httplib::SSLClient* const tls_;      // client_ itself for https://, else null
   const std::vector<Signer> signers_;  // one per signing secret, in config order
+  // Made once here rather than per request (it copies the subscription's headers).
+  const RequestContext context_;
 };
 
 }  // namespace relay::delivery

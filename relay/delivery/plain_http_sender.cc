@@ -69,6 +69,7 @@ PlainHttpSender::PlainHttpSender(const config::SubscriptionConfig& sub, Clock& c
     : sub_(sub),
       clock_(clock),
       signers_(std::move(signers)),
+      context_(request_context(sub, signers_)),
       request_line_(fmt::format("POST {} HTTP/1.1\r\nHost: {}\r\n", sub.endpoint.path,
                                 host_header(sub.endpoint))),
       snippet_limit_(static_cast<std::size_t>(std::max<std::int64_t>(sub.max_response_bytes, 0))),
@@ -83,19 +84,12 @@ void PlainHttpSender::stop() {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
 }
 
-RequestContext PlainHttpSender::context() const {
-  return RequestContext{.subscription = sub_.name,
-                        .format = sub_.format,
-                        .signers = signers_,
-                        .subscription_headers = sub_.headers};
-}
-
 DeliveryOutcome PlainHttpSender::send(const Event& event, int attempt) {
-  return post(build_request(event, attempt, clock_.wall_now(), context()));
+  return post(build_request(event, attempt, clock_.wall_now(), context_));
 }
 
 DeliveryOutcome PlainHttpSender::send_batch(std::span<const BatchItem> items) {
-  return post(build_batch_request(items, clock_.wall_now(), context()));
+  return post(build_batch_request(items, clock_.wall_now(), context_));
 }
 
 void PlainHttpSender::close_connection() {

@@ -67,7 +67,6 @@ class PlainHttpSender final : public HttpSender {
   struct Try;
 
   PlainHttpSender(const config::SubscriptionConfig& sub, Clock& clock, std::vector<Signer> signers);
-  RequestContext context() const;
   DeliveryOutcome post(const OutgoingRequest& request);
   // Opens connection_fd_; returns a failure outcome, or nullopt when connected.
   std::optional<DeliveryOutcome> connect();
@@ -84,6 +83,8 @@ class PlainHttpSender final : public HttpSender {
   const config::SubscriptionConfig sub_;
   Clock& clock_;
   const std::vector<Signer> signers_;  // one per signing secret, in config order
+  // Made once here rather than per request (it copies the subscription's headers).
+  const RequestContext context_;
   const std::string request_line_;     // "POST <path> HTTP/1.1\r\nHost: ...\r\n"
   const std::size_t snippet_limit_;    // max_response_bytes
 
